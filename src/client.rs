@@ -1,0 +1,168 @@
+//! The client: connection settings plus a pool of idle connections. Thread-safe; each stream
+//! runs on a connection of its own, and a connection whose stream ended cleanly goes back to
+//! the pool for the next stream.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::connection::{Connection, IDLE_TIMEOUT};
+use crate::conninfo::ConnConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::query::Query;
+use crate::runtime;
+use crate::stream::reader::Reader;
+use crate::stream::shared::Shared;
+use crate::stream::Stream;
+
+/// Most idle connections kept per client.
+pub const MAX_IDLE: usize = 16;
+
+/// Idle connections of one client.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Pool {
+    /// An idle connection usable by this process, if any (connections inherited across fork
+    /// and connections idle for too long are dropped here).
+    pub(crate) fn take(&self) -> Option<Connection> {
+        let pid = std::process::id();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(c) = idle.pop() {
+            if c.owner_pid != pid {
+                c.abandon_after_fork();
+                continue;
+            }
+            if c.created.elapsed() > IDLE_TIMEOUT * 12 {
+                continue;
+            }
+            return Some(c);
+        }
+        None
+    }
+
+    pub(crate) fn put(&self, conn: Connection) {
+        if conn.owner_pid != std::process::id() || runtime::is_shut_down() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Drop the pool's connections; after fork they are abandoned instead of closed.
+    fn clear(&self) {
+        let pid = std::process::id();
+        let conns: Vec<Connection> =
+            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        for c in conns {
+            if c.owner_pid != pid || runtime::is_shut_down() {
+                // After fork, or once the runtime is gone: never touch the reactor.
+                c.abandon_after_fork();
+            } else {
+                drop(c);
+            }
+        }
+    }
+}
+
+/// A thread-safe client. Cloning is cheap and shares the pool.
+#[derive(Clone)]
+pub struct Client {
+    config: Arc<ConnConfig>,
+    pool: Arc<Pool>,
+    _closer: Arc<PoolCloser>,
+}
+
+/// Closes the idle connections when the last clone of a client goes away.
+struct PoolCloser(Arc<Pool>);
+
+impl Drop for PoolCloser {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Client {
+    /// Parse `conninfo`, connect once to check the settings, and keep that connection.
+    pub fn connect(conninfo: &str) -> Result<Client> {
+        let config = ConnConfig::parse(conninfo).map_err(|e| Error::invalid(e.message))?;
+        Self::with_config(config)
+    }
+
+    pub fn with_config(config: ConnConfig) -> Result<Client> {
+        let config = Arc::new(config);
+        let pool = Arc::new(Pool::default());
+        let conn = runtime::block_on({
+            let config = config.clone();
+            async move { Connection::connect(&config).await }
+        })?;
+        pool.put(conn);
+        Ok(Client {
+            config,
+            _closer: Arc::new(PoolCloser(pool.clone())),
+            pool,
+        })
+    }
+
+    pub fn config(&self) -> &ConnConfig {
+        &self.config
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Run `query`: take (or open) a connection, send the query, and return the stream once
+    /// the server has described the result. Errors known at that point (a missing relation,
+    /// a wrong result shape, a connection failure) are returned here.
+    pub fn execute(&self, query: &Query) -> Result<Stream> {
+        let sql = query.sql();
+        let entity = query.source().as_str().to_string();
+        let options = *query.options();
+        let config = self.config.clone();
+        let pool = self.pool.clone();
+        crate::metrics::query_started(&entity);
+        let t0 = Instant::now();
+        let result = runtime::block_on(async move {
+            let conn = match pool.take() {
+                Some(c) => c,
+                None => Connection::connect(&config).await?,
+            };
+            let shared = Arc::new(Shared::new(entity, options, conn.cancel_token().clone()));
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(Reader::new(conn, shared.clone(), pool).run(sql, tx));
+            match rx.await {
+                Ok(Ok(())) => Ok(shared),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(Error::new(
+                    ErrorKind::Panic,
+                    "the stream's reader task ended before the query started",
+                )),
+            }
+        });
+        match result {
+            Ok(shared) => {
+                runtime::register_stream(&shared);
+                Ok(Stream::new(shared, query.filters().to_vec()))
+            }
+            Err(e) => {
+                crate::metrics::query_finished(
+                    query.source().as_str(),
+                    "error",
+                    Some(e.kind().category()),
+                    t0.elapsed(),
+                    0,
+                    0,
+                );
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Error values of the Rust core. The FFI layer maps [`ErrorKind`] one to one onto `fw_status`.
+
+use std::fmt;
+
+/// What kind of failure happened. Each kind has its own C status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Bad input from the caller (a malformed identifier, an invalid ratio, a bad conninfo).
+    InvalidArgument,
+    /// A required pointer was NULL (FFI only).
+    Null,
+    /// Could not reach the server.
+    Connect,
+    /// The server refused the credentials.
+    Auth,
+    /// TLS could not be negotiated or verified.
+    Tls,
+    /// The server sent an ErrorResponse.
+    Server,
+    /// The server sent something the protocol does not allow.
+    Protocol,
+    /// The result is not exactly one `data` column of type json/jsonb.
+    Schema,
+    /// The stream's hard memory limit was exceeded.
+    MemoryLimit,
+    /// The stream was cancelled.
+    Cancelled,
+    /// The connection broke.
+    Io,
+    /// The call is not allowed in the current state.
+    State,
+    /// An internal bug was caught.
+    Panic,
+    /// The library was shut down.
+    Shutdown,
+}
+
+impl ErrorKind {
+    /// A short lowercase label for metrics (`error_category`).
+    pub fn category(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::Null => "null",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Server => "server",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Schema => "schema",
+            ErrorKind::MemoryLimit => "memory_limit",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Io => "io",
+            ErrorKind::State => "state",
+            ErrorKind::Panic => "panic",
+            ErrorKind::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The fields of a PostgreSQL ErrorResponse that a caller can act on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerError {
+    pub severity: String,
+    pub sqlstate: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    pub position: Option<String>,
+}
+
+impl ServerError {
+    /// Build from the fields of an ErrorResponse/NoticeResponse body.
+    pub fn from_fields(
+        fields: &mut postgres_protocol::message::backend::ErrorFields<'_>,
+    ) -> std::io::Result<ServerError> {
+        use fallible_iterator::FallibleIterator;
+        let mut e = ServerError::default();
+        while let Some(f) = fields.next()? {
+            let (ty, value) = (
+                f.type_(),
+                String::from_utf8_lossy(f.value_bytes()).into_owned(),
+            );
+            match ty {
+                b'V' => e.severity = value,
+                b'S' if e.severity.is_empty() => e.severity = value,
+                b'C' => e.sqlstate = value,
+                b'M' => e.message = value,
+                b'D' => e.detail = Some(value),
+                b'H' => e.hint = Some(value),
+                b'P' => e.position = Some(value),
+                _ => {}
+            }
+        }
+        Ok(e)
+    }
+}
+
+/// An error of the Rust core: a kind, a message for people, and the server's fields when the
+/// server sent an ErrorResponse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    server: Option<Box<ServerError>>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            server: None,
+        }
+    }
+
+    /// An error from a server ErrorResponse. `kind` is usually [`ErrorKind::Server`], but
+    /// authentication failures use [`ErrorKind::Auth`] and cancellations [`ErrorKind::Cancelled`].
+    pub fn server(kind: ErrorKind, server: ServerError) -> Error {
+        let message = if server.severity.is_empty() {
+            server.message.clone()
+        } else {
+            format!("{}: {}", server.severity, server.message)
+        };
+        Error {
+            kind,
+            message,
+            server: Some(Box::new(server)),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidArgument, message)
+    }
+    pub fn protocol(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Protocol, message)
+    }
+    pub fn io(context: &str, err: &std::io::Error) -> Error {
+        Error::new(ErrorKind::Io, format!("{context}: {err}"))
+    }
+    pub fn state(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::State, message)
+    }
+    pub fn cancelled() -> Error {
+        Error::new(ErrorKind::Cancelled, "the stream was cancelled")
+    }
+    pub fn shutdown() -> Error {
+        Error::new(
+            ErrorKind::Shutdown,
+            "the library was shut down (fw_shutdown); no further calls are possible in this process",
+        )
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    pub fn server_error(&self) -> Option<&ServerError> {
+        self.server.as_deref()
+    }
+    pub fn sqlstate(&self) -> Option<&str> {
+        self.server.as_deref().map(|s| s.sqlstate.as_str())
+    }
+
+    /// Prefix the message with context, keeping kind and server fields.
+    pub fn context(mut self, ctx: impl fmt::Display) -> Error {
+        self.message = format!("{ctx}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(s) = &self.server {
+            if !s.sqlstate.is_empty() {
+                write!(f, " (SQLSTATE {})", s.sqlstate)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,225 @@
+//! `fw_query`: the query builder.
+
+use std::ffi::{c_char, c_void};
+use std::os::raw::c_int;
+use std::sync::Arc;
+
+use super::client::fw_client;
+use super::stream::fw_stream;
+use super::{cstr, fw_status, guard, null, obj, obj_mut, write_out};
+use crate::client::Client;
+use crate::error::Error;
+use crate::query::{Query, SortDir};
+
+/// A query (opaque). Built by `fw_query_new` and the setters; executed any number of times.
+#[allow(non_camel_case_types)]
+pub struct fw_query {
+    pub(crate) client: Client,
+    pub(crate) query: Query,
+}
+
+/// Sort direction for `fw_query_order_by`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum fw_sort {
+    FW_ASC = 0,
+    FW_DESC = 1,
+}
+
+/// A client-side row filter, run on the consumer's thread: return true to keep the row.
+/// `json` is NUL-terminated and `len` bytes long; valid during the call only. It must not
+/// unwind (throw) into the library.
+#[allow(non_camel_case_types)]
+pub type fw_row_predicate =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, json: *const c_char, len: usize) -> bool>;
+
+/// Create a query over `source` (`name` or `schema.name`; anything else is
+/// `FW_E_INVALID_ARGUMENT`). The query keeps the client alive.
+#[no_mangle]
+pub extern "C" fn fw_query_new(
+    client: *mut fw_client,
+    source: *const c_char,
+    out: *mut *mut fw_query,
+) -> fw_status {
+    guard(|| {
+        // SAFETY: pointers from the caller; NULL is checked by the helpers.
+        let client = unsafe { obj(client, "client") }?;
+        // SAFETY: as above.
+        let source = unsafe { cstr(source, "source") }?;
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let q = fw_query {
+            client: client.inner.clone(),
+            query: Query::new(source)?,
+        };
+        // SAFETY: `out` checked non-null.
+        unsafe { write_out(out, Box::into_raw(Box::new(q))) };
+        Ok(fw_status::FW_OK)
+    })
+}
+
+fn with_query(q: *mut fw_query, f: impl FnOnce(&mut Query) -> Result<(), Error>) -> fw_status {
+    guard(|| {
+        // SAFETY: `q` comes from fw_query_new; queries are not shared across threads while
+        // being modified (documented).
+        let q = unsafe { obj_mut(q, "query") }?;
+        f(&mut q.query)?;
+        Ok(fw_status::FW_OK)
+    })
+}
+
+/// Add a trusted SQL predicate; each is parenthesised and the predicates are ANDed.
+#[no_mangle]
+pub extern "C" fn fw_query_where_sql(q: *mut fw_query, sql_predicate: *const c_char) -> fw_status {
+    with_query(q, |q| {
+        // SAFETY: C string from the caller, checked.
+        let p = unsafe { cstr(sql_predicate, "sql_predicate") }?;
+        q.where_sql(p).map(|_| ())
+    })
+}
+
+/// Add an ORDER BY term: a trusted SQL expression, an optional collation (NULL for none;
+/// quoted as an identifier), and `FW_ASC`/`FW_DESC` (an `int` so that out-of-range values
+/// are reported as `FW_E_INVALID_ARGUMENT` rather than being undefined behaviour).
+#[no_mangle]
+pub extern "C" fn fw_query_order_by(
+    q: *mut fw_query,
+    sql_expr: *const c_char,
+    collation: *const c_char,
+    dir: c_int,
+) -> fw_status {
+    with_query(q, |q| {
+        // SAFETY: C strings from the caller, checked.
+        let expr = unsafe { cstr(sql_expr, "sql_expr") }?;
+        let collation = if collation.is_null() {
+            None
+        } else {
+            // SAFETY: non-null C string from the caller.
+            Some(unsafe { cstr(collation, "collation") }?)
+        };
+        let dir = match dir {
+            0 => SortDir::Asc,
+            1 => SortDir::Desc,
+            d => {
+                return Err(Error::invalid(format!(
+                    "sort direction {d} is not FW_ASC or FW_DESC"
+                )))
+            }
+        };
+        q.order_by(expr, collation, dir).map(|_| ())
+    })
+}
+
+/// LIMIT n (at most INT64_MAX).
+#[no_mangle]
+pub extern "C" fn fw_query_limit(q: *mut fw_query, n: u64) -> fw_status {
+    with_query(q, |q| q.limit(n).map(|_| ()))
+}
+
+/// OFFSET n (at most INT64_MAX).
+#[no_mangle]
+pub extern "C" fn fw_query_offset(q: *mut fw_query, n: u64) -> fw_status {
+    with_query(q, |q| q.offset(n).map(|_| ()))
+}
+
+/// Rows per chunk handed from the reader to the consumer (the starting size when adaptive
+/// chunking is on). At least 1.
+#[no_mangle]
+pub extern "C" fn fw_query_chunk_size(q: *mut fw_query, rows: usize) -> fw_status {
+    with_query(q, |q| q.chunk_size(rows).map(|_| ()))
+}
+
+/// Turn adaptive chunk sizing on (bounds `min_rows..=max_rows`, min >= 1) or off.
+#[no_mangle]
+pub extern "C" fn fw_query_adaptive_chunking(
+    q: *mut fw_query,
+    on: bool,
+    min_rows: usize,
+    max_rows: usize,
+) -> fw_status {
+    with_query(q, |q| {
+        q.adaptive_chunking(on, min_rows, max_rows).map(|_| ())
+    })
+}
+
+/// Bound the stream's memory to `bytes`; see the README for `warn_ratio` and `fail_ratio`
+/// (`0 < warn_ratio <= fail_ratio <= 1`).
+#[no_mangle]
+pub extern "C" fn fw_query_max_memory(
+    q: *mut fw_query,
+    bytes: usize,
+    warn_ratio: f64,
+    fail_ratio: f64,
+) -> fw_status {
+    with_query(q, |q| {
+        q.max_memory(bytes, warn_ratio, fail_ratio).map(|_| ())
+    })
+}
+
+struct CPredicate {
+    f: unsafe extern "C" fn(*mut c_void, *const c_char, usize) -> bool,
+    userdata: *mut c_void,
+}
+
+impl CPredicate {
+    fn call(&self, row: &[u8]) -> bool {
+        // SAFETY: `row` is followed by a NUL byte in memory (chunk invariant) and valid during
+        // the call; the C predicate and its userdata are the caller's.
+        unsafe { (self.f)(self.userdata, row.as_ptr().cast(), row.len()) }
+    }
+}
+
+// SAFETY: the predicate is only ever called on the thread that consumes the stream (a host
+// thread), as documented; the library itself never touches `userdata`.
+unsafe impl Send for CPredicate {}
+// SAFETY: see above; the library never calls it from two threads for one stream.
+unsafe impl Sync for CPredicate {}
+
+/// Add a client-side predicate (several AND together). Rows it rejects are counted as
+/// filtered and never handed out.
+#[no_mangle]
+pub extern "C" fn fw_query_filter(
+    q: *mut fw_query,
+    pred: fw_row_predicate,
+    userdata: *mut c_void,
+) -> fw_status {
+    with_query(q, |q| {
+        let f = pred.ok_or_else(|| null("pred"))?;
+        let p = CPredicate { f, userdata };
+        q.filter(Arc::new(move |row: &[u8]| p.call(row)));
+        Ok(())
+    })
+}
+
+/// Execute the query: returns once the server has described the result, with the stream in
+/// `*out`. A missing relation, a wrong result shape or a connection failure is reported here.
+#[no_mangle]
+pub extern "C" fn fw_query_execute(q: *const fw_query, out: *mut *mut fw_stream) -> fw_status {
+    guard(|| {
+        // SAFETY: `q` comes from fw_query_new.
+        let q = unsafe { obj(q, "query") }?;
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let stream = q.client.execute(&q.query)?;
+        let s = Box::into_raw(Box::new(fw_stream::new(stream)));
+        // SAFETY: `out` checked non-null.
+        unsafe { write_out(out, s) };
+        Ok(fw_status::FW_OK)
+    })
+}
+
+/// Free a query. NULL is a no-op. Streams already executed are not affected.
+#[no_mangle]
+pub extern "C" fn fw_query_free(q: *mut fw_query) {
+    if q.is_null() {
+        return;
+    }
+    guard(|| {
+        // SAFETY: a non-null `q` was created by fw_query_new and is freed once.
+        drop(unsafe { Box::from_raw(q) });
+        Ok(fw_status::FW_OK)
+    });
+}

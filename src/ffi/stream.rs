@@ -1,0 +1,448 @@
+//! `fw_stream`: consuming rows, control (pause/resume/cancel), stats, readiness fd.
+
+use std::cell::UnsafeCell;
+use std::ffi::{c_char, c_void};
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::error::fw_error;
+use super::{cstr, fw_status, guard, guard_value, null, obj, write_out};
+use crate::error::{Error, Result};
+use crate::stream::{
+    Batch, ForEachEnd, Next, Stream, StreamControl, StreamState, StreamStats, Wait,
+};
+
+/// A row: JSON text (NUL-terminated) and its exact length in bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)]
+pub struct fw_row {
+    pub data: *const c_char,
+    pub len: usize,
+}
+
+/// A row callback for `fw_stream_for_each`: return 0 to go on, anything else to stop.
+#[allow(non_camel_case_types)]
+pub type fw_row_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, json: *const c_char, len: usize) -> c_int>;
+
+/// A stream's life cycle.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum fw_stream_state {
+    /// Returned for a NULL stream.
+    FW_STATE_INVALID = -1,
+    FW_STATE_RUNNING = 0,
+    FW_STATE_PAUSED = 1,
+    FW_STATE_COMPLETED = 2,
+    FW_STATE_FAILED = 3,
+    FW_STATE_CANCELLED = 4,
+}
+
+impl From<StreamState> for fw_stream_state {
+    fn from(s: StreamState) -> fw_stream_state {
+        match s {
+            StreamState::Running => fw_stream_state::FW_STATE_RUNNING,
+            StreamState::Paused => fw_stream_state::FW_STATE_PAUSED,
+            StreamState::Completed => fw_stream_state::FW_STATE_COMPLETED,
+            StreamState::Failed => fw_stream_state::FW_STATE_FAILED,
+            StreamState::Cancelled => fw_stream_state::FW_STATE_CANCELLED,
+        }
+    }
+}
+
+/// A point-in-time snapshot of a stream. Set `struct_size = sizeof(fw_stats)` before calling
+/// `fw_stream_stats`; fields beyond `struct_size` are not written (so the struct can grow).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)]
+pub struct fw_stats {
+    pub struct_size: usize,
+    pub state: fw_stream_state,
+    /// Rows received and not yet yielded or filtered (channel + chunk being read).
+    pub items_buffered: u64,
+    /// Bytes of the chunks in the channel and held by the consumer.
+    pub bytes_buffered: u64,
+    /// All the stream holds: chunks plus the socket read buffer.
+    pub estimated_memory: u64,
+    pub total_rows_received: u64,
+    pub total_rows_yielded: u64,
+    pub total_rows_filtered: u64,
+    /// Bytes of JSON text received.
+    pub total_bytes_received: u64,
+    pub current_chunk_size: u64,
+    pub pause_count: u64,
+    pub paused_ms_total: u64,
+    pub time_to_first_row_us: u64,
+    pub elapsed_us: u64,
+    /// The stream's memory budget in bytes.
+    pub memory_limit: u64,
+    /// Highest `estimated_memory` seen.
+    pub peak_memory: u64,
+    /// Times the buffered bytes crossed the warning ratio.
+    pub memory_warnings: u64,
+    pub chunks_received: u64,
+    /// Pauses ended by their timeout.
+    pub pause_timeouts: u64,
+}
+
+/// Smallest `struct_size` accepted: the fields up to `elapsed_us`.
+const FW_STATS_MIN_SIZE: usize = std::mem::offset_of!(fw_stats, elapsed_us) + 8;
+
+/// A running query's rows (opaque). One thread consumes it at a time (`next`, `try_next`,
+/// `next_batch`, `for_each`); the control calls (pause, resume, cancel, stats, state, fd)
+/// may come from any thread.
+#[allow(non_camel_case_types)]
+pub struct fw_stream {
+    control: StreamControl,
+    consumer: UnsafeCell<Stream>,
+    busy: AtomicBool,
+    error: OnceLock<Box<fw_error>>,
+}
+
+// SAFETY: `consumer` is only touched by the thread holding `busy`; everything
+// else is thread-safe.
+unsafe impl Sync for fw_stream {}
+
+impl fw_stream {
+    pub(crate) fn new(stream: Stream) -> fw_stream {
+        fw_stream {
+            control: stream.control().clone(),
+            consumer: UnsafeCell::new(stream),
+            busy: AtomicBool::new(false),
+            error: OnceLock::new(),
+        }
+    }
+
+    /// Run `f` with exclusive access to the consumer, or `FW_E_STATE` if another thread is
+    /// consuming this stream right now.
+    fn consume<T>(&self, f: impl FnOnce(&mut Stream) -> Result<T>) -> Result<T> {
+        if self.busy.swap(true, Ordering::Acquire) {
+            return Err(Error::state(
+                "the stream is being consumed by another call (streams are consumed by one thread at a time)",
+            ));
+        }
+        struct Release<'a>(&'a AtomicBool);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _release = Release(&self.busy);
+        // SAFETY: `busy` grants this call exclusive access to the consumer.
+        let stream = unsafe { &mut *self.consumer.get() };
+        let r = f(stream);
+        if let Err(e) = &r {
+            self.remember(e);
+        }
+        r
+    }
+
+    fn remember(&self, e: &Error) {
+        if crate::stream::is_stream_error(e.kind()) {
+            let _ = self.error.set(Box::new(fw_error::from_error(e)));
+        }
+    }
+}
+
+fn status_of(n: &Next<'_>) -> fw_status {
+    match n {
+        Next::Row(_) => fw_status::FW_OK,
+        Next::Done => fw_status::FW_DONE,
+        Next::WouldBlock => fw_status::FW_WOULD_BLOCK,
+        Next::Timeout => fw_status::FW_TIMEOUT,
+        Next::Paused => fw_status::FW_PAUSED,
+    }
+}
+
+fn next_impl(s: *mut fw_stream, out: *mut fw_row, wait: Wait) -> fw_status {
+    guard(|| {
+        // SAFETY: `s` comes from fw_query_execute; shared access only (consumer via `busy`).
+        let s = unsafe { obj(s as *const fw_stream, "stream") }?;
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        s.consume(|stream| {
+            let n = stream.next(wait)?;
+            if let Next::Row(r) = n {
+                // SAFETY: `out` checked non-null; the row stays valid until the next call.
+                unsafe {
+                    write_out(
+                        out,
+                        fw_row {
+                            data: r.as_ptr().cast(),
+                            len: r.len(),
+                        },
+                    )
+                };
+            }
+            Ok(status_of(&n))
+        })
+    })
+}
+
+/// The next row into `*out`: `FW_OK` with a row, `FW_DONE` at the end, `FW_TIMEOUT` after
+/// `timeout_ms` (-1 = wait forever, 0 = do not wait), `FW_PAUSED` when paused and drained,
+/// or an error (rows received before a server error are delivered first). The row is valid
+/// until the next call on this stream.
+#[no_mangle]
+pub extern "C" fn fw_stream_next(
+    s: *mut fw_stream,
+    out: *mut fw_row,
+    timeout_ms: i64,
+) -> fw_status {
+    next_impl(s, out, Wait::from_millis(timeout_ms))
+}
+
+/// Like `fw_stream_next` but never blocks: `FW_WOULD_BLOCK` when nothing is ready.
+#[no_mangle]
+pub extern "C" fn fw_stream_try_next(s: *mut fw_stream, out: *mut fw_row) -> fw_status {
+    next_impl(s, out, Wait::NoWait)
+}
+
+/// Up to `cap` rows into `rows[0..*n]`; waits (as `timeout_ms` says) only when no row is
+/// ready. `FW_OK` with `*n >= 1`, else a status with `*n = 0`. Rows stay valid until the next
+/// call on this stream.
+#[no_mangle]
+pub extern "C" fn fw_stream_next_batch(
+    s: *mut fw_stream,
+    rows: *mut fw_row,
+    cap: usize,
+    n: *mut usize,
+    timeout_ms: i64,
+) -> fw_status {
+    guard(|| {
+        // SAFETY: see fw_stream_next.
+        let s = unsafe { obj(s as *const fw_stream, "stream") }?;
+        if rows.is_null() {
+            return Err(null("rows"));
+        }
+        if n.is_null() {
+            return Err(null("n"));
+        }
+        s.consume(
+            |stream| match stream.next_batch(cap, Wait::from_millis(timeout_ms))? {
+                Batch::Rows(batch) => {
+                    for (i, r) in batch.iter().enumerate() {
+                        // SAFETY: `rows` has room for `cap` entries (caller's contract) and
+                        // `batch.len() <= cap`.
+                        unsafe {
+                            rows.add(i).write(fw_row {
+                                data: r.as_ptr().cast(),
+                                len: r.len(),
+                            })
+                        };
+                    }
+                    // SAFETY: `n` checked non-null.
+                    unsafe { write_out(n, batch.len()) };
+                    Ok(fw_status::FW_OK)
+                }
+                Batch::Status(st) => {
+                    // SAFETY: `n` checked non-null.
+                    unsafe { write_out(n, 0) };
+                    Ok(status_of(&st))
+                }
+            },
+        )
+    })
+}
+
+/// Deliver every row to `cb` on the calling thread until the end (`FW_DONE`), a non-zero
+/// return from `cb` (`FW_STOPPED`), a drained pause (`FW_PAUSED`), or an error. Rows are
+/// valid during the callback only. The callback may call the control functions (pause,
+/// cancel, stats) on this stream.
+#[no_mangle]
+pub extern "C" fn fw_stream_for_each(
+    s: *mut fw_stream,
+    cb: fw_row_callback,
+    userdata: *mut c_void,
+) -> fw_status {
+    guard(|| {
+        // SAFETY: see fw_stream_next.
+        let s = unsafe { obj(s as *const fw_stream, "stream") }?;
+        let cb = cb.ok_or_else(|| null("cb"))?;
+        s.consume(|stream| {
+            let end = stream.for_each(|row| {
+                // SAFETY: the row is NUL-terminated and valid during the call.
+                unsafe { cb(userdata, row.as_ptr().cast(), row.len()) == 0 }
+            })?;
+            Ok(match end {
+                ForEachEnd::Done => fw_status::FW_DONE,
+                ForEachEnd::Stopped => fw_status::FW_STOPPED,
+                ForEachEnd::Paused => fw_status::FW_PAUSED,
+            })
+        })
+    })
+}
+
+/// A file descriptor that is readable whenever `fw_stream_next`/`fw_stream_try_next` has
+/// something to return (a row, the end, an error). Owned by the stream; do not close it.
+/// -1 on error (see `fw_last_error`).
+#[no_mangle]
+pub extern "C" fn fw_stream_fd(s: *const fw_stream) -> c_int {
+    guard_value(-1, || {
+        // SAFETY: see fw_stream_next.
+        let s = unsafe { obj(s, "stream") }?;
+        s.control.fd()
+    })
+}
+
+fn control(s: *const fw_stream, f: impl FnOnce(&StreamControl) -> Result<()>) -> fw_status {
+    guard(|| {
+        // SAFETY: see fw_stream_next; control calls take shared access only.
+        let s = unsafe { obj(s, "stream") }?;
+        f(&s.control)?;
+        Ok(fw_status::FW_OK)
+    })
+}
+
+/// Stop reading the socket (the server blocks in send); buffered rows can still be consumed.
+/// Idempotent; `FW_E_STATE` on a completed, failed or cancelled stream.
+#[no_mangle]
+pub extern "C" fn fw_stream_pause(s: *mut fw_stream) -> fw_status {
+    control(s, |c| c.pause(None))
+}
+
+/// `fw_stream_pause` with a reason, passed to the log callback at debug level.
+#[no_mangle]
+pub extern "C" fn fw_stream_pause_with_reason(
+    s: *mut fw_stream,
+    reason: *const c_char,
+) -> fw_status {
+    control(s, |c| {
+        let reason = if reason.is_null() {
+            None
+        } else {
+            // SAFETY: non-null C string from the caller.
+            Some(unsafe { cstr(reason, "reason") }?)
+        };
+        c.pause(reason)
+    })
+}
+
+/// Resume reading. Idempotent; `FW_E_STATE` on a completed, failed or cancelled stream.
+#[no_mangle]
+pub extern "C" fn fw_stream_resume(s: *mut fw_stream) -> fw_status {
+    control(s, |c| c.resume())
+}
+
+/// A pause longer than `ms` milliseconds resumes by itself (0 = no limit).
+#[no_mangle]
+pub extern "C" fn fw_stream_set_pause_timeout(s: *mut fw_stream, ms: u64) -> fw_status {
+    control(s, |c| {
+        c.set_pause_timeout(if ms == 0 {
+            None
+        } else {
+            Some(Duration::from_millis(ms))
+        })
+    })
+}
+
+/// The stream's state now (`FW_STATE_INVALID` for NULL).
+#[no_mangle]
+pub extern "C" fn fw_stream_state_snapshot(s: *const fw_stream) -> fw_stream_state {
+    guard_value(fw_stream_state::FW_STATE_INVALID, || {
+        // SAFETY: see fw_stream_next.
+        let s = unsafe { obj(s, "stream") }?;
+        Ok(s.control.state().into())
+    })
+}
+
+fn to_c_stats(st: &StreamStats, struct_size: usize) -> fw_stats {
+    fw_stats {
+        struct_size,
+        state: st
+            .state
+            .map_or(fw_stream_state::FW_STATE_INVALID, Into::into),
+        items_buffered: st.items_buffered,
+        bytes_buffered: st.bytes_buffered,
+        estimated_memory: st.estimated_memory,
+        total_rows_received: st.total_rows_received,
+        total_rows_yielded: st.total_rows_yielded,
+        total_rows_filtered: st.total_rows_filtered,
+        total_bytes_received: st.total_bytes_received,
+        current_chunk_size: st.current_chunk_size,
+        pause_count: st.pause_count,
+        paused_ms_total: st.paused_ms_total,
+        time_to_first_row_us: st.time_to_first_row_us,
+        elapsed_us: st.elapsed_us,
+        memory_limit: st.memory_limit,
+        peak_memory: st.peak_memory,
+        memory_warnings: st.memory_warnings,
+        chunks_received: st.chunks_received,
+        pause_timeouts: st.pause_timeouts,
+    }
+}
+
+/// Fill `*out` with a consistent snapshot; callable from any thread while another consumes.
+/// `out->struct_size` must be set by the caller (at least the size of the fields up to
+/// `elapsed_us`); only that many bytes are written.
+#[no_mangle]
+pub extern "C" fn fw_stream_stats(s: *const fw_stream, out: *mut fw_stats) -> fw_status {
+    guard(|| {
+        // SAFETY: see fw_stream_next.
+        let s = unsafe { obj(s, "stream") }?;
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        // SAFETY: `out` is non-null; its first field is the caller-set size.
+        let size = unsafe { out.cast::<usize>().read() };
+        if size < FW_STATS_MIN_SIZE {
+            return Err(Error::invalid(format!(
+                "fw_stats.struct_size is {size}; set it to sizeof(fw_stats) (at least {FW_STATS_MIN_SIZE})"
+            )));
+        }
+        let full = to_c_stats(&s.control.stats(), size);
+        let n = size.min(std::mem::size_of::<fw_stats>());
+        // SAFETY: the caller's struct is at least `size` bytes; we copy at most our own size.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&full as *const fw_stats).cast::<u8>(),
+                out.cast::<u8>(),
+                n,
+            )
+        };
+        Ok(fw_status::FW_OK)
+    })
+}
+
+/// Cancel the stream from any thread, without blocking: a CancelRequest is sent if the
+/// query still runs, buffered rows are dropped, and consuming calls return `FW_E_CANCELLED`.
+/// No-op on a cancelled stream; `FW_E_STATE` on a completed or failed one.
+#[no_mangle]
+pub extern "C" fn fw_stream_cancel(s: *mut fw_stream) -> fw_status {
+    control(s, |c| c.cancel())
+}
+
+/// The error the stream ended with (NULL if none). Valid until `fw_stream_free`.
+#[no_mangle]
+pub extern "C" fn fw_stream_error(s: *const fw_stream) -> *const fw_error {
+    guard_value(std::ptr::null(), || {
+        // SAFETY: see fw_stream_next.
+        let s = unsafe { obj(s, "stream") }?;
+        if s.error.get().is_none() {
+            if let Some(e) = s.control.terminal_error() {
+                s.remember(&e);
+            }
+        }
+        Ok(s.error
+            .get()
+            .map_or(std::ptr::null(), |e| &**e as *const fw_error))
+    })
+}
+
+/// Free a stream; a running query is cancelled. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn fw_stream_free(s: *mut fw_stream) {
+    if s.is_null() {
+        return;
+    }
+    guard(|| {
+        // SAFETY: a non-null `s` was created by fw_query_execute and is freed once.
+        drop(unsafe { Box::from_raw(s) });
+        Ok(fw_status::FW_OK)
+    });
+}

@@ -1,0 +1,203 @@
+//! The internal tokio runtime: started lazily, a fixed number of named worker threads with all
+//! signals blocked, replaced after fork() (detected by process id, with or without the fork
+//! hooks), and shut down by `fw_shutdown`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::runtime::{Handle, Runtime};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::stream::shared::Shared;
+
+/// Worker threads of the runtime. Reading sockets is cheap; the consumers run on host threads.
+pub const WORKER_THREADS: usize = 2;
+pub const THREAD_NAME: &str = "fraiseql-wire";
+
+struct Global {
+    runtime: Option<Runtime>,
+    pid: u32,
+}
+
+static GLOBAL: Mutex<Global> = Mutex::new(Global {
+    runtime: None,
+    pid: 0,
+});
+static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
+static NEXT_STREAM_ID: AtomicU64 = AtomicU64::new(1);
+static STREAMS: Mutex<Option<HashMap<u64, Weak<Shared>>>> = Mutex::new(None);
+
+fn global() -> MutexGuard<'static, Global> {
+    GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn is_shut_down() -> bool {
+    SHUT_DOWN.load(Ordering::Acquire)
+}
+
+fn block_signals_in_this_thread() {
+    // SAFETY: sigfillset/pthread_sigmask on a local, zero-initialised sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn build() -> Result<Runtime> {
+    // Block signals in this thread while the workers are spawned so that they inherit a full
+    // mask from birth; restore the caller's mask afterwards.
+    // SAFETY: saving and restoring this thread's signal mask with valid sigset_t values.
+    let saved = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .max_blocking_threads(4)
+        .thread_name(THREAD_NAME)
+        .on_thread_start(block_signals_in_this_thread)
+        .enable_all()
+        .build();
+    // SAFETY: restores the mask saved above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut());
+    }
+    rt.map_err(|e| Error::new(ErrorKind::Io, format!("could not start the runtime: {e}")))
+}
+
+/// The runtime's handle, starting it on first use and replacing it in a forked child.
+pub fn handle() -> Result<Handle> {
+    if is_shut_down() {
+        return Err(Error::shutdown());
+    }
+    let mut g = global();
+    let pid = std::process::id();
+    if g.runtime.is_some() && g.pid != pid {
+        // A forked child: the parent's worker threads do not exist here, and the runtime's
+        // epoll instance is shared with the parent. Leak it untouched.
+        std::mem::forget(g.runtime.take());
+        *STREAMS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+    if g.runtime.is_none() {
+        g.runtime = Some(build()?);
+        g.pid = pid;
+    }
+    Ok(g.runtime
+        .as_ref()
+        .expect("runtime present")
+        .handle()
+        .clone())
+}
+
+/// Run `fut` on the runtime and block this (host) thread until it completes.
+pub fn block_on<T: Send + 'static>(
+    fut: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let h = handle()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    h.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    match rx.blocking_recv() {
+        Ok(r) => r,
+        Err(_) => Err(if is_shut_down() {
+            Error::shutdown()
+        } else {
+            Error::new(ErrorKind::Panic, "an internal task ended without a result")
+        }),
+    }
+}
+
+/// Spawn a task whose result nobody waits for (e.g. a cancel request).
+pub fn spawn_detached(fut: impl Future<Output = ()> + Send + 'static) {
+    if let Ok(h) = handle() {
+        h.spawn(fut);
+    }
+}
+
+pub(crate) fn register_stream(shared: &Arc<Shared>) -> u64 {
+    let id = NEXT_STREAM_ID.fetch_add(1, Ordering::Relaxed);
+    let mut g = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
+    g.get_or_insert_with(HashMap::new)
+        .insert(id, Arc::downgrade(shared));
+    id
+}
+
+pub(crate) fn unregister_stream(shared: &Arc<Shared>) {
+    let mut g = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(map) = g.as_mut() {
+        map.retain(|_, w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(shared)));
+    }
+}
+
+/// Cancel live streams, stop the runtime (waiting up to `timeout` for its threads), and make
+/// every later call fail with `Shutdown`. Returns `false` if it was already shut down.
+pub fn shutdown(timeout: Duration) -> bool {
+    if SHUT_DOWN.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    let live: Vec<Arc<Shared>> = STREAMS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .map(|m| m.into_values().filter_map(|w| w.upgrade()).collect())
+        .unwrap_or_default();
+    let mut g = global();
+    let rt = if g.pid == std::process::id() {
+        g.runtime.take()
+    } else {
+        std::mem::forget(g.runtime.take());
+        None
+    };
+    drop(g);
+    if let Some(rt) = rt {
+        // Ask the server to stop each running query, then end every stream.
+        let tokens: Vec<_> = live
+            .iter()
+            .filter(|s| s.lock().ended_at.is_none())
+            .map(|s| s.cancel_token.clone())
+            .collect();
+        if !tokens.is_empty() {
+            let _ = rt.block_on(async {
+                tokio::time::timeout(timeout, async {
+                    for t in tokens {
+                        let _ = t.send().await;
+                    }
+                })
+                .await
+            });
+        }
+        for s in &live {
+            crate::stream::shared::fail_for_shutdown(s);
+        }
+        rt.shutdown_timeout(timeout);
+    }
+    true
+}
+
+/// Holds the global lock across fork() (see `fw_fork_prepare`).
+pub struct ForkGuard(#[allow(dead_code)] MutexGuard<'static, Global>);
+
+pub fn fork_prepare() -> ForkGuard {
+    ForkGuard(global())
+}
+
+/// In the child: release the lock taken before fork (if any) and abandon the parent's runtime.
+pub fn fork_child(held: Option<ForkGuard>) {
+    let mut g = match held {
+        Some(ForkGuard(g)) => g,
+        None => global(),
+    };
+    if g.pid != std::process::id() {
+        std::mem::forget(g.runtime.take());
+    }
+    drop(g);
+    *STREAMS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}

@@ -1,0 +1,615 @@
+//! Streams: the reader task, the byte-bounded chunk channel, the consumer, pause/resume,
+//! adaptive chunking, memory accounting and statistics.
+
+pub mod adaptive;
+pub mod chunk;
+pub mod options;
+pub(crate) mod reader;
+pub(crate) mod shared;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::connection::CancelToken;
+use crate::error::{Error, ErrorKind, Result};
+use crate::query::RowFilter;
+use adaptive::AdaptiveController;
+use chunk::Chunk;
+pub use shared::StreamState;
+use shared::{Shared, Terminal};
+
+/// What a consuming call produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next<'a> {
+    /// A row: its JSON text. The byte right after the slice is a NUL. Valid until the next
+    /// consuming call on the stream.
+    Row(&'a [u8]),
+    /// The stream ended normally.
+    Done,
+    /// Non-blocking call: nothing ready.
+    WouldBlock,
+    /// The timeout elapsed; the stream is still usable.
+    Timeout,
+    /// Paused and drained: nothing more until resume.
+    Paused,
+}
+
+/// How long a consuming call may block.
+#[derive(Clone, Copy, Debug)]
+pub enum Wait {
+    NoWait,
+    Forever,
+    For(Duration),
+}
+
+impl Wait {
+    /// `-1` (or any negative) waits forever, `0` does not wait, else milliseconds.
+    pub fn from_millis(ms: i64) -> Wait {
+        match ms {
+            ms if ms < 0 => Wait::Forever,
+            0 => Wait::For(Duration::ZERO),
+            ms => Wait::For(Duration::from_millis(ms as u64)),
+        }
+    }
+}
+
+/// A point-in-time snapshot of a stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub state: Option<StreamState>,
+    /// Rows received and neither yielded nor filtered yet (channel + the chunk being read).
+    pub items_buffered: u64,
+    /// Bytes of the chunks in the channel and held by the consumer.
+    pub bytes_buffered: u64,
+    /// Everything the stream holds: chunks plus the socket read buffer.
+    pub estimated_memory: u64,
+    pub peak_memory: u64,
+    pub memory_limit: u64,
+    pub memory_warnings: u64,
+    pub total_rows_received: u64,
+    pub total_rows_yielded: u64,
+    pub total_rows_filtered: u64,
+    pub total_bytes_received: u64,
+    pub chunks_received: u64,
+    pub current_chunk_size: u64,
+    pub pause_count: u64,
+    pub pause_timeouts: u64,
+    pub paused_ms_total: u64,
+    /// Microseconds from the query being sent to the first row, 0 before it.
+    pub time_to_first_row_us: u64,
+    pub elapsed_us: u64,
+}
+
+/// Control of a stream from any thread: pause, resume, cancel, stats, readiness fd.
+#[derive(Clone)]
+pub struct StreamControl {
+    shared: Arc<Shared>,
+}
+
+impl StreamControl {
+    pub fn state(&self) -> StreamState {
+        self.shared.lock().state
+    }
+
+    pub fn entity(&self) -> &str {
+        &self.shared.entity
+    }
+
+    /// Stop reading the socket. Idempotent; `State` error on a completed/failed/cancelled stream.
+    pub fn pause(&self, reason: Option<&str>) -> Result<()> {
+        let mut g = self.shared.lock();
+        if g.state.is_terminal() || g.terminal.is_some() {
+            return Err(Error::state(format!(
+                "cannot pause a stream that is {:?}",
+                g.state
+            )));
+        }
+        if g.pause_started.is_some() {
+            return Ok(());
+        }
+        g.pause_started = Some(Instant::now());
+        g.pause_reason = reason.map(str::to_owned);
+        g.pause_count += 1;
+        g.state = StreamState::Paused;
+        crate::metrics::pause_started(&self.shared.entity);
+        crate::log::debug(format!(
+            "stream on {} paused{}",
+            self.shared.entity,
+            reason.map(|r| format!(": {r}")).unwrap_or_default()
+        ));
+        self.shared.wake_consumer(&mut g);
+        drop(g);
+        self.shared.reader_wake.notify_one();
+        Ok(())
+    }
+
+    /// Read the socket again. Idempotent; `State` error on a completed/failed/cancelled stream.
+    pub fn resume(&self) -> Result<()> {
+        let mut g = self.shared.lock();
+        if g.state.is_terminal() || g.terminal.is_some() {
+            return Err(Error::state(format!(
+                "cannot resume a stream that is {:?}",
+                g.state
+            )));
+        }
+        if g.pause_started.is_none() {
+            return Ok(());
+        }
+        self.shared.end_pause(&mut g, false);
+        crate::log::debug(format!("stream on {} resumed", self.shared.entity));
+        drop(g);
+        self.shared.reader_wake.notify_one();
+        Ok(())
+    }
+
+    /// A pause longer than this resumes by itself. `None` = no limit.
+    pub fn set_pause_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        let mut g = self.shared.lock();
+        if g.state.is_terminal() {
+            return Err(Error::state(format!(
+                "cannot set a pause timeout on a stream that is {:?}",
+                g.state
+            )));
+        }
+        g.pause_timeout = timeout;
+        drop(g);
+        self.shared.reader_wake.notify_one();
+        Ok(())
+    }
+
+    /// Cancel the stream: buffered rows are dropped, consumers get `Cancelled`, and if the
+    /// server is still running the query a CancelRequest is sent. Never blocks.
+    /// Cancelling a cancelled stream is a no-op; a completed or failed one is a `State` error.
+    pub fn cancel(&self) -> Result<()> {
+        let mut g = self.shared.lock();
+        match g.state {
+            StreamState::Cancelled => return Ok(()),
+            StreamState::Completed | StreamState::Failed => {
+                return Err(Error::state(format!(
+                    "cannot cancel a stream that is {:?}",
+                    g.state
+                )))
+            }
+            _ => {}
+        }
+        if g.pause_started.is_some() {
+            self.shared.end_pause(&mut g, false);
+        }
+        let reader_active = g.ended_at.is_none();
+        g.state = StreamState::Cancelled;
+        g.terminal = Some(Terminal::Failed(Error::cancelled()));
+        let dropped: Vec<Chunk> = g.queue.drain(..).collect();
+        crate::metrics::buffered_rows(&self.shared.entity, -(g.queued_rows as i64));
+        g.queued_rows = 0;
+        g.queued_bytes = 0;
+        self.shared.wake_consumer(&mut g);
+        drop(g);
+        drop(dropped);
+        crate::metrics::query_cancelled(&self.shared.entity);
+        self.shared.reader_wake.notify_one();
+        if reader_active {
+            let token: CancelToken = self.shared.cancel_token.clone();
+            crate::runtime::spawn_detached(async move {
+                if let Err(e) = token.send().await {
+                    crate::log::warn(format!("cancel request failed: {e}"));
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// The error the stream ended with, once the reader has finished with one.
+    pub fn terminal_error(&self) -> Option<Error> {
+        match &self.shared.lock().terminal {
+            Some(Terminal::Failed(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// A descriptor that is readable whenever `next`/`try_next` has something to return.
+    pub fn fd(&self) -> Result<i32> {
+        self.shared.event_fd()
+    }
+
+    pub fn stats(&self) -> StreamStats {
+        let g = self.shared.lock();
+        let received = g.rows_received;
+        let yielded = self.shared.rows_yielded();
+        let filtered = self.shared.rows_filtered();
+        let now = Instant::now();
+        let end = g.ended_at.filter(|_| g.queue.is_empty()).unwrap_or(now);
+        let mut paused = g.paused_total;
+        if let Some(p) = g.pause_started {
+            paused += now - p;
+        }
+        let bytes_buffered = (g.queued_bytes + g.held_bytes) as u64;
+        StreamStats {
+            state: Some(g.state),
+            items_buffered: if g.state == StreamState::Cancelled {
+                0
+            } else {
+                received.saturating_sub(yielded + filtered)
+            },
+            bytes_buffered,
+            estimated_memory: g.held_total() as u64,
+            peak_memory: g.peak_bytes as u64,
+            memory_limit: self.shared.options.memory.bytes as u64,
+            memory_warnings: g.memory_warnings,
+            total_rows_received: received,
+            total_rows_yielded: yielded,
+            total_rows_filtered: filtered,
+            total_bytes_received: g.bytes_received,
+            chunks_received: g.chunks_received,
+            current_chunk_size: self.shared.chunk_size.load(Ordering::Relaxed) as u64,
+            pause_count: g.pause_count,
+            pause_timeouts: g.pause_timeouts,
+            paused_ms_total: paused.as_millis() as u64,
+            time_to_first_row_us: g
+                .first_row_at
+                .map(|t| (t - self.shared.started).as_micros() as u64)
+                .unwrap_or(0),
+            elapsed_us: (end - self.shared.started).as_micros() as u64,
+        }
+    }
+}
+
+/// The consuming side of a stream. Rows are borrowed from the chunk being read.
+pub struct Stream {
+    control: StreamControl,
+    current: Option<Chunk>,
+    idx: usize,
+    /// Chunks whose rows a batch handed out: kept alive until the next call.
+    retired: Vec<Chunk>,
+    filters: Vec<RowFilter>,
+    yielded: u64,
+    filtered: u64,
+    filtered_in_chunk: u64,
+    filter_time: Duration,
+    adaptive: Option<AdaptiveController>,
+    /// The terminal outcome once seen: repeated calls return it again.
+    end: Option<std::result::Result<(), Error>>,
+}
+
+impl Stream {
+    pub(crate) fn new(shared: Arc<Shared>, filters: Vec<RowFilter>) -> Stream {
+        let adaptive = shared
+            .options
+            .adaptive
+            .map(|b| AdaptiveController::new(b, shared.options.initial_chunk_size()));
+        Stream {
+            control: StreamControl { shared },
+            current: None,
+            idx: 0,
+            retired: Vec::new(),
+            filters,
+            yielded: 0,
+            filtered: 0,
+            filtered_in_chunk: 0,
+            filter_time: Duration::ZERO,
+            adaptive,
+            end: None,
+        }
+    }
+
+    pub fn control(&self) -> &StreamControl {
+        &self.control
+    }
+
+    pub fn stats(&self) -> StreamStats {
+        self.control.stats()
+    }
+
+    /// The error the stream ended with, if it failed.
+    pub fn error(&self) -> Option<&Error> {
+        match &self.end {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Advance within the current chunk to the next row the filters accept.
+    #[inline]
+    fn advance(&mut self) -> Option<usize> {
+        let chunk = self.current.as_ref()?;
+        let shared = &self.control.shared;
+        while self.idx < chunk.len() {
+            let i = self.idx;
+            self.idx += 1;
+            if !self.filters.is_empty() {
+                let row = chunk.row(i);
+                let t = Instant::now();
+                let keep = self.filters.iter().all(|f| f(row));
+                self.filter_time += t.elapsed();
+                if !keep {
+                    self.filtered += 1;
+                    self.filtered_in_chunk += 1;
+                    shared.rows_filtered.store(self.filtered, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            self.yielded += 1;
+            shared.rows_yielded.store(self.yielded, Ordering::Relaxed);
+            return Some(i);
+        }
+        None
+    }
+
+    /// The next row, waiting as `wait` says.
+    pub fn next(&mut self, wait: Wait) -> Result<Next<'_>> {
+        self.release_retired();
+        let deadline = match wait {
+            Wait::For(d) => Some(Instant::now() + d),
+            _ => None,
+        };
+        loop {
+            if let Some(i) = self.advance() {
+                let chunk = self.current.as_ref().expect("advance found a row");
+                return Ok(Next::Row(chunk.row(i)));
+            }
+            if let Some(status) = self.refill(wait, deadline, true)? {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// Up to `cap` rows at once; they stay valid until the next consuming call. Waits (as
+    /// `wait` says) only when no row is ready at all. Returns the rows, or a status when none.
+    pub fn next_batch(&mut self, cap: usize, wait: Wait) -> Result<Batch<'_>> {
+        self.release_retired();
+        if cap == 0 {
+            return Err(Error::invalid("batch capacity must be at least 1"));
+        }
+        let deadline = match wait {
+            Wait::For(d) => Some(Instant::now() + d),
+            _ => None,
+        };
+        // Positions (retired index or current, row index) of the rows handed out.
+        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(cap.min(4096));
+        loop {
+            while picks.len() < cap {
+                match self.advance() {
+                    Some(i) => picks.push((self.retired.len(), i)),
+                    None => break,
+                }
+            }
+            if picks.len() == cap {
+                break;
+            }
+            // Current chunk exhausted: keep it alive if it holds picked rows.
+            let keep = picks.last().is_some_and(|p| p.0 == self.retired.len());
+            if keep {
+                if let Some(c) = self.current.take() {
+                    self.retired.push(c);
+                }
+            }
+            let w = if picks.is_empty() { wait } else { Wait::NoWait };
+            match self.refill(w, deadline, picks.is_empty())? {
+                None => continue,
+                Some(status) => {
+                    if picks.is_empty() {
+                        return Ok(Batch::Status(status));
+                    }
+                    break;
+                }
+            }
+        }
+        let retired = &self.retired;
+        let current = self.current.as_ref();
+        let rows = picks
+            .into_iter()
+            .map(|(c, i)| {
+                let chunk = if c < retired.len() {
+                    &retired[c]
+                } else {
+                    current.expect("picked from the current chunk")
+                };
+                chunk.row(i)
+            })
+            .collect();
+        Ok(Batch::Rows(rows))
+    }
+
+    /// Deliver every row to `f` on this thread until the end, a stop (`f` returns `false`),
+    /// a drained pause, or an error.
+    pub fn for_each(&mut self, mut f: impl FnMut(&[u8]) -> bool) -> Result<ForEachEnd> {
+        loop {
+            match self.next(Wait::Forever)? {
+                Next::Row(r) => {
+                    if !f(r) {
+                        return Ok(ForEachEnd::Stopped);
+                    }
+                }
+                Next::Done => return Ok(ForEachEnd::Done),
+                Next::Paused => return Ok(ForEachEnd::Paused),
+                Next::Timeout | Next::WouldBlock => continue,
+            }
+        }
+    }
+
+    fn release_retired(&mut self) {
+        if self.retired.is_empty() {
+            return;
+        }
+        let bytes: usize = self.retired.iter().map(|c| c.bytes).sum();
+        let mut g = self.control.shared.lock();
+        g.held_bytes -= bytes;
+        if g.reader_waiting {
+            self.control.shared.reader_wake.notify_one();
+        }
+        drop(g);
+        self.retired.clear();
+    }
+
+    /// Drop the exhausted current chunk and take the next one from the channel, waiting as
+    /// allowed. Returns `Ok(None)` when a chunk was taken, `Ok(Some(status))` when the caller
+    /// must return that status, or the terminal error.
+    fn refill(
+        &mut self,
+        wait: Wait,
+        deadline: Option<Instant>,
+        may_report_timeout: bool,
+    ) -> Result<Option<Next<'static>>> {
+        let shared = self.control.shared.clone();
+        let old = self.current.take();
+        self.idx = 0;
+        if let Some(c) = &old {
+            crate::metrics::chunk_consumed(
+                &shared.entity,
+                c.len(),
+                self.filtered_in_chunk,
+                self.filter_time,
+            );
+            self.filtered_in_chunk = 0;
+            self.filter_time = Duration::ZERO;
+        }
+        if let Some(end) = &self.end {
+            drop(old);
+            return match end {
+                Ok(()) => Ok(Some(Next::Done)),
+                Err(e) => Err(e.clone()),
+            };
+        }
+        let mut g = shared.lock();
+        if let Some(c) = &old {
+            g.held_bytes -= c.bytes;
+            if g.reader_waiting {
+                shared.reader_wake.notify_one();
+            }
+        }
+        let result = loop {
+            if let Some(c) = g.queue.pop_front() {
+                g.queued_rows -= c.len();
+                g.queued_bytes -= c.bytes;
+                g.held_bytes += c.bytes;
+                let occupancy = g.queued_rows;
+                crate::metrics::buffered_rows(&shared.entity, -(c.len() as i64));
+                crate::metrics::occupancy(&shared.entity, occupancy);
+                if let Some(a) = self.adaptive.as_mut() {
+                    if let Some(adj) = a.observe(occupancy, Instant::now()) {
+                        shared.chunk_size.store(adj.new, Ordering::Relaxed);
+                        crate::metrics::adaptive_adjusted(&shared.entity, adj);
+                        crate::log::debug(format!(
+                            "stream on {}: chunk size {} -> {} (average occupancy high/low)",
+                            shared.entity, adj.old, adj.new
+                        ));
+                    }
+                }
+                self.current = Some(c);
+                break Ok(None);
+            }
+            if let Some(t) = g.terminal.take() {
+                let end = match t {
+                    Terminal::Done => Ok(()),
+                    Terminal::Failed(e) => Err(e),
+                };
+                // Keep it for later calls and for fw_stream_error.
+                g.terminal = Some(match &end {
+                    Ok(()) => Terminal::Done,
+                    Err(e) => Terminal::Failed(e.clone()),
+                });
+                self.end = Some(end.clone());
+                break match end {
+                    Ok(()) => Ok(Some(Next::Done)),
+                    Err(e) => Err(e),
+                };
+            }
+            if g.pause_started.is_some() {
+                shared.disarm_fd(&mut g);
+                break Ok(Some(Next::Paused));
+            }
+            let timeout = match (wait, deadline) {
+                (Wait::NoWait, _) => {
+                    shared.disarm_fd(&mut g);
+                    break Ok(Some(Next::WouldBlock));
+                }
+                (Wait::Forever, _) => None,
+                (Wait::For(_), Some(d)) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        if may_report_timeout {
+                            break Ok(Some(Next::Timeout));
+                        }
+                        break Ok(Some(Next::WouldBlock));
+                    }
+                    Some(d - now)
+                }
+                (Wait::For(_), None) => None,
+            };
+            if std::process::id() != shared.owner_pid {
+                break Err(Error::state(
+                    "this stream belongs to the parent process; streams do not survive fork()",
+                ));
+            }
+            g.consumer_waiting = true;
+            g = match timeout {
+                None => shared
+                    .consumer_cv
+                    .wait(g)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(t) => {
+                    shared
+                        .consumer_cv
+                        .wait_timeout(g, t)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+            g.consumer_waiting = false;
+        };
+        drop(g);
+        drop(old);
+        result
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // Freeing a running stream cancels its query.
+        let state = self.control.state();
+        if !state.is_terminal() {
+            let _ = self.control.cancel();
+        }
+        let held: usize = self.current.iter().map(|c| c.bytes).sum::<usize>()
+            + self.retired.iter().map(|c| c.bytes).sum::<usize>();
+        let mut g = self.control.shared.lock();
+        g.held_bytes = g.held_bytes.saturating_sub(held);
+        let rows_left = g.queued_rows;
+        g.queue.clear();
+        g.queued_rows = 0;
+        g.queued_bytes = 0;
+        drop(g);
+        crate::metrics::buffered_rows(&self.control.shared.entity, -(rows_left as i64));
+        crate::runtime::unregister_stream(&self.control.shared);
+    }
+}
+
+/// Rows of a batch, or the status when there were none.
+#[derive(Debug)]
+pub enum Batch<'a> {
+    Rows(Vec<&'a [u8]>),
+    Status(Next<'static>),
+}
+
+/// How [`Stream::for_each`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForEachEnd {
+    Done,
+    Stopped,
+    Paused,
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Stream>();
+    is_send::<StreamControl>();
+}
+
+/// Whether an error of this kind ends a stream (as opposed to a misuse of one call).
+pub fn is_stream_error(kind: ErrorKind) -> bool {
+    !matches!(
+        kind,
+        ErrorKind::InvalidArgument | ErrorKind::Null | ErrorKind::State
+    )
+}

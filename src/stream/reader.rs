@@ -1,0 +1,575 @@
+//! The reader task: owns the connection for one query, reads the socket in large reads, splits
+//! DataRows out of the read buffer without copying them, and hands them to the consumer in
+//! chunks through the byte-bounded channel in [`super::shared`].
+//!
+//! Flow control lives here: the task reads the socket only while the stream holds less than
+//! its memory budget and is not paused. Otherwise it does not read at all, so the kernel socket
+//! buffers fill and the server blocks in send (TCP backpressure).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+use tokio::io::AsyncReadExt;
+
+use super::chunk::{terminate_rows, Chunk, NULL_ROW};
+use super::shared::{Shared, StreamState, Terminal};
+use crate::client::Pool;
+use crate::connection::Connection;
+use crate::error::{Error, ErrorKind, Result, ServerError};
+use crate::metrics;
+
+/// Largest single socket read.
+pub(crate) const READ_SIZE: usize = 256 * 1024;
+/// Do not bother reading into less free budget than this (unless the budget is smaller).
+const MIN_READ: usize = 32 * 1024;
+
+const JSON_OID: u32 = 114;
+const JSONB_OID: u32 = 3802;
+
+/// What the executing thread learns once the server has described the result (or refused).
+pub(crate) type StartResult = Result<()>;
+
+/// Encode Parse/Bind/Describe/Execute/Sync for `sql` as an unnamed statement: the extended
+/// protocol refuses more than one command in a prepared statement, so the statement cannot be
+/// split into two whatever the user's predicate contains.
+pub(crate) fn encode_query(sql: &str) -> Result<BytesMut> {
+    let mut out = BytesMut::with_capacity(sql.len() + 64);
+    let enc = |e: std::io::Error| Error::invalid(format!("could not encode the query: {e}"));
+    frontend::parse("", sql, std::iter::empty(), &mut out).map_err(enc)?;
+    frontend::bind(
+        "",
+        "",
+        std::iter::empty(),
+        std::iter::empty::<()>(),
+        |_, _| unreachable!("no parameters"),
+        std::iter::once(0i16), // text results: jsonb arrives as JSON text
+        &mut out,
+    )
+    .map_err(|_| Error::invalid("could not encode the query"))?;
+    frontend::describe(b'P', "", &mut out).map_err(enc)?;
+    frontend::execute("", 0, &mut out).map_err(enc)?;
+    frontend::sync(&mut out);
+    Ok(out)
+}
+
+fn server_error(body: postgres_protocol::message::backend::ErrorResponseBody) -> Error {
+    match ServerError::from_fields(&mut body.fields()) {
+        Ok(se) => {
+            let kind = if se.sqlstate == "57014" {
+                ErrorKind::Cancelled
+            } else {
+                ErrorKind::Server
+            };
+            Error::server(kind, se)
+        }
+        Err(e) => Error::protocol(format!("malformed ErrorResponse: {e}")),
+    }
+}
+
+/// Check the RowDescription: exactly one column named `data` of type json or jsonb.
+fn check_schema(body: &postgres_protocol::message::backend::RowDescriptionBody) -> Result<()> {
+    use fallible_iterator::FallibleIterator;
+    let fields: Vec<(String, u32)> = body
+        .fields()
+        .map(|f| Ok((f.name().to_string(), f.type_oid())))
+        .collect()
+        .map_err(|e| Error::protocol(format!("malformed RowDescription: {e}")))?;
+    if let [(name, oid)] = fields.as_slice() {
+        if name == "data" && (*oid == JSON_OID || *oid == JSONB_OID) {
+            return Ok(());
+        }
+    }
+    let described: Vec<String> = fields
+        .iter()
+        .map(|(n, oid)| format!("{n} ({})", type_name(*oid)))
+        .collect();
+    Err(Error::new(
+        ErrorKind::Schema,
+        format!(
+            "the result must be exactly one column named \"data\" of type json or jsonb; got {} column(s): {}",
+            fields.len(),
+            if described.is_empty() { "none".to_string() } else { described.join(", ") }
+        ),
+    ))
+}
+
+fn type_name(oid: u32) -> String {
+    match oid {
+        JSON_OID => "json".into(),
+        JSONB_OID => "jsonb".into(),
+        16 => "bool".into(),
+        20 => "int8".into(),
+        21 => "int2".into(),
+        23 => "int4".into(),
+        25 => "text".into(),
+        700 => "float4".into(),
+        701 => "float8".into(),
+        1043 => "varchar".into(),
+        1700 => "numeric".into(),
+        other => format!("type oid {other}"),
+    }
+}
+
+pub(crate) struct Reader {
+    conn: Connection,
+    shared: Arc<Shared>,
+    pool: Arc<Pool>,
+    /// Row references of the chunk being built: `(data offset, len)` into `conn.buf`.
+    rows: Vec<(u32, u32)>,
+    /// Parsed prefix of `conn.buf` (all of it belongs to the chunk being built).
+    pos: usize,
+    chunk_started: Option<Instant>,
+    query_sent: Instant,
+    saw_first_row: bool,
+    command_complete: bool,
+    error: Option<Error>,
+}
+
+/// Sets a terminal state if the task ends without one (runtime shutdown, panic), so that a
+/// blocked consumer is always woken.
+struct TerminalGuard(Arc<Shared>);
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let mut g = self.0.lock();
+        if g.terminal.is_none() && !g.state.is_terminal() {
+            let err = if crate::runtime::is_shut_down() {
+                Error::shutdown()
+            } else {
+                Error::new(
+                    ErrorKind::Panic,
+                    "the stream's reader task ended unexpectedly",
+                )
+            };
+            g.terminal = Some(Terminal::Failed(err));
+            g.reader_bytes = 0;
+            self.0.wake_consumer(&mut g);
+        }
+    }
+}
+
+enum Flow {
+    /// Need more bytes from the socket; `Some(n)`: a message of `n` total bytes is pending.
+    NeedMore(Option<usize>),
+    /// The query is over (ReadyForQuery received).
+    Finished,
+}
+
+impl Reader {
+    pub(crate) fn new(conn: Connection, shared: Arc<Shared>, pool: Arc<Pool>) -> Reader {
+        Reader {
+            conn,
+            shared,
+            pool,
+            rows: Vec::new(),
+            pos: 0,
+            chunk_started: None,
+            query_sent: Instant::now(),
+            saw_first_row: false,
+            command_complete: false,
+            error: None,
+        }
+    }
+
+    /// Send the query and read up to its RowDescription; report the outcome through
+    /// `started`, then stream the rows until the end.
+    pub(crate) async fn run(
+        mut self,
+        sql: String,
+        started: tokio::sync::oneshot::Sender<StartResult>,
+    ) {
+        let _guard = TerminalGuard(self.shared.clone());
+        match self.start(&sql).await {
+            Ok(()) => {
+                let _ = started.send(Ok(()));
+            }
+            Err(e) => {
+                self.finish_start_error(e, started).await;
+                return;
+            }
+        }
+        let outcome = self.stream_rows().await;
+        self.finish(outcome);
+    }
+
+    async fn start(&mut self, sql: &str) -> Result<()> {
+        let msg = encode_query(sql)?;
+        self.query_sent = Instant::now();
+        self.conn.send(&msg).await?;
+        loop {
+            match self.conn.read_message().await? {
+                Message::ParseComplete | Message::BindComplete => {}
+                Message::NoticeResponse(_) | Message::ParameterStatus(_) => {}
+                Message::RowDescription(body) => return check_schema(&body),
+                Message::NoData => {
+                    return Err(Error::new(
+                        ErrorKind::Schema,
+                        "the statement returns no rows description (no columns)",
+                    ))
+                }
+                Message::ErrorResponse(body) => return Err(server_error(body)),
+                _ => {
+                    metrics::protocol_error("unexpected_before_rows");
+                    return Err(Error::protocol(
+                        "unexpected message from the server before the result description",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The query failed before any row. A server error leaves the connection usable once
+    /// ReadyForQuery arrives: report first, then drain and return it to the pool. A schema
+    /// error means rows are coming that nobody wants: cancel the query and drop the connection.
+    async fn finish_start_error(
+        mut self,
+        err: Error,
+        started: tokio::sync::oneshot::Sender<StartResult>,
+    ) {
+        let kind = err.kind();
+        {
+            let mut g = self.shared.lock();
+            g.state = StreamState::Failed;
+            g.terminal = Some(Terminal::Failed(err.clone()));
+            g.ended_at = Some(Instant::now());
+        }
+        let _ = started.send(Err(err));
+        match kind {
+            ErrorKind::Server => {
+                // Drain to ReadyForQuery so the connection can be reused.
+                let drained = tokio::time::timeout(Duration::from_secs(10), async {
+                    loop {
+                        match self.conn.read_message().await {
+                            Ok(Message::ReadyForQuery(_)) => return true,
+                            Ok(_) => {}
+                            Err(_) => return false,
+                        }
+                    }
+                })
+                .await;
+                if let Ok(true) = drained {
+                    self.conn.buf.clear();
+                    self.pool.put(self.conn);
+                }
+            }
+            ErrorKind::Schema => {
+                let token = self.conn.cancel_token().clone();
+                drop(self.conn);
+                let _ = token.send().await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Stream rows until ReadyForQuery, an error, a cancel, or the end of the connection.
+    async fn stream_rows(&mut self) -> Result<()> {
+        loop {
+            let need = match self.process_buffer()? {
+                Flow::Finished => return Ok(()),
+                Flow::NeedMore(n) => n,
+            };
+            let allowance = self.wait_for_room(need).await?;
+            self.read_some(allowance).await?;
+        }
+    }
+
+    /// Wait until the stream may read: not paused, not cancelled, and enough free budget.
+    /// Returns how many bytes may be read.
+    async fn wait_for_room(&mut self, need: Option<usize>) -> Result<usize> {
+        let budget = self.shared.options.memory.bytes;
+        let mut waited_since: Option<Instant> = None;
+        loop {
+            let wait: Option<Duration>;
+            {
+                let mut g = self.shared.lock();
+                g.reader_bytes = self.conn.buf.len();
+                if g.state == StreamState::Cancelled {
+                    return Err(Error::cancelled());
+                }
+                if let Some(started) = g.pause_started {
+                    match g.pause_timeout {
+                        Some(t) if started.elapsed() >= t => {
+                            self.shared.end_pause(&mut g, true);
+                            crate::log::debug(format!(
+                                "stream on {}: pause timeout of {} ms expired, resuming",
+                                self.shared.entity,
+                                t.as_millis()
+                            ));
+                            continue;
+                        }
+                        Some(t) => wait = Some(t - started.elapsed()),
+                        None => wait = None,
+                    }
+                } else {
+                    let held = g.held_total();
+                    let free = budget.saturating_sub(held);
+                    // Reading the rest of a pending large message is always worth it; otherwise
+                    // wait for a useful amount of room.
+                    let want = match need {
+                        Some(n) => n.saturating_sub(self.conn.buf.len()).clamp(1, MIN_READ),
+                        None => MIN_READ.min(budget / 4),
+                    };
+                    if free >= want {
+                        g.reader_waiting = false;
+                        drop(g);
+                        if let Some(since) = waited_since {
+                            metrics::channel_send_wait(&self.shared.entity, since.elapsed());
+                        }
+                        return Ok(free.min(READ_SIZE));
+                    }
+                    g.reader_waiting = true;
+                    waited_since.get_or_insert_with(Instant::now);
+                    wait = None;
+                }
+            }
+            match wait {
+                Some(d) => {
+                    let _ = tokio::time::timeout(d, self.shared.reader_wake.notified()).await;
+                }
+                None => self.shared.reader_wake.notified().await,
+            }
+        }
+    }
+
+    /// One socket read of at most `allowance` bytes; returns early (without reading) when a
+    /// pause, cancel or other control event arrives meanwhile.
+    async fn read_some(&mut self, allowance: usize) -> Result<()> {
+        let buf = &mut self.conn.buf;
+        buf.reserve(allowance);
+        let mut limited = (&mut self.conn.transport).take(allowance as u64);
+        let n = tokio::select! {
+            biased;
+            _ = self.shared.reader_wake.notified() => return Ok(()),
+            r = limited.read_buf(buf) => {
+                r.map_err(|e| Error::io("could not read from the server", &e))?
+            }
+        };
+        if n == 0 {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "the server closed the connection unexpectedly after {} rows",
+                    self.shared.lock().rows_received + self.rows.len() as u64
+                ),
+            ));
+        }
+        if self.chunk_started.is_none() {
+            self.chunk_started = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Split every complete message in the buffer. DataRows are collected into the chunk
+    /// being built, which is handed over when it reaches the chunk size or when the buffer has
+    /// no further complete message: a row never waits for a chunk to fill.
+    fn process_buffer(&mut self) -> Result<Flow> {
+        let chunk_size = self.shared.chunk_size.load(Ordering::Relaxed).max(1);
+        let max_row = self.shared.options.memory.max_row_bytes();
+        loop {
+            let buf = &self.conn.buf[..];
+            let avail = buf.len() - self.pos;
+            if avail < 5 {
+                self.emit_chunk();
+                return Ok(Flow::NeedMore(None));
+            }
+            let p = self.pos;
+            let tag = buf[p];
+            let len = u32::from_be_bytes([buf[p + 1], buf[p + 2], buf[p + 3], buf[p + 4]]) as usize;
+            if len < 4 {
+                metrics::protocol_error("bad_length");
+                return Err(Error::protocol(format!(
+                    "message {:?} has an invalid length {len}",
+                    tag as char
+                )));
+            }
+            let total = len + 1;
+            if tag == b'D' && total > max_row {
+                self.emit_chunk();
+                metrics::memory_limit_exceeded(&self.shared.entity);
+                return Err(Error::new(
+                    ErrorKind::MemoryLimit,
+                    format!(
+                        "a row of {total} bytes exceeds the stream's memory limit ({} bytes = {} x fail ratio {})",
+                        max_row,
+                        self.shared.options.memory.bytes,
+                        self.shared.options.memory.fail_ratio
+                    ),
+                ));
+            }
+            if avail < total {
+                self.emit_chunk();
+                return Ok(Flow::NeedMore(Some(total)));
+            }
+            if tag == b'D' {
+                if len < 10 || buf[p + 5] != 0 || buf[p + 6] != 1 {
+                    metrics::protocol_error("data_row");
+                    return Err(Error::protocol(
+                        "DataRow with a column count other than 1 after a one-column description",
+                    ));
+                }
+                let col = i32::from_be_bytes([buf[p + 7], buf[p + 8], buf[p + 9], buf[p + 10]]);
+                if col < 0 {
+                    self.rows.push((0, NULL_ROW));
+                } else if col as usize != len - 10 {
+                    metrics::protocol_error("data_row");
+                    return Err(Error::protocol(
+                        "DataRow column length does not match the message length",
+                    ));
+                } else {
+                    self.rows.push(((p + 11) as u32, col as u32));
+                }
+                self.pos += total;
+                if self.rows.len() >= chunk_size {
+                    self.emit_chunk();
+                }
+                continue;
+            }
+            // Any other message: rows before it go out first, in order.
+            self.emit_chunk();
+            let msg = Message::parse(&mut self.conn.buf)
+                .map_err(|e| Error::protocol(format!("malformed message from the server: {e}")))?
+                .ok_or_else(|| Error::protocol("incomplete message after length check"))?;
+            match msg {
+                Message::CommandComplete(_) => self.command_complete = true,
+                Message::ErrorResponse(body) => {
+                    let e = server_error(body);
+                    if self.error.is_none() {
+                        self.error = Some(e);
+                    }
+                }
+                Message::ReadyForQuery(_) => return Ok(Flow::Finished),
+                Message::NoticeResponse(body) => {
+                    if let Ok(se) = ServerError::from_fields(&mut body.fields()) {
+                        crate::log::debug(format!("server notice: {}", se.message));
+                    }
+                }
+                Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}
+                Message::EmptyQueryResponse | Message::PortalSuspended => {}
+                _ => {
+                    metrics::protocol_error("unexpected_in_rows");
+                    return Err(Error::protocol(
+                        "unexpected message from the server while streaming rows",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Hand the rows collected so far to the consumer as one chunk (a split of the read
+    /// buffer, no copy).
+    fn emit_chunk(&mut self) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let end = self.pos;
+        let mut rows = std::mem::take(&mut self.rows);
+        terminate_rows(&mut self.conn.buf[..end], &mut rows);
+        let region = self.conn.buf.split_to(end).freeze();
+        self.pos = 0;
+        let n = rows.len();
+        let data_bytes: u64 = rows
+            .iter()
+            .filter(|r| r.1 != NULL_ROW)
+            .map(|r| r.1 as u64)
+            .sum();
+        let chunk = Chunk::new(region, rows);
+        let chunk_bytes = chunk.bytes;
+        let now = Instant::now();
+        let build = self
+            .chunk_started
+            .take()
+            .map(|t| now - t)
+            .unwrap_or_default();
+        if !self.saw_first_row {
+            self.saw_first_row = true;
+            metrics::first_row(&self.shared.entity, now - self.query_sent);
+        }
+        metrics::chunk_built(&self.shared.entity, n, chunk_bytes, build);
+        let mut g = self.shared.lock();
+        g.queue.push_back(chunk);
+        g.queued_rows += n;
+        g.queued_bytes += chunk_bytes;
+        g.rows_received += n as u64;
+        g.bytes_received += data_bytes;
+        g.chunks_received += 1;
+        g.reader_bytes = self.conn.buf.len();
+        if g.first_row_at.is_none() {
+            g.first_row_at = Some(now);
+        }
+        let held = g.held_total();
+        if held > g.peak_bytes {
+            g.peak_bytes = held;
+        }
+        if held >= self.shared.options.memory.warn_bytes() {
+            if g.warn_armed {
+                g.warn_armed = false;
+                g.memory_warnings += 1;
+                crate::log::warn(format!(
+                    "stream on {}: buffered {} bytes, above the warning threshold of {} bytes",
+                    self.shared.entity,
+                    held,
+                    self.shared.options.memory.warn_bytes()
+                ));
+            }
+        } else {
+            g.warn_armed = true;
+        }
+        metrics::buffered_rows(&self.shared.entity, n as i64);
+        self.shared.wake_consumer(&mut g);
+    }
+
+    /// Deliver the outcome after the last row and give the connection back when it is clean.
+    fn finish(self, outcome: Result<()>) {
+        let Reader {
+            mut conn,
+            shared,
+            pool,
+            error,
+            command_complete,
+            ..
+        } = self;
+        let result = match (outcome, error) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(e)) => Err(e),
+            (Ok(()), None) if command_complete => Ok(()),
+            (Ok(()), None) => Err(Error::protocol(
+                "the server ended the query without CommandComplete",
+            )),
+        };
+        let reusable = match &result {
+            Ok(()) => true,
+            // The server reported an error and then ReadyForQuery: the session is clean.
+            Err(e) => e.kind() == ErrorKind::Server && conn.buf.is_empty(),
+        };
+        let mut g = shared.lock();
+        g.ended_at = Some(Instant::now());
+        g.reader_bytes = 0;
+        let was_cancelled = g.state == StreamState::Cancelled;
+        if !was_cancelled {
+            if g.pause_started.is_some() {
+                shared.end_pause(&mut g, false);
+            }
+            g.state = match &result {
+                Ok(()) => StreamState::Completed,
+                Err(e) if e.kind() == ErrorKind::Cancelled => StreamState::Cancelled,
+                Err(_) => StreamState::Failed,
+            };
+            g.terminal = Some(match result {
+                Ok(()) => Terminal::Done,
+                Err(e) => Terminal::Failed(e),
+            });
+        }
+        shared.wake_consumer(&mut g);
+        drop(g);
+        // A cancelled stream's connection is never reused: a late CancelRequest could hit the
+        // next query on it.
+        if reusable && !was_cancelled {
+            conn.buf.clear();
+            pool.put(conn);
+        }
+    }
+}

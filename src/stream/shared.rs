@@ -1,0 +1,253 @@
+//! State shared by a stream's reader task and its consumer: the byte-bounded chunk channel,
+//! pause/cancel flags, and the counters behind the stream's statistics.
+//!
+//! One mutex guards it; it is taken once per chunk by each side (never per row). The consumer
+//! blocks on a condvar (it is a host thread, outside the runtime); the reader awaits a
+//! `tokio::sync::Notify`.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::chunk::Chunk;
+use super::options::StreamOptions;
+use crate::connection::CancelToken;
+use crate::error::{Error, Result};
+
+/// The stream's life cycle as reported to users.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamState {
+    Running,
+    Paused,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl StreamState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StreamState::Completed | StreamState::Failed | StreamState::Cancelled
+        )
+    }
+}
+
+/// How the reader ended, delivered to the consumer after the last buffered row.
+#[derive(Debug)]
+pub(crate) enum Terminal {
+    Done,
+    Failed(Error),
+}
+
+pub(crate) struct Inner {
+    pub queue: VecDeque<Chunk>,
+    pub queued_rows: usize,
+    pub queued_bytes: usize,
+    /// Bytes of the chunks the consumer holds (the one being read, a batch's earlier chunks).
+    pub held_bytes: usize,
+    /// Bytes in the reader's socket buffer (unparsed and not yet handed over).
+    pub reader_bytes: usize,
+    pub state: StreamState,
+    /// Set by the reader when it is finished; consumed after the queue is drained.
+    pub terminal: Option<Terminal>,
+    pub consumer_waiting: bool,
+    pub reader_waiting: bool,
+    // pause
+    pub pause_started: Option<Instant>,
+    pub pause_reason: Option<String>,
+    pub pause_timeout: Option<Duration>,
+    pub pause_count: u64,
+    pub paused_total: Duration,
+    pub pause_timeouts: u64,
+    // counters
+    pub rows_received: u64,
+    pub bytes_received: u64,
+    pub chunks_received: u64,
+    pub first_row_at: Option<Instant>,
+    pub ended_at: Option<Instant>,
+    pub memory_warnings: u64,
+    pub warn_armed: bool,
+    pub peak_bytes: usize,
+    /// The eventfd (if created) has been signalled and not yet drained.
+    pub fd_armed: bool,
+}
+
+impl Inner {
+    pub fn held_total(&self) -> usize {
+        self.queued_bytes + self.held_bytes + self.reader_bytes
+    }
+}
+
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    pub consumer_cv: Condvar,
+    pub reader_wake: tokio::sync::Notify,
+    /// Rows handed to the consumer's caller / rejected by filters. Written by the consumer only.
+    pub rows_yielded: AtomicU64,
+    pub rows_filtered: AtomicU64,
+    /// Rows per chunk the reader uses now (changed by adaptive chunking).
+    pub chunk_size: AtomicUsize,
+    pub options: StreamOptions,
+    pub entity: String,
+    pub started: Instant,
+    efd: OnceLock<OwnedFd>,
+    pub owner_pid: u32,
+    /// Cancels the query running on the stream's connection.
+    pub cancel_token: CancelToken,
+}
+
+impl Shared {
+    pub fn new(entity: String, options: StreamOptions, cancel_token: CancelToken) -> Shared {
+        Shared {
+            inner: Mutex::new(Inner {
+                queue: VecDeque::new(),
+                queued_rows: 0,
+                queued_bytes: 0,
+                held_bytes: 0,
+                reader_bytes: 0,
+                state: StreamState::Running,
+                terminal: None,
+                consumer_waiting: false,
+                reader_waiting: false,
+                pause_started: None,
+                pause_reason: None,
+                pause_timeout: None,
+                pause_count: 0,
+                paused_total: Duration::ZERO,
+                pause_timeouts: 0,
+                rows_received: 0,
+                bytes_received: 0,
+                chunks_received: 0,
+                first_row_at: None,
+                ended_at: None,
+                memory_warnings: 0,
+                warn_armed: true,
+                peak_bytes: 0,
+                fd_armed: false,
+            }),
+            consumer_cv: Condvar::new(),
+            reader_wake: tokio::sync::Notify::new(),
+            rows_yielded: AtomicU64::new(0),
+            rows_filtered: AtomicU64::new(0),
+            chunk_size: AtomicUsize::new(options.initial_chunk_size()),
+            options,
+            entity,
+            started: Instant::now(),
+            efd: OnceLock::new(),
+            owner_pid: std::process::id(),
+            cancel_token,
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock is caught at the boundary; the data stays consistent
+        // enough to report and tear down, so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wake a blocked consumer and signal the event fd. Call with the lock held, after making
+    /// something available (a chunk, the terminal, a state change).
+    pub fn wake_consumer(&self, g: &mut Inner) {
+        if g.consumer_waiting {
+            self.consumer_cv.notify_all();
+        }
+        if !g.fd_armed {
+            if let Some(fd) = self.efd.get() {
+                let one: u64 = 1;
+                // SAFETY: writing 8 bytes from a valid u64 to an eventfd we own.
+                unsafe {
+                    libc::write(
+                        fd.as_raw_fd(),
+                        (&one as *const u64).cast(),
+                        std::mem::size_of::<u64>(),
+                    );
+                }
+                g.fd_armed = true;
+            }
+        }
+    }
+
+    /// Drain the event fd: the consumer found nothing to return. Call with the lock held.
+    pub fn disarm_fd(&self, g: &mut Inner) {
+        if g.fd_armed {
+            if let Some(fd) = self.efd.get() {
+                let mut v: u64 = 0;
+                // SAFETY: reading 8 bytes into a valid u64 from a non-blocking eventfd we own.
+                unsafe {
+                    libc::read(
+                        fd.as_raw_fd(),
+                        (&mut v as *mut u64).cast(),
+                        std::mem::size_of::<u64>(),
+                    );
+                }
+            }
+            g.fd_armed = false;
+        }
+    }
+
+    /// The readiness fd, created on first use: readable whenever a consuming call has
+    /// something to return.
+    pub fn event_fd(&self) -> Result<i32> {
+        if let Some(fd) = self.efd.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        let mut g = self.lock();
+        if self.efd.get().is_none() {
+            // SAFETY: plain syscall; the result is checked before use.
+            let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+            if raw < 0 {
+                return Err(Error::io(
+                    "could not create the stream's event fd",
+                    &std::io::Error::last_os_error(),
+                ));
+            }
+            // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+            let _ = self.efd.set(unsafe { OwnedFd::from_raw_fd(raw) });
+            let ready = !g.queue.is_empty()
+                || g.terminal.is_some()
+                || g.state.is_terminal() && g.state != StreamState::Completed;
+            g.fd_armed = false;
+            if ready {
+                self.wake_consumer(&mut g);
+            }
+        }
+        Ok(self.efd.get().map(|f| f.as_raw_fd()).unwrap_or(-1))
+    }
+
+    /// Record the end of a pause (explicit resume or timeout). Lock held.
+    pub fn end_pause(&self, g: &mut Inner, by_timeout: bool) {
+        if let Some(started) = g.pause_started.take() {
+            let d = started.elapsed();
+            g.paused_total += d;
+            g.pause_reason = None;
+            if by_timeout {
+                g.pause_timeouts += 1;
+            }
+            if g.state == StreamState::Paused {
+                g.state = StreamState::Running;
+            }
+            crate::metrics::pause_ended(&self.entity, d, by_timeout);
+        }
+    }
+
+    pub fn rows_yielded(&self) -> u64 {
+        self.rows_yielded.load(Ordering::Relaxed)
+    }
+    pub fn rows_filtered(&self) -> u64 {
+        self.rows_filtered.load(Ordering::Relaxed)
+    }
+}
+
+/// End a live stream because the library is shutting down: its consumer gets `Shutdown`.
+pub(crate) fn fail_for_shutdown(s: &Shared) {
+    let mut g = s.lock();
+    if g.terminal.is_none() && !g.state.is_terminal() {
+        g.state = StreamState::Failed;
+        g.terminal = Some(Terminal::Failed(Error::shutdown()));
+        g.ended_at.get_or_insert_with(Instant::now);
+        s.wake_consumer(&mut g);
+    }
+}
