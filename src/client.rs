@@ -131,21 +131,17 @@ impl Client {
         crate::metrics::query_started(&entity);
         let t0 = Instant::now();
         let result = runtime::block_on(async move {
-            let conn = match pool.take() {
-                Some(c) => c,
-                None => Connection::connect(&config).await?,
-            };
-            let shared = Arc::new(Shared::new(entity, options, conn.cancel_token().clone()));
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(Reader::new(conn, shared.clone(), pool).run(sql, tx));
-            match rx.await {
-                Ok(Ok(())) => Ok(shared),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(Error::new(
-                    ErrorKind::Panic,
-                    "the stream's reader task ended before the query started",
-                )),
+            if let Some(conn) = pool.take() {
+                let sent = start(conn, &pool, &entity, options, &sql).await;
+                // A pooled connection the server has closed meanwhile (idle timeout, restart)
+                // fails before any answer: the read-only query is retried once on a new one.
+                match sent {
+                    Err(e) if e.kind() == ErrorKind::Io => {}
+                    other => return other,
+                }
             }
+            let conn = Connection::connect(&config).await?;
+            start(conn, &pool, &entity, options, &sql).await
         });
         match result {
             Ok(shared) => {
@@ -164,5 +160,30 @@ impl Client {
                 Err(e)
             }
         }
+    }
+}
+
+/// Hand `conn` to a new reader task for `sql` and wait until the server described the result.
+async fn start(
+    conn: Connection,
+    pool: &Arc<Pool>,
+    entity: &str,
+    options: crate::stream::options::StreamOptions,
+    sql: &str,
+) -> Result<Arc<Shared>> {
+    let shared = Arc::new(Shared::new(
+        entity.to_string(),
+        options,
+        conn.cancel_token().clone(),
+    ));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(Reader::new(conn, shared.clone(), pool.clone()).run(sql.to_string(), tx));
+    match rx.await {
+        Ok(Ok(())) => Ok(shared),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::new(
+            ErrorKind::Panic,
+            "the stream's reader task ended before the query started",
+        )),
     }
 }
