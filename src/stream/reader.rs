@@ -33,7 +33,7 @@ const JSONB_OID: u32 = 3802;
 /// What the executing thread learns once the server has described the result (or refused).
 pub(crate) type StartResult = Result<()>;
 
-/// Encode Parse/Bind/Describe/Execute/Sync for `sql` as an unnamed statement: the extended
+/// Encode Parse/Bind/Describe/Flush/Execute/Sync for `sql` as an unnamed statement: the extended
 /// protocol refuses more than one command in a prepared statement, so the statement cannot be
 /// split into two whatever the user's predicate contains.
 pub(crate) fn encode_query(sql: &str) -> Result<BytesMut> {
@@ -51,6 +51,9 @@ pub(crate) fn encode_query(sql: &str) -> Result<BytesMut> {
     )
     .map_err(|_| Error::invalid("could not encode the query"))?;
     frontend::describe(b'P', "", &mut out).map_err(enc)?;
+    // Flush: the server buffers its replies until Sync or a full send buffer, so without it
+    // the RowDescription of a slow query (and thus `execute`) would wait for its first rows.
+    frontend::flush(&mut out);
     frontend::execute("", 0, &mut out).map_err(enc)?;
     frontend::sync(&mut out);
     Ok(out)
