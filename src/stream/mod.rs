@@ -384,7 +384,14 @@ impl Stream {
                 }
             }
             let w = if picks.is_empty() { wait } else { Wait::NoWait };
-            match self.refill(w, deadline, picks.is_empty())? {
+            let refilled = match self.refill(w, deadline, picks.is_empty()) {
+                Ok(r) => r,
+                Err(e) if picks.is_empty() => return Err(e),
+                // Rows already picked are delivered first; the terminal error is kept in
+                // `self.end` and returned by the next call.
+                Err(_) => break,
+            };
+            match refilled {
                 None => continue,
                 Some(status) => {
                     if picks.is_empty() {
