@@ -1,0 +1,614 @@
+"""Python binding for fraiseql-wire (ctypes, standard library only).
+
+    import fraiseql_wire as fw
+
+    with fw.Client("") as client:                       # libpq conninfo; PG* env as defaults
+        q = client.query("v_user").where("(data->>'active')::boolean").limit(10)
+        with q.stream() as stream:
+            for row in stream:                          # row: str (JSON text)
+                print(row)
+
+The shared library is found through, in order: $FW_LIB (a file), $FW_LIB_DIR (a
+directory), the repository's build tree (target/release), then the system's
+library search path.
+
+Blocking calls release the GIL (ctypes does so for every foreign call), so other
+Python threads run while a stream waits for rows.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import threading
+import time
+from collections import namedtuple
+
+__all__ = [
+    "Client", "Query", "Stream", "Stats", "metrics_dump", "version", "shutdown",
+    "live_handles", "Error", "InvalidArgumentError", "NullPointerError",
+    "ConnectError", "AuthError", "TLSError", "ServerError", "ProtocolError",
+    "SchemaError", "MemoryLimitError", "CancelledError", "ConnectionLostError",
+    "StateError", "PanicError", "ShutdownError",
+]
+
+# --------------------------------------------------------------------------
+# status codes and states (values from include/fraiseql_wire.h)
+# --------------------------------------------------------------------------
+
+FW_OK = 0
+FW_DONE = 1
+FW_WOULD_BLOCK = 2
+FW_TIMEOUT = 3
+FW_PAUSED = 4
+FW_STOPPED = 5
+
+STATES = {
+    -1: "invalid",
+    0: "running",
+    1: "paused",
+    2: "completed",
+    3: "failed",
+    4: "cancelled",
+}
+
+# --------------------------------------------------------------------------
+# exceptions
+# --------------------------------------------------------------------------
+
+
+class Error(Exception):
+    """A failed library call.
+
+    Attributes: ``code`` (the negative fw_status), ``status`` (its name, e.g.
+    ``"FW_E_SERVER"``), ``message``, and for server errors ``sqlstate``,
+    ``detail``, ``hint`` and ``position`` (None when absent).
+    """
+
+    def __init__(self, code, status, message, sqlstate=None, detail=None,
+                 hint=None, position=None):
+        self.code = code
+        self.status = status
+        self.message = message
+        self.sqlstate = sqlstate
+        self.detail = detail
+        self.hint = hint
+        self.position = position
+        text = "%s: %s" % (status, message)
+        if sqlstate and sqlstate not in message:
+            text += " (SQLSTATE %s)" % sqlstate
+        super().__init__(text)
+
+
+class InvalidArgumentError(Error, ValueError):
+    """FW_E_INVALID_ARGUMENT: bad input from the caller."""
+
+
+class NullPointerError(InvalidArgumentError):
+    """FW_E_NULL: a required pointer was NULL (a closed handle)."""
+
+
+class ConnectError(Error, ConnectionError):
+    """FW_E_CONNECT: could not connect."""
+
+
+class AuthError(ConnectError):
+    """FW_E_AUTH: authentication failed."""
+
+
+class TLSError(ConnectError):
+    """FW_E_TLS: could not secure the connection."""
+
+
+class ServerError(Error):
+    """FW_E_SERVER: the server sent an ErrorResponse (see ``sqlstate``)."""
+
+
+class ProtocolError(Error):
+    """FW_E_PROTOCOL: the server broke the protocol."""
+
+
+class SchemaError(Error):
+    """FW_E_SCHEMA: the result is not one json/jsonb column named data."""
+
+
+class MemoryLimitError(Error):
+    """FW_E_MEMORY_LIMIT: the stream's hard memory limit was exceeded."""
+
+
+class CancelledError(Error):
+    """FW_E_CANCELLED: the stream was cancelled."""
+
+
+class ConnectionLostError(Error, ConnectionError):
+    """FW_E_IO: the connection broke (reset, EOF, timeout)."""
+
+
+class StateError(Error):
+    """FW_E_STATE: the call is not allowed in the stream's state."""
+
+
+class PanicError(Error):
+    """FW_E_PANIC: an internal bug was caught at the boundary."""
+
+
+class ShutdownError(Error):
+    """FW_E_SHUTDOWN: the library was shut down."""
+
+
+_ERRORS = {
+    -1: InvalidArgumentError,
+    -2: NullPointerError,
+    -3: ConnectError,
+    -4: AuthError,
+    -5: TLSError,
+    -6: ServerError,
+    -7: ProtocolError,
+    -8: SchemaError,
+    -9: MemoryLimitError,
+    -10: CancelledError,
+    -11: ConnectionLostError,
+    -12: StateError,
+    -13: PanicError,
+    -14: ShutdownError,
+}
+
+# --------------------------------------------------------------------------
+# loading the library
+# --------------------------------------------------------------------------
+
+_LIBNAME = "libfraiseql_wire.so"
+
+
+def _candidates():
+    if os.environ.get("FW_LIB"):
+        yield os.environ["FW_LIB"]
+        return
+    if os.environ.get("FW_LIB_DIR"):
+        yield os.path.join(os.environ["FW_LIB_DIR"], _LIBNAME)
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.normpath(os.path.join(here, "..", "..", ".."))
+    yield os.path.join(repo, "target", "release", _LIBNAME)
+    found = ctypes.util.find_library("fraiseql_wire")
+    if found:
+        yield found
+    yield _LIBNAME
+
+
+def _load():
+    errors = []
+    for path in _candidates():
+        if os.path.sep in path and not os.path.exists(path):
+            errors.append("%s: no such file" % path)
+            continue
+        try:
+            return ctypes.CDLL(path)
+        except OSError as e:
+            errors.append(str(e))
+    raise ImportError("cannot load %s (set FW_LIB or FW_LIB_DIR): %s"
+                      % (_LIBNAME, "; ".join(errors)))
+
+
+_lib = _load()
+
+c_char_p = ctypes.c_char_p
+c_void_p = ctypes.c_void_p
+c_int = ctypes.c_int
+c_size_t = ctypes.c_size_t
+c_uint64 = ctypes.c_uint64
+c_int64 = ctypes.c_int64
+c_double = ctypes.c_double
+c_bool = ctypes.c_bool
+
+
+class _Row(ctypes.Structure):
+    _fields_ = [("data", c_void_p), ("len", c_size_t)]
+
+
+_STATS_FIELDS = [
+    "items_buffered", "bytes_buffered", "estimated_memory",
+    "total_rows_received", "total_rows_yielded", "total_rows_filtered",
+    "total_bytes_received", "current_chunk_size", "pause_count",
+    "paused_ms_total", "time_to_first_row_us", "elapsed_us", "memory_limit",
+    "peak_memory", "memory_warnings", "chunks_received", "pause_timeouts",
+]
+
+
+class _Stats(ctypes.Structure):
+    _fields_ = ([("struct_size", c_size_t), ("state", c_int)]
+                + [(name, c_uint64) for name in _STATS_FIELDS])
+
+
+#: A snapshot of a stream (``state`` is a name such as ``"running"``).
+Stats = namedtuple("Stats", ["state"] + _STATS_FIELDS)
+
+
+def _fn(name, restype, *argtypes):
+    f = getattr(_lib, name)
+    f.restype = restype
+    f.argtypes = list(argtypes)
+    return f
+
+
+_client_new = _fn("fw_client_new", c_int, c_char_p, ctypes.POINTER(c_void_p))
+_client_free = _fn("fw_client_free", None, c_void_p)
+_last_error = _fn("fw_last_error", c_void_p)
+_error_code = _fn("fw_error_code", c_int, c_void_p)
+_error_message = _fn("fw_error_message", c_char_p, c_void_p)
+_error_sqlstate = _fn("fw_error_sqlstate", c_char_p, c_void_p)
+_error_detail = _fn("fw_error_detail", c_char_p, c_void_p)
+_error_hint = _fn("fw_error_hint", c_char_p, c_void_p)
+_error_position = _fn("fw_error_position", c_char_p, c_void_p)
+_query_new = _fn("fw_query_new", c_int, c_void_p, c_char_p, ctypes.POINTER(c_void_p))
+_query_where_sql = _fn("fw_query_where_sql", c_int, c_void_p, c_char_p)
+_query_order_by = _fn("fw_query_order_by", c_int, c_void_p, c_char_p, c_char_p, c_int)
+_query_limit = _fn("fw_query_limit", c_int, c_void_p, c_uint64)
+_query_offset = _fn("fw_query_offset", c_int, c_void_p, c_uint64)
+_query_chunk_size = _fn("fw_query_chunk_size", c_int, c_void_p, c_size_t)
+_query_adaptive = _fn("fw_query_adaptive_chunking", c_int, c_void_p, c_bool, c_size_t, c_size_t)
+_query_max_memory = _fn("fw_query_max_memory", c_int, c_void_p, c_size_t, c_double, c_double)
+_query_execute = _fn("fw_query_execute", c_int, c_void_p, ctypes.POINTER(c_void_p))
+_query_free = _fn("fw_query_free", None, c_void_p)
+_version = _fn("fw_version", c_char_p)
+_shutdown = _fn("fw_shutdown", c_int, c_uint64)
+_string_free = _fn("fw_string_free", None, c_void_p)
+_status_str = _fn("fw_status_str", c_char_p, c_int)
+_stream_next_batch = _fn("fw_stream_next_batch", c_int, c_void_p, ctypes.POINTER(_Row),
+                         c_size_t, ctypes.POINTER(c_size_t), c_int64)
+_stream_pause = _fn("fw_stream_pause", c_int, c_void_p)
+_stream_pause_with_reason = _fn("fw_stream_pause_with_reason", c_int, c_void_p, c_char_p)
+_stream_resume = _fn("fw_stream_resume", c_int, c_void_p)
+_stream_set_pause_timeout = _fn("fw_stream_set_pause_timeout", c_int, c_void_p, c_uint64)
+_stream_state = _fn("fw_stream_state_snapshot", c_int, c_void_p)
+_stream_stats = _fn("fw_stream_stats", c_int, c_void_p, ctypes.POINTER(_Stats))
+_stream_cancel = _fn("fw_stream_cancel", c_int, c_void_p)
+_stream_error = _fn("fw_stream_error", c_void_p, c_void_p)
+_stream_free = _fn("fw_stream_free", None, c_void_p)
+try:
+    _metrics_dump = _fn("fw_metrics_dump", c_int, ctypes.POINTER(c_void_p),
+                        ctypes.POINTER(c_size_t))
+except AttributeError:  # a library built before the metrics dump existed
+    _metrics_dump = None
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+_live_lock = threading.Lock()
+_live = {"client": 0, "query": 0, "stream": 0}
+
+
+def _count(kind, delta):
+    with _live_lock:
+        _live[kind] += delta
+
+
+def live_handles():
+    """Native handles currently alive, by kind: ``{"client": n, "query": n, "stream": n}``."""
+    with _live_lock:
+        return dict(_live)
+
+
+def _s(b):
+    return None if b is None else b.decode("utf-8", "replace")
+
+
+def _enc(text, what):
+    if not isinstance(text, str):
+        raise TypeError("%s must be a str" % what)
+    return text.encode("utf-8")
+
+
+def _status_name(code):
+    return _s(_status_str(code))
+
+
+def _error(code, err=None):
+    """An exception for a failed call, from the error object `err`, else the
+    calling thread's last error (same thread: ctypes calls run on this thread)."""
+    if not err or _error_code(err) != code:
+        err = _last_error()
+    cls = _ERRORS.get(code, Error)
+    name = _status_name(code)
+    if not err or _error_code(err) != code:
+        return cls(code, name, name)
+    return cls(code, name, _s(_error_message(err)) or name,
+               sqlstate=_s(_error_sqlstate(err)), detail=_s(_error_detail(err)),
+               hint=_s(_error_hint(err)), position=_s(_error_position(err)))
+
+
+def _check(code):
+    if code < 0:
+        raise _error(code)
+    return code
+
+
+def version():
+    """The library version string, e.g. ``"0.1.0"``."""
+    return _s(_version())
+
+
+def shutdown(timeout_ms=5000):
+    """Cancel every live stream and stop the library's runtime (irreversible)."""
+    _check(_shutdown(timeout_ms))
+
+
+def metrics_dump():
+    """The library's metrics in the Prometheus text format (a str)."""
+    if _metrics_dump is None:
+        raise NotImplementedError("this build of libfraiseql_wire has no fw_metrics_dump")
+    out = c_void_p()
+    n = c_size_t()
+    _check(_metrics_dump(ctypes.byref(out), ctypes.byref(n)))
+    try:
+        return ctypes.string_at(out.value, n.value).decode("utf-8") if out.value else ""
+    finally:
+        _string_free(out)
+
+
+# --------------------------------------------------------------------------
+# handles
+# --------------------------------------------------------------------------
+
+
+class Client:
+    """A thread-safe client: connection settings plus a connection pool.
+
+    ``conninfo`` is a libpq connection string (URI or ``key=value``); the
+    ``PG*`` environment variables fill in what it leaves out. Connects once to
+    check the settings (raises ConnectError/AuthError/... on failure).
+    """
+
+    def __init__(self, conninfo=""):
+        self._ptr = None
+        out = c_void_p()
+        _check(_client_new(_enc(conninfo, "conninfo"), ctypes.byref(out)))
+        self._ptr = out.value
+        _count("client", 1)
+
+    def query(self, source):
+        """A query over a view or table (``"v_user"`` or ``"schema.name"``)."""
+        return Query(self, source)
+
+    def stream(self, source, where=None, limit=None):
+        """Shortcut: ``client.query(source).where(where).limit(limit).stream()``."""
+        q = Query(self, source)
+        try:
+            if where is not None:
+                q.where(where)
+            if limit is not None:
+                q.limit(limit)
+            return q.stream()
+        finally:
+            q.close()
+
+    def _handle(self):
+        if not self._ptr:
+            raise StateError(-12, "FW_E_STATE", "the client is closed")
+        return self._ptr
+
+    def close(self):
+        """Free the client and close its idle connections (open streams keep working)."""
+        p, self._ptr = self._ptr, None
+        if p:
+            _client_free(p)
+            _count("client", -1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+class Query:
+    """A query builder; every setter returns the query so calls chain.
+    A query may be streamed any number of times."""
+
+    def __init__(self, client, source):
+        self._ptr = None
+        self._client = client  # keeps the Python object alive too
+        out = c_void_p()
+        _check(_query_new(client._handle(), _enc(source, "source"), ctypes.byref(out)))
+        self._ptr = out.value
+        _count("query", 1)
+
+    def _handle(self):
+        if not self._ptr:
+            raise StateError(-12, "FW_E_STATE", "the query is closed")
+        return self._ptr
+
+    def where(self, sql_predicate):
+        """Add a trusted SQL predicate (parenthesised, ANDed with the others)."""
+        _check(_query_where_sql(self._handle(), _enc(sql_predicate, "sql_predicate")))
+        return self
+
+    def order_by(self, sql_expr, collation=None, desc=False):
+        """Add an ORDER BY term (trusted SQL expression, optional collation)."""
+        coll = None if collation is None else _enc(collation, "collation")
+        _check(_query_order_by(self._handle(), _enc(sql_expr, "sql_expr"), coll,
+                               1 if desc else 0))
+        return self
+
+    def limit(self, n):
+        _check(_query_limit(self._handle(), n))
+        return self
+
+    def offset(self, n):
+        _check(_query_offset(self._handle(), n))
+        return self
+
+    def chunk_size(self, rows):
+        _check(_query_chunk_size(self._handle(), rows))
+        return self
+
+    def adaptive_chunking(self, on=True, min_rows=16, max_rows=1024):
+        _check(_query_adaptive(self._handle(), on, min_rows, max_rows))
+        return self
+
+    def max_memory(self, nbytes, warn_ratio=0.8, fail_ratio=1.0):
+        _check(_query_max_memory(self._handle(), nbytes, warn_ratio, fail_ratio))
+        return self
+
+    def stream(self, batch_size=256):
+        """Execute the query and return its Stream (raises on a missing relation,
+        a wrong result shape or a connection failure)."""
+        out = c_void_p()
+        _check(_query_execute(self._handle(), ctypes.byref(out)))
+        return Stream(out.value, self._client, batch_size)
+
+    def close(self):
+        p, self._ptr = self._ptr, None
+        if p:
+            _query_free(p)
+            _count("query", -1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Stream:
+    """A running query's rows. Iterate it (rows are ``str``), or use
+    :meth:`next_row`. A context manager: leaving the block frees the stream
+    (cancelling the query if it still runs). Rows are copied out of library
+    memory before they are handed to Python.
+
+    Iterating a paused stream yields the rows already buffered, then waits
+    until the stream is resumed (from another thread or by its pause timeout).
+    """
+
+    def __init__(self, ptr, client, batch_size=256):
+        self._ptr = ptr
+        self._client = client
+        _count("stream", 1)
+        self._cap = max(1, int(batch_size))
+        self._rows = (_Row * self._cap)()
+        self._pending = []
+        self._pos = 0
+        self._done = False
+
+    def _handle(self):
+        if not self._ptr:
+            raise StateError(-12, "FW_E_STATE", "the stream is closed")
+        return self._ptr
+
+    def _raise(self, code):
+        err = _stream_error(self._ptr) if self._ptr else None
+        if not err:
+            err = None
+        raise _error(code, err)
+
+    def _fill(self, timeout_ms):
+        """Fetch the next batch; returns a status."""
+        n = c_size_t()
+        st = _stream_next_batch(self._handle(), self._rows, self._cap, ctypes.byref(n),
+                                timeout_ms)
+        if st < 0:
+            self._raise(st)
+        if st == FW_OK:
+            rows = self._rows
+            self._pending = [ctypes.string_at(rows[i].data, rows[i].len).decode("utf-8")
+                             for i in range(n.value)]
+            self._pos = 0
+        elif st == FW_DONE:
+            self._done = True
+        return st
+
+    def next_row(self, timeout=None):
+        """The next row (str), or None at the end of the stream. With a timeout
+        (seconds), raises TimeoutError when no row came in time. Waits while the
+        stream is paused and drained."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._pos < len(self._pending):
+                row = self._pending[self._pos]
+                self._pos += 1
+                return row
+            if self._done:
+                return None
+            if deadline is None:
+                wait = -1
+            else:
+                wait = max(0, int((deadline - time.monotonic()) * 1000))
+            st = self._fill(wait)
+            if st == FW_PAUSED:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError("the stream is paused")
+                time.sleep(0.005)
+            elif st == FW_TIMEOUT:
+                raise TimeoutError("no row within %.3fs" % timeout)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        row = self.next_row()
+        if row is None:
+            raise StopIteration
+        return row
+
+    def pause(self, reason=None):
+        """Stop reading the socket (the server blocks); buffered rows stay readable."""
+        if reason is None:
+            _check(_stream_pause(self._handle()))
+        else:
+            _check(_stream_pause_with_reason(self._handle(), _enc(reason, "reason")))
+
+    def resume(self):
+        _check(_stream_resume(self._handle()))
+
+    def set_pause_timeout(self, seconds):
+        """A pause longer than this resumes by itself (None or 0: no limit)."""
+        ms = 0 if not seconds else max(1, int(seconds * 1000))
+        _check(_stream_set_pause_timeout(self._handle(), ms))
+
+    def cancel(self):
+        """Cancel the query; callable from any thread, never blocks. Iteration
+        then raises CancelledError."""
+        _check(_stream_cancel(self._handle()))
+
+    @property
+    def state(self):
+        """``"running"``, ``"paused"``, ``"completed"``, ``"failed"`` or ``"cancelled"``."""
+        return STATES.get(_stream_state(self._handle()), "invalid")
+
+    def stats(self):
+        """A :class:`Stats` snapshot (callable from any thread)."""
+        s = _Stats()
+        s.struct_size = ctypes.sizeof(_Stats)
+        _check(_stream_stats(self._handle(), ctypes.byref(s)))
+        return Stats(STATES.get(s.state, "invalid"), *(getattr(s, f) for f in _STATS_FIELDS))
+
+    def close(self):
+        """Free the stream; a running query is cancelled. Idempotent."""
+        p, self._ptr = self._ptr, None
+        if p:
+            _stream_free(p)
+            _count("stream", -1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

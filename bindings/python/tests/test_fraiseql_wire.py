@@ -1,0 +1,230 @@
+"""Tests of the Python binding against the throwaway PostgreSQL of scripts/with-pg
+(PGHOST, PGPORT, PGDATABASE, PGUSER and FW_PG_* in the environment)."""
+
+import gc
+import json
+import os
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import fraiseql_wire as fw  # noqa: E402
+
+
+def backends(client):
+    """Client backends connected to the test database, counted through the library itself:
+    v_user has n = 1..1000, so the number of rows with n <= count(*) is that count."""
+    pred = ("(data->>'n')::int <= (SELECT count(*) FROM pg_stat_activity "
+            "WHERE backend_type = 'client backend' AND datname = current_database())")
+    with client.stream("v_user", where=pred) as s:
+        return sum(1 for _ in s)
+
+
+class BindingTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.client = fw.Client("")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+
+    def test_version(self):
+        self.assertRegex(fw.version(), r"^\d+\.\d+\.\d+")
+
+    def test_large_view_count_and_content(self):
+        with self.client.query("v_user").stream() as s:
+            rows = [json.loads(r) for r in s]
+        self.assertEqual(len(rows), 1000)
+        by_n = {r["n"]: r for r in rows}
+        self.assertEqual(sorted(by_n), list(range(1, 1001)))
+        for n in (1, 500, 1000):
+            self.assertEqual(by_n[n]["email"], "user%d@example.com" % n)
+            self.assertEqual(by_n[n]["neg"], -n)
+            self.assertEqual(by_n[n]["unicode"], "Zoë 東京 🎉 ñ € 𝄞")
+
+        with self.client.query("v_bench_10k").stream() as s:
+            ids = [json.loads(r)["id"] for r in s]
+        self.assertEqual(len(ids), 10000)
+        self.assertEqual(sorted(ids), list(range(1, 10001)))
+
+    def test_query_builder(self):
+        q = (self.client.query("v_user").where("(data->>'n')::int > 10")
+             .order_by("(data->>'n')::int", desc=True).limit(3).offset(1))
+        with q:
+            self.assertEqual([json.loads(r)["n"] for r in q.stream()], [999, 998, 997])
+            # a query runs any number of times
+            self.assertEqual(len(list(q.stream())), 3)
+        with self.assertRaises(fw.InvalidArgumentError) as cm:
+            self.client.query("v_user; drop table t_guard")
+        self.assertEqual(cm.exception.status, "FW_E_INVALID_ARGUMENT")
+
+    def test_missing_view_sqlstate(self):
+        with self.assertRaises(fw.ServerError) as cm:
+            self.client.query("v_does_not_exist").stream()
+        e = cm.exception
+        self.assertIsInstance(e, fw.Error)
+        self.assertEqual(e.sqlstate, "42P01")
+        self.assertEqual(e.code, -6)
+        self.assertIn("v_does_not_exist", e.message)
+
+    def test_error_after_rows(self):
+        got = []
+        with self.client.query("v_div_zero_after").stream() as s:
+            with self.assertRaises(fw.ServerError) as cm:
+                for r in s:
+                    got.append(json.loads(r)["i"])
+            self.assertEqual(s.state, "failed")
+        self.assertEqual(got, list(range(1, 51)))
+        self.assertEqual(cm.exception.sqlstate, "22012")
+
+    def test_schema_error(self):
+        with self.assertRaises(fw.SchemaError):
+            self.client.query("v_not_json").stream()
+
+    def test_auth(self):
+        port = os.environ["FW_PG_PORT"]
+        base = "host=127.0.0.1 port=%s dbname=fraiseql_test user=fw_scram" % port
+        with self.assertRaises(fw.AuthError) as cm:
+            fw.Client(base + " password=wrong")
+        self.assertIsInstance(cm.exception, fw.ConnectError)
+        self.assertEqual(cm.exception.sqlstate, "28P01")
+        self.assertNotIn("wrong", str(cm.exception))
+        with fw.Client(base + " password=scram-secret") as c:
+            with c.stream("v_user", limit=5) as s:
+                self.assertEqual(len(list(s)), 5)
+
+    def test_cancel_mid_stream(self):
+        # v_sleep30 sends its only row after 30 s: cancel from another thread.
+        s = self.client.query("v_sleep30").stream()
+        t0 = time.monotonic()
+        timer = threading.Timer(0.3, s.cancel)
+        timer.start()
+        try:
+            with self.assertRaises(fw.CancelledError):
+                for _ in s:
+                    pass
+        finally:
+            timer.join()
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(s.state, "cancelled")
+        s.close()
+
+        # v_slow: a few rows, then cancel from the consuming thread.
+        with self.client.query("v_slow").stream() as s:
+            self.assertEqual(json.loads(next(s))["i"], 1)
+            s.cancel()
+            t0 = time.monotonic()
+            with self.assertRaises(fw.CancelledError):
+                next(s)
+            self.assertLess(time.monotonic() - t0, 1)
+        # the client is still usable
+        self.assertEqual(len(list(self.client.stream("v_user", limit=2))), 2)
+
+    def test_pause_resume(self):
+        q = self.client.query("v_user").chunk_size(16)
+        with q, q.stream(batch_size=8) as s:
+            first = next(s)
+            s.pause("test")
+            s.pause()  # idempotent
+            self.assertEqual(s.state, "paused")
+            timer = threading.Timer(0.3, s.resume)
+            timer.start()
+            t0 = time.monotonic()
+            rest = list(s)  # buffered rows, then waits for the resume
+            timer.join()
+            self.assertGreaterEqual(time.monotonic() - t0, 0.2)
+            st = s.stats()
+            self.assertEqual(len(rest) + 1, 1000)
+            self.assertEqual(st.pause_count, 1)
+            self.assertGreater(st.paused_ms_total, 100)
+            self.assertEqual(st.state, "completed")
+            with self.assertRaises(fw.StateError):
+                s.pause()
+        self.assertTrue(first.startswith("{"))
+
+    def test_stats(self):
+        with self.client.query("v_user").stream() as s:
+            st0 = s.stats()
+            self.assertIn(st0.state, ("running", "completed"))
+            self.assertEqual(st0.total_rows_yielded, 0)
+            n = sum(1 for _ in s)
+            st = s.stats()
+        self.assertEqual(n, 1000)
+        self.assertEqual(st.state, "completed")
+        self.assertEqual(st.total_rows_received, 1000)
+        self.assertEqual(st.total_rows_yielded, 1000)
+        self.assertEqual(st.total_rows_filtered, 0)
+        self.assertGreater(st.total_bytes_received, 1000 * 100)
+        self.assertGreater(st.elapsed_us, 0)
+        self.assertGreater(st.memory_limit, 0)
+        self.assertEqual(st.items_buffered, 0)
+
+    def test_threads_run_while_waiting(self):
+        # ctypes releases the GIL during foreign calls: a thread keeps counting
+        # while the main thread waits on v_slow (~2 s for 20 rows).
+        count = [0]
+        stop = threading.Event()
+
+        def tick():
+            while not stop.is_set():
+                count[0] += 1
+                time.sleep(0.001)
+
+        t = threading.Thread(target=tick)
+        t.start()
+        try:
+            with self.client.query("v_slow").stream() as s:
+                self.assertEqual(sum(1 for _ in s), 20)
+        finally:
+            stop.set()
+            t.join()
+        self.assertGreater(count[0], 200)
+
+    def test_metrics_dump(self):
+        with self.client.stream("v_user", limit=1) as s:
+            list(s)
+        text = fw.metrics_dump()
+        self.assertIn("fraiseql_queries_total", text)
+        self.assertIn('entity="v_user"', text)
+
+    def test_closed_handles(self):
+        c = fw.Client("")
+        s = c.query("v_user").stream()
+        c.close()
+        c.close()
+        self.assertEqual(len(list(s)), 1000)  # streams outlive their client
+        s.close()
+        s.close()
+        with self.assertRaises(fw.StateError):
+            s.stats()
+        with self.assertRaises(fw.StateError):
+            c.query("v_user")
+
+    def test_gc_frees_everything(self):
+        gc.collect()
+        base = fw.live_handles()
+        before = backends(self.client)
+        for _ in range(60):
+            c = fw.Client("")
+            q = c.query("v_bench_10k")
+            s = q.stream()
+            next(s)
+            del c, q, s  # never closed: the finalizers free them
+        gc.collect()
+        self.assertEqual(fw.live_handles(), base)
+        # the server side: dropped streams were cancelled and their connections closed
+        deadline = time.monotonic() + 10
+        while True:
+            now = backends(self.client)
+            if now <= before + 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertLessEqual(now, before + 2)
+
+
+if __name__ == "__main__":
+    unittest.main()

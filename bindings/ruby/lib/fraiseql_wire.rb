@@ -1,0 +1,488 @@
+# frozen_string_literal: true
+
+# Ruby binding for fraiseql-wire (the `ffi` gem).
+#
+#   require "fraiseql_wire"
+#
+#   client = FraiseqlWire::Client.new("")   # libpq conninfo; PG* env as defaults
+#   client.query("v_user").where("(data->>'active')::boolean").limit(10).stream do |s|
+#     s.each { |row| puts row }             # row: String (JSON text, UTF-8)
+#   end
+#
+# The shared library is found through, in order: $FW_LIB (a file), $FW_LIB_DIR (a
+# directory), the repository's build tree (target/release), then the system's library
+# search path. Calls that can wait (connect, execute, fetching rows) release the GVL, so
+# other Ruby threads run while a stream waits.
+require "ffi"
+
+module FraiseqlWire
+  # Raw C functions (include/fraiseql_wire.h).
+  module Lib
+    extend FFI::Library
+
+    LIBNAME = "libfraiseql_wire.so"
+
+    def self.candidates
+      return [ENV["FW_LIB"]] if ENV["FW_LIB"] && !ENV["FW_LIB"].empty?
+      return [File.join(ENV["FW_LIB_DIR"], LIBNAME)] if ENV["FW_LIB_DIR"] && !ENV["FW_LIB_DIR"].empty?
+
+      repo = File.expand_path("../../..", __dir__)
+      built = File.join(repo, "target", "release", LIBNAME)
+      (File.exist?(built) ? [built] : []) + ["fraiseql_wire", LIBNAME]
+    end
+
+    ffi_lib candidates
+
+    class Row < FFI::Struct
+      layout :data, :pointer, :len, :size_t
+    end
+
+    STATS_FIELDS = %i[
+      items_buffered bytes_buffered estimated_memory total_rows_received
+      total_rows_yielded total_rows_filtered total_bytes_received current_chunk_size
+      pause_count paused_ms_total time_to_first_row_us elapsed_us memory_limit
+      peak_memory memory_warnings chunks_received pause_timeouts
+    ].freeze
+
+    class Stats < FFI::Struct
+      layout(*([:struct_size, :size_t, :state, :int] + STATS_FIELDS.flat_map { |f| [f, :uint64] }))
+    end
+
+    attach_function :fw_client_new, %i[string pointer], :int, blocking: true
+    attach_function :fw_client_free, [:pointer], :void
+    attach_function :fw_last_error, [], :pointer
+    attach_function :fw_error_code, [:pointer], :int
+    attach_function :fw_error_message, [:pointer], :pointer
+    attach_function :fw_error_sqlstate, [:pointer], :pointer
+    attach_function :fw_error_detail, [:pointer], :pointer
+    attach_function :fw_error_hint, [:pointer], :pointer
+    attach_function :fw_error_position, [:pointer], :pointer
+    attach_function :fw_query_new, %i[pointer string pointer], :int
+    attach_function :fw_query_where_sql, %i[pointer string], :int
+    attach_function :fw_query_order_by, %i[pointer string string int], :int
+    attach_function :fw_query_limit, %i[pointer uint64], :int
+    attach_function :fw_query_offset, %i[pointer uint64], :int
+    attach_function :fw_query_chunk_size, %i[pointer size_t], :int
+    attach_function :fw_query_adaptive_chunking, %i[pointer bool size_t size_t], :int
+    attach_function :fw_query_max_memory, %i[pointer size_t double double], :int
+    attach_function :fw_query_execute, %i[pointer pointer], :int, blocking: true
+    attach_function :fw_query_free, [:pointer], :void
+    attach_function :fw_version, [], :string
+    attach_function :fw_shutdown, [:uint64], :int, blocking: true
+    attach_function :fw_string_free, [:pointer], :void
+    attach_function :fw_status_str, [:int], :string
+    attach_function :fw_stream_next_batch, %i[pointer pointer size_t pointer int64], :int, blocking: true
+    attach_function :fw_stream_pause, [:pointer], :int
+    attach_function :fw_stream_pause_with_reason, %i[pointer string], :int
+    attach_function :fw_stream_resume, [:pointer], :int
+    attach_function :fw_stream_set_pause_timeout, %i[pointer uint64], :int
+    attach_function :fw_stream_state_snapshot, [:pointer], :int
+    attach_function :fw_stream_stats, %i[pointer pointer], :int
+    attach_function :fw_stream_cancel, [:pointer], :int
+    attach_function :fw_stream_error, [:pointer], :pointer
+    attach_function :fw_stream_free, [:pointer], :void
+    begin
+      attach_function :fw_metrics_dump, %i[pointer pointer], :int
+    rescue FFI::NotFoundError
+      # a library built before the metrics dump existed
+    end
+  end
+
+  OK = 0
+  DONE = 1
+  WOULD_BLOCK = 2
+  TIMEOUT = 3
+  PAUSED = 4
+
+  STATES = { -1 => :invalid, 0 => :running, 1 => :paused, 2 => :completed,
+             3 => :failed, 4 => :cancelled }.freeze
+
+  # A failed library call. `code` is the negative fw_status, `status` its name
+  # ("FW_E_SERVER"); server errors also carry `sqlstate`, `detail`, `hint`, `position`.
+  class Error < StandardError
+    attr_reader :code, :status, :sqlstate, :detail, :hint, :position
+
+    def initialize(message = nil, code: nil, status: nil, sqlstate: nil, detail: nil, hint: nil,
+                   position: nil)
+      @code = code
+      @status = status
+      @sqlstate = sqlstate
+      @detail = detail
+      @hint = hint
+      @position = position
+      super(message)
+    end
+  end
+
+  class InvalidArgumentError < Error; end   # FW_E_INVALID_ARGUMENT
+  class NullPointerError < InvalidArgumentError; end # FW_E_NULL
+  class ConnectError < Error; end           # FW_E_CONNECT
+  class AuthError < ConnectError; end       # FW_E_AUTH
+  class TLSError < ConnectError; end        # FW_E_TLS
+  class ServerError < Error; end            # FW_E_SERVER (see #sqlstate)
+  class ProtocolError < Error; end          # FW_E_PROTOCOL
+  class SchemaError < Error; end            # FW_E_SCHEMA
+  class MemoryLimitError < Error; end       # FW_E_MEMORY_LIMIT
+  class CancelledError < Error; end         # FW_E_CANCELLED
+  class ConnectionLostError < Error; end    # FW_E_IO
+  class StateError < Error; end             # FW_E_STATE
+  class PanicError < Error; end             # FW_E_PANIC
+  class ShutdownError < Error; end          # FW_E_SHUTDOWN
+
+  ERRORS = {
+    -1 => InvalidArgumentError, -2 => NullPointerError, -3 => ConnectError, -4 => AuthError,
+    -5 => TLSError, -6 => ServerError, -7 => ProtocolError, -8 => SchemaError,
+    -9 => MemoryLimitError, -10 => CancelledError, -11 => ConnectionLostError,
+    -12 => StateError, -13 => PanicError, -14 => ShutdownError
+  }.freeze
+
+  @live = Hash.new(0)
+
+  class << self
+    # Native handles alive now, by kind ({client: n, query: n, stream: n}).
+    def live_handles
+      { client: @live[:client], query: @live[:query], stream: @live[:stream] }
+    end
+
+    def count_handle(kind, delta) # :nodoc:
+      @live[kind] += delta
+    end
+
+    def version
+      Lib.fw_version
+    end
+
+    # Cancel every live stream and stop the library's runtime (irreversible).
+    def shutdown(timeout_ms = 5000)
+      check(Lib.fw_shutdown(timeout_ms))
+    end
+
+    # The library's metrics in the Prometheus text format.
+    def metrics_dump
+      raise NotImplementedError, "this build of libfraiseql_wire has no fw_metrics_dump" unless Lib.respond_to?(:fw_metrics_dump)
+
+      out = FFI::MemoryPointer.new(:pointer)
+      len = FFI::MemoryPointer.new(:size_t)
+      check(Lib.fw_metrics_dump(out, len))
+      ptr = out.read_pointer
+      return +"" if ptr.null?
+
+      begin
+        ptr.read_bytes(len.read(:size_t)).force_encoding(Encoding::UTF_8)
+      ensure
+        Lib.fw_string_free(ptr)
+      end
+    end
+
+    def check(code, err = nil) # :nodoc:
+      raise error_for(code, err) if code.negative?
+
+      code
+    end
+
+    # An exception for a failed call, from `err` (a stream's error) or the calling
+    # thread's last error (blocking calls run on this thread, so it is ours).
+    def error_for(code, err = nil) # :nodoc:
+      err = Lib.fw_last_error if err.nil? || err.null? || Lib.fw_error_code(err) != code
+      klass = ERRORS.fetch(code, Error)
+      name = Lib.fw_status_str(code)
+      return klass.new(name, code: code, status: name) if err.null? || Lib.fw_error_code(err) != code
+
+      message = str(Lib.fw_error_message(err)) || name
+      klass.new("#{name}: #{message}", code: code, status: name,
+                sqlstate: str(Lib.fw_error_sqlstate(err)), detail: str(Lib.fw_error_detail(err)),
+                hint: str(Lib.fw_error_hint(err)), position: str(Lib.fw_error_position(err)))
+    end
+
+    def str(ptr) # :nodoc:
+      ptr.null? ? nil : ptr.read_string.force_encoding(Encoding::UTF_8)
+    end
+  end
+
+  # Owning pointers: the finalizer frees a handle the program dropped without #close.
+  class ClientPtr < FFI::AutoPointer
+    def self.release(ptr)
+      Lib.fw_client_free(ptr)
+      FraiseqlWire.count_handle(:client, -1)
+    end
+  end
+
+  class QueryPtr < FFI::AutoPointer
+    def self.release(ptr)
+      Lib.fw_query_free(ptr)
+      FraiseqlWire.count_handle(:query, -1)
+    end
+  end
+
+  class StreamPtr < FFI::AutoPointer
+    def self.release(ptr)
+      Lib.fw_stream_free(ptr)
+      FraiseqlWire.count_handle(:stream, -1)
+    end
+  end
+
+  # A thread-safe client: connection settings plus a connection pool.
+  class Client
+    # `conninfo` is a libpq connection string (URI or key=value); the PG* environment
+    # variables fill in the rest. Connects once (raises ConnectError/AuthError on failure).
+    # With a block, yields the client and closes it afterwards.
+    def self.open(conninfo = "")
+      client = new(conninfo)
+      return client unless block_given?
+
+      begin
+        yield client
+      ensure
+        client.close
+      end
+    end
+
+    def initialize(conninfo = "")
+      out = FFI::MemoryPointer.new(:pointer)
+      FraiseqlWire.check(Lib.fw_client_new(conninfo, out))
+      FraiseqlWire.count_handle(:client, 1)
+      @ptr = ClientPtr.new(out.read_pointer)
+    end
+
+    # A query over a view or table ("v_user" or "schema.name").
+    def query(source)
+      Query.new(self, source)
+    end
+
+    # Shortcut: query(source) with an optional where/limit, then #stream.
+    def stream(source, where: nil, limit: nil, &block)
+      q = query(source)
+      q.where(where) if where
+      q.limit(limit) if limit
+      begin
+        q.stream(&block)
+      ensure
+        q.close
+      end
+    end
+
+    def handle # :nodoc:
+      raise StateError.new("the client is closed", code: -12, status: "FW_E_STATE") unless @ptr
+
+      @ptr
+    end
+
+    # Free the client and close its idle connections (open streams keep working).
+    def close
+      ptr = @ptr
+      @ptr = nil
+      ptr&.free
+      nil
+    end
+
+    def closed?
+      @ptr.nil?
+    end
+  end
+
+  # A query builder; setters return the query so calls chain. Streams any number of times.
+  class Query
+    def initialize(client, source)
+      @client = client
+      out = FFI::MemoryPointer.new(:pointer)
+      FraiseqlWire.check(Lib.fw_query_new(client.handle, source, out))
+      FraiseqlWire.count_handle(:query, 1)
+      @ptr = QueryPtr.new(out.read_pointer)
+    end
+
+    # Add a trusted SQL predicate (parenthesised, ANDed with the others).
+    def where(sql_predicate)
+      call(:fw_query_where_sql, sql_predicate)
+    end
+
+    # Add an ORDER BY term: a trusted SQL expression, an optional collation.
+    def order_by(sql_expr, collation: nil, desc: false)
+      call(:fw_query_order_by, sql_expr, collation, desc ? 1 : 0)
+    end
+
+    def limit(n)
+      call(:fw_query_limit, n)
+    end
+
+    def offset(n)
+      call(:fw_query_offset, n)
+    end
+
+    def chunk_size(rows)
+      call(:fw_query_chunk_size, rows)
+    end
+
+    def adaptive_chunking(on = true, min_rows: 16, max_rows: 1024)
+      call(:fw_query_adaptive_chunking, on, min_rows, max_rows)
+    end
+
+    def max_memory(bytes, warn_ratio: 0.8, fail_ratio: 1.0)
+      call(:fw_query_max_memory, bytes, warn_ratio, fail_ratio)
+    end
+
+    # Execute the query. Returns the Stream; with a block, yields it and closes it after.
+    def stream(batch_size: 256)
+      out = FFI::MemoryPointer.new(:pointer)
+      FraiseqlWire.check(Lib.fw_query_execute(handle, out))
+      s = Stream.new(out.read_pointer, @client, batch_size)
+      return s unless block_given?
+
+      begin
+        yield s
+      ensure
+        s.close
+      end
+    end
+
+    def handle # :nodoc:
+      raise StateError.new("the query is closed", code: -12, status: "FW_E_STATE") unless @ptr
+
+      @ptr
+    end
+
+    def close
+      ptr = @ptr
+      @ptr = nil
+      ptr&.free
+      nil
+    end
+
+    private
+
+    def call(fn, *args)
+      FraiseqlWire.check(Lib.send(fn, handle, *args))
+      self
+    end
+  end
+
+  # A running query's rows. `each` yields each row (a UTF-8 String of JSON) and, without
+  # a block, returns an Enumerator. Rows are copied out of library memory before they are
+  # yielded. Iterating a paused stream yields the buffered rows, then waits until the
+  # stream is resumed (by another thread, or by its pause timeout).
+  class Stream
+    include Enumerable
+
+    Stats = Struct.new(:state, *Lib::STATS_FIELDS, keyword_init: true)
+
+    def initialize(raw, client, batch_size = 256)
+      FraiseqlWire.count_handle(:stream, 1)
+      @ptr = StreamPtr.new(raw)
+      @client = client
+      @cap = [batch_size.to_i, 1].max
+      @rows = FFI::MemoryPointer.new(Lib::Row, @cap)
+      @n = FFI::MemoryPointer.new(:size_t)
+      @pending = []
+      @done = false
+    end
+
+    def each
+      return enum_for(:each) unless block_given?
+
+      while (row = next_row)
+        yield row
+      end
+      self
+    end
+
+    # The next row, or nil at the end of the stream. With `timeout` (seconds), raises
+    # FraiseqlWire::TimeoutError when no row came in time.
+    def next_row(timeout: nil)
+      deadline = timeout && (Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout)
+      loop do
+        return @pending.shift unless @pending.empty?
+        return nil if @done
+
+        wait = deadline ? [((deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)) * 1000).to_i, 0].max : -1
+        case fill(wait)
+        when PAUSED
+          raise TimeoutError, "the stream is paused" if deadline && Process.clock_gettime(Process::CLOCK_MONOTONIC) >= deadline
+
+          sleep 0.005
+        when TIMEOUT
+          raise TimeoutError, "no row within #{timeout}s"
+        end
+      end
+    end
+
+    # Stop reading the socket (the server blocks); buffered rows can still be consumed.
+    def pause(reason = nil)
+      if reason
+        FraiseqlWire.check(Lib.fw_stream_pause_with_reason(handle, reason))
+      else
+        FraiseqlWire.check(Lib.fw_stream_pause(handle))
+      end
+      self
+    end
+
+    def resume
+      FraiseqlWire.check(Lib.fw_stream_resume(handle))
+      self
+    end
+
+    # A pause longer than `seconds` resumes by itself (nil/0: no limit).
+    def pause_timeout=(seconds)
+      ms = seconds.nil? || seconds.zero? ? 0 : [(seconds * 1000).to_i, 1].max
+      FraiseqlWire.check(Lib.fw_stream_set_pause_timeout(handle, ms))
+    end
+
+    # Cancel the query; callable from any thread, never blocks. Iteration then raises
+    # CancelledError.
+    def cancel
+      FraiseqlWire.check(Lib.fw_stream_cancel(handle))
+      self
+    end
+
+    # :running, :paused, :completed, :failed or :cancelled.
+    def state
+      STATES.fetch(Lib.fw_stream_state_snapshot(handle), :invalid)
+    end
+
+    # A Stats snapshot (callable from any thread).
+    def stats
+      s = Lib::Stats.new
+      s[:struct_size] = Lib::Stats.size
+      FraiseqlWire.check(Lib.fw_stream_stats(handle, s))
+      values = Lib::STATS_FIELDS.to_h { |f| [f, s[f]] }
+      Stats.new(state: STATES.fetch(s[:state], :invalid), **values)
+    end
+
+    # Free the stream; a running query is cancelled. Idempotent.
+    def close
+      ptr = @ptr
+      @ptr = nil
+      ptr&.free
+      nil
+    end
+
+    def closed?
+      @ptr.nil?
+    end
+
+    private
+
+    def handle
+      raise StateError.new("the stream is closed", code: -12, status: "FW_E_STATE") unless @ptr
+
+      @ptr
+    end
+
+    def fill(timeout_ms)
+      st = Lib.fw_stream_next_batch(handle, @rows, @cap, @n, timeout_ms)
+      if st.negative?
+        raise FraiseqlWire.error_for(st, Lib.fw_stream_error(@ptr))
+      elsif st == OK
+        size = Lib::Row.size
+        @pending = Array.new(@n.read(:size_t)) do |i|
+          row = Lib::Row.new(@rows + (i * size))
+          row[:data].read_bytes(row[:len]).force_encoding(Encoding::UTF_8)
+        end
+      elsif st == DONE
+        @done = true
+      end
+      st
+    end
+  end
+
+  # Raised by Stream#next_row when its timeout elapses.
+  class TimeoutError < StandardError; end
+end

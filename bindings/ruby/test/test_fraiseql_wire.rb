@@ -1,0 +1,222 @@
+# frozen_string_literal: true
+
+# Tests of the Ruby binding against the throwaway PostgreSQL of scripts/with-pg
+# (PGHOST, PGPORT, PGDATABASE, PGUSER and FW_PG_* in the environment).
+$LOAD_PATH.unshift File.expand_path("../lib", __dir__)
+require "minitest/autorun"
+require "json"
+require "fraiseql_wire"
+
+class FraiseqlWireTest < Minitest::Test
+  FW = FraiseqlWire
+
+  def client
+    @client ||= FW::Client.new("")
+  end
+
+  def teardown
+    @client&.close
+  end
+
+  # Client backends connected to the test database, counted through the library itself:
+  # v_user has n = 1..1000, so the rows with n <= count(*) are that many.
+  def backends
+    pred = "(data->>'n')::int <= (SELECT count(*) FROM pg_stat_activity " \
+           "WHERE backend_type = 'client backend' AND datname = current_database())"
+    client.stream("v_user", where: pred) { |s| s.count }
+  end
+
+  def monotonic
+    Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  end
+
+  def test_version
+    assert_match(/\A\d+\.\d+\.\d+/, FW.version)
+  end
+
+  def test_large_view_count_and_content
+    rows = client.stream("v_user") { |s| s.map { |r| JSON.parse(r) } }
+    assert_equal 1000, rows.size
+    by_n = rows.to_h { |r| [r["n"], r] }
+    assert_equal (1..1000).to_a, by_n.keys.sort
+    [1, 500, 1000].each do |n|
+      assert_equal "user#{n}@example.com", by_n[n]["email"]
+      assert_equal(-n, by_n[n]["neg"])
+      assert_equal "Zoë 東京 🎉 ñ € 𝄞", by_n[n]["unicode"]
+    end
+    assert_equal Encoding::UTF_8, rows.first["name"].encoding
+
+    ids = client.stream("v_bench_10k") { |s| s.map { |r| JSON.parse(r)["id"] } }
+    assert_equal (1..10_000).to_a, ids.sort
+  end
+
+  def test_enumerator_and_builder
+    q = client.query("v_user").where("(data->>'n')::int > 10")
+              .order_by("(data->>'n')::int", desc: true).limit(3).offset(1)
+    q.stream do |s|
+      e = s.each
+      assert_kind_of Enumerator, e
+      assert_equal [999, 998, 997], e.map { |r| JSON.parse(r)["n"] }
+    end
+    # a query runs any number of times; lazy enumerators stop early
+    q.stream { |s| assert_equal 2, s.each.lazy.first(2).size }
+    q.close
+    err = assert_raises(FW::InvalidArgumentError) { client.query("v_user; drop table t_guard") }
+    assert_equal "FW_E_INVALID_ARGUMENT", err.status
+  end
+
+  def test_missing_view_sqlstate
+    err = assert_raises(FW::ServerError) { client.query("v_does_not_exist").stream }
+    assert_kind_of FW::Error, err
+    assert_equal "42P01", err.sqlstate
+    assert_equal(-6, err.code)
+    assert_match(/v_does_not_exist/, err.message)
+  end
+
+  def test_error_after_rows
+    got = []
+    client.stream("v_div_zero_after") do |s|
+      err = assert_raises(FW::ServerError) { s.each { |r| got << JSON.parse(r)["i"] } }
+      assert_equal "22012", err.sqlstate
+      assert_equal :failed, s.state
+    end
+    assert_equal (1..50).to_a, got
+  end
+
+  def test_schema_error
+    assert_raises(FW::SchemaError) { client.query("v_not_json").stream }
+  end
+
+  def test_auth
+    base = "host=127.0.0.1 port=#{ENV.fetch('FW_PG_PORT')} dbname=fraiseql_test user=fw_scram"
+    err = assert_raises(FW::AuthError) { FW::Client.new("#{base} password=wrong") }
+    assert_kind_of FW::ConnectError, err
+    assert_equal "28P01", err.sqlstate
+    FW::Client.open("#{base} password=scram-secret") do |c|
+      assert_equal 5, c.stream("v_user", limit: 5, &:count)
+    end
+  end
+
+  def test_cancel_mid_stream
+    s = client.query("v_sleep30").stream
+    t0 = monotonic
+    canceller = Thread.new { sleep 0.3; s.cancel }
+    assert_raises(FW::CancelledError) { s.each { nil } }
+    canceller.join
+    assert_operator monotonic - t0, :<, 5
+    assert_equal :cancelled, s.state
+    s.close
+
+    client.stream("v_slow") do |st|
+      assert_equal 1, JSON.parse(st.next_row)["i"]
+      st.cancel
+      t0 = monotonic
+      assert_raises(FW::CancelledError) { st.next_row }
+      assert_operator monotonic - t0, :<, 1
+    end
+    assert_equal 2, client.stream("v_user", limit: 2, &:count)
+  end
+
+  def test_pause_resume
+    q = client.query("v_user").chunk_size(16)
+    q.stream(batch_size: 8) do |s|
+      first = s.next_row
+      refute_nil first
+      s.pause("test")
+      s.pause # idempotent
+      assert_equal :paused, s.state
+      resumer = Thread.new { sleep 0.3; s.resume }
+      t0 = monotonic
+      rest = s.to_a # buffered rows, then waits for the resume
+      resumer.join
+      assert_operator monotonic - t0, :>=, 0.2
+      st = s.stats
+      assert_equal 1000, rest.size + 1
+      assert_equal 1, st.pause_count
+      assert_operator st.paused_ms_total, :>, 100
+      assert_equal :completed, st.state
+      assert_raises(FW::StateError) { s.pause }
+    end
+    q.close
+  end
+
+  def test_stats
+    client.stream("v_user") do |s|
+      assert_equal 0, s.stats.total_rows_yielded
+      assert_equal 1000, s.count
+      st = s.stats
+      assert_equal :completed, st.state
+      assert_equal 1000, st.total_rows_received
+      assert_equal 1000, st.total_rows_yielded
+      assert_equal 0, st.total_rows_filtered
+      assert_operator st.total_bytes_received, :>, 100_000
+      assert_operator st.elapsed_us, :>, 0
+      assert_equal 0, st.items_buffered
+    end
+  end
+
+  # Blocking calls release the GVL: a Ruby thread keeps counting while the main thread
+  # waits on v_slow (~2 s for 20 rows).
+  def test_gvl_released_while_waiting
+    count = 0
+    stop = false
+    ticker = Thread.new do
+      until stop
+        count += 1
+        Thread.pass
+      end
+    end
+    n = client.stream("v_slow", &:count)
+    stop = true
+    ticker.join
+    assert_equal 20, n
+    assert_operator count, :>, 10_000
+  end
+
+  def test_metrics_dump
+    client.stream("v_user", limit: 1, &:to_a)
+    text = FW.metrics_dump
+    assert_includes text, "fraiseql_queries_total"
+    assert_includes text, 'entity="v_user"'
+  end
+
+  def test_closed_handles
+    c = FW::Client.new("")
+    s = c.query("v_user").stream
+    c.close
+    c.close
+    assert_equal 1000, s.count # streams outlive their client
+    s.close
+    s.close
+    assert_raises(FW::StateError) { s.stats }
+    assert_raises(FW::StateError) { c.query("v_user") }
+  end
+
+  def test_gc_frees_everything
+    before = backends
+    GC.start
+    base = FW.live_handles
+    # On a thread of its own, so that no reference stays on the main thread's stack
+    # (Ruby's GC scans stacks conservatively).
+    Thread.new do
+      60.times do
+        c = FW::Client.new("")
+        q = c.query("v_bench_10k")
+        s = q.stream
+        s.next_row
+        # never closed: the finalizers free them
+      end
+    end.join
+    deadline = monotonic + 10
+    now = nil
+    loop do
+      GC.start(full_mark: true, immediate_sweep: true)
+      now = backends
+      break if (FW.live_handles == base && now <= before + 2) || monotonic > deadline
+
+      sleep 0.1
+    end
+    assert_equal base, FW.live_handles
+    assert_operator now, :<=, before + 2
+  end
+end
