@@ -1,0 +1,179 @@
+/* fraiseql-wire contender: streams a relation through the C API.
+ *
+ *   --mode next      fw_stream_next, one row per call
+ *   --mode batch     fw_stream_next_batch (--batch rows per call, default 1024)
+ *   --mode foreach   fw_stream_for_each with a callback
+ *   --mode latency   --repeat sequential streams (use --limit 10) on one client, fw_stream_next
+ *   --mode connect   --repeat times: fw_client_new + query + stream + free everything
+ *
+ * --threads K runs K streams at once on one client (each on its own connection, opened before
+ * the clock starts).
+ */
+#include "common.h"
+#include "fraiseql_wire.h"
+
+static opts O;
+static fw_client *g_client;
+
+static void die_fw(const char *what, int st) {
+    const fw_error *e = fw_last_error();
+    fprintf(stderr, "fw_bench: %s failed: %s: %s\n", what, fw_status_str(st),
+            e ? fw_error_message(e) : "(no detail)");
+    exit(1);
+}
+
+#define CHECK(what, call)                       \
+    do {                                        \
+        int st_ = (call);                       \
+        if (st_ != FW_OK) die_fw(what, st_);    \
+    } while (0)
+
+static fw_query *make_query(fw_client *c) {
+    fw_query *q;
+    CHECK("fw_query_new", fw_query_new(c, O.source, &q));
+    if (O.limit >= 0) CHECK("fw_query_limit", fw_query_limit(q, (uint64_t)O.limit));
+    if (O.chunk_rows) CHECK("fw_query_chunk_size", fw_query_chunk_size(q, O.chunk_rows));
+    if (O.max_memory) CHECK("fw_query_max_memory", fw_query_max_memory(q, O.max_memory, 0.8, 1.0));
+    return q;
+}
+
+static int foreach_cb(void *ud, const char *json, size_t len) {
+    sink_row((sink *)ud, json, len);
+    return 0;
+}
+
+/* Stream one query to the end into `s`. */
+static void run_stream(fw_query *q, sink *s, const char *mode, fw_stats *stats_out) {
+    fw_stream *st;
+    CHECK("fw_query_execute", fw_query_execute(q, &st));
+    int rc;
+    if (strcmp(mode, "batch") == 0) {
+        fw_row *rows = malloc(O.batch * sizeof *rows);
+        size_t n;
+        while ((rc = fw_stream_next_batch(st, rows, O.batch, &n, -1)) == FW_OK)
+            for (size_t i = 0; i < n; i++) sink_row(s, rows[i].data, rows[i].len);
+        free(rows);
+    } else if (strcmp(mode, "foreach") == 0) {
+        rc = fw_stream_for_each(st, foreach_cb, s);
+    } else {
+        fw_row row;
+        while ((rc = fw_stream_next(st, &row, -1)) == FW_OK) sink_row(s, row.data, row.len);
+    }
+    if (rc != FW_DONE) die_fw("streaming", rc);
+    if (stats_out) {
+        memset(stats_out, 0, sizeof *stats_out);
+        stats_out->struct_size = sizeof *stats_out;
+        fw_stream_stats(st, stats_out);
+    }
+    fw_stream_free(st);
+}
+
+typedef struct worker {
+    pthread_t th;
+    barrier_start *bs;
+    sink s;
+    fw_stats stats;
+} worker;
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    fw_query *q = make_query(g_client);
+    bs_wait(w->bs);
+    run_stream(q, &w->s, O.mode, &w->stats);
+    fw_query_free(q);
+    return NULL;
+}
+
+static void throughput(result *r) {
+    int k = O.threads;
+    if (k > 1) {
+        /* Open k connections now (they go back to the client's pool), not on the clock. */
+        fw_query *q = make_query(g_client);
+        CHECK("fw_query_limit", fw_query_limit(q, 1));
+        fw_stream **sts = calloc((size_t)k, sizeof *sts);
+        for (int i = 0; i < k; i++) CHECK("fw_query_execute", fw_query_execute(q, &sts[i]));
+        for (int i = 0; i < k; i++) {
+            fw_row row;
+            while (fw_stream_next(sts[i], &row, -1) == FW_OK) {}
+            fw_stream_free(sts[i]);
+        }
+        free(sts);
+        fw_query_free(q);
+    }
+    worker *ws = calloc((size_t)k, sizeof *ws);
+    barrier_start bs;
+    bs_init(&bs, k);
+    for (int i = 0; i < k; i++) {
+        ws[i].bs = &bs;
+        pthread_create(&ws[i].th, NULL, worker_main, &ws[i]);
+    }
+    bs_release(&bs);
+    r->t0_ns = now_ns();
+    uint64_t peak = 0, chunks = 0;
+    for (int i = 0; i < k; i++) {
+        pthread_join(ws[i].th, NULL);
+    }
+    r->t_end_ns = now_ns();
+    for (int i = 0; i < k; i++) {
+        r->s.rows += ws[i].s.rows;
+        r->s.bytes += ws[i].s.bytes;
+        r->s.check += ws[i].s.check;
+        if (ws[i].s.first_row_ns && (!r->s.first_row_ns || ws[i].s.first_row_ns < r->s.first_row_ns))
+            r->s.first_row_ns = ws[i].s.first_row_ns;
+        if (ws[i].stats.peak_memory > peak) peak = ws[i].stats.peak_memory;
+        chunks += ws[i].stats.chunks_received;
+    }
+    r->queries = (uint64_t)k;
+    printf("STATS lib_peak_memory=%" PRIu64 " chunks=%" PRIu64 "\n", peak, chunks);
+    free(ws);
+}
+
+static void latency(result *r, int reconnect) {
+    uint64_t *lat = malloc((size_t)O.repeat * sizeof *lat);
+    fw_query *q = reconnect ? NULL : make_query(g_client);
+    r->t0_ns = now_ns();
+    for (int i = 0; i < O.repeat; i++) {
+        uint64_t t = now_ns();
+        if (reconnect) {
+            fw_client *c;
+            CHECK("fw_client_new", fw_client_new(O.conninfo, &c));
+            fw_query *q2 = make_query(c);
+            run_stream(q2, &r->s, "next", NULL);
+            fw_query_free(q2);
+            fw_client_free(c);
+        } else {
+            run_stream(q, &r->s, "next", NULL);
+        }
+        lat[i] = now_ns() - t;
+    }
+    r->t_end_ns = now_ns();
+    r->queries = (uint64_t)O.repeat;
+    r->lat_p50_ns = percentile(lat, (size_t)O.repeat, 0.50);
+    r->lat_p99_ns = percentile(lat, (size_t)O.repeat, 0.99);
+    if (q) fw_query_free(q);
+    free(lat);
+}
+
+int main(int argc, char **argv) {
+    O = parse_opts(argc, argv);
+    if (!O.conninfo) usage_exit(argv[0]);
+    result r;
+    memset(&r, 0, sizeof r);
+    int reconnect = strcmp(O.mode, "connect") == 0;
+    if (!reconnect) {
+        uint64_t t = now_ns();
+        CHECK("fw_client_new", fw_client_new(O.conninfo, &g_client));
+        r.connect_ns = now_ns() - t;
+    }
+    if (strcmp(O.mode, "latency") == 0 || reconnect) {
+        latency(&r, reconnect);
+    } else if (!strcmp(O.mode, "next") || !strcmp(O.mode, "batch") || !strcmp(O.mode, "foreach")) {
+        throughput(&r);
+    } else {
+        fprintf(stderr, "fw_bench: unknown mode %s\n", O.mode);
+        return 2;
+    }
+    print_result(&r);
+    fw_client_free(g_client);
+    return 0;
+}
