@@ -178,6 +178,7 @@ impl StreamControl {
         }
         let reader_active = g.ended_at.is_none();
         g.state = StreamState::Cancelled;
+        self.shared.cancelled.store(true, Ordering::Release);
         g.terminal = Some(Terminal::Failed(Error::cancelled()));
         let dropped: Vec<Chunk> = g.queue.drain(..).collect();
         crate::metrics::buffered_rows(&self.shared.entity, -(g.queued_rows as i64));
@@ -313,6 +314,10 @@ impl Stream {
     fn advance(&mut self) -> Option<usize> {
         let chunk = self.current.as_ref()?;
         let shared = &self.control.shared;
+        if shared.cancelled.load(Ordering::Acquire) {
+            // Cancelled: the rest of the chunk being read is dropped like the queued ones.
+            return None;
+        }
         while self.idx < chunk.len() {
             let i = self.idx;
             self.idx += 1;

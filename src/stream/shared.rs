@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     pub rows_filtered: AtomicU64,
     /// Rows per chunk the reader uses now (changed by adaptive chunking).
     pub chunk_size: AtomicUsize,
+    /// Set by `cancel`: the consumer stops handing out rows of the chunk it holds.
+    pub cancelled: AtomicBool,
     pub options: StreamOptions,
     pub entity: String,
     pub started: Instant,
@@ -133,6 +135,7 @@ impl Shared {
             rows_yielded: AtomicU64::new(0),
             rows_filtered: AtomicU64::new(0),
             chunk_size: AtomicUsize::new(options.initial_chunk_size()),
+            cancelled: AtomicBool::new(false),
             options,
             entity,
             started: Instant::now(),
