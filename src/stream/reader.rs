@@ -536,6 +536,17 @@ impl Reader {
             ..
         } = self;
         let result = match (outcome, error) {
+            // The server said why before closing (e.g. FATAL 57P01 when the backend is
+            // terminated): the connection is broken (Io), but keep the server's reason.
+            (Err(e), Some(se))
+                if e.kind() == ErrorKind::Io
+                    && se
+                        .server_error()
+                        .is_some_and(|s| s.severity == "FATAL" || s.severity == "PANIC") =>
+            {
+                let fields = se.server_error().cloned().unwrap_or_default();
+                Err(Error::server(ErrorKind::Io, fields).context(e.message()))
+            }
             (Err(e), _) => Err(e),
             (Ok(()), Some(e)) => Err(e),
             (Ok(()), None) if command_complete => Ok(()),
