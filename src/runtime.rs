@@ -158,12 +158,16 @@ pub fn shutdown(timeout: Duration) -> bool {
     };
     drop(g);
     if let Some(rt) = rt {
-        // Ask the server to stop each running query, then end every stream.
+        // End every stream, then ask the server to stop each running query. In this order
+        // the consumers get `Shutdown`, not the cancellation the server answers with.
         let tokens: Vec<_> = live
             .iter()
             .filter(|s| s.lock().ended_at.is_none())
             .map(|s| s.cancel_token.clone())
             .collect();
+        for s in &live {
+            crate::stream::shared::fail_for_shutdown(s);
+        }
         if !tokens.is_empty() {
             let _ = rt.block_on(async {
                 tokio::time::timeout(timeout, async {
@@ -173,9 +177,6 @@ pub fn shutdown(timeout: Duration) -> bool {
                 })
                 .await
             });
-        }
-        for s in &live {
-            crate::stream::shared::fail_for_shutdown(s);
         }
         rt.shutdown_timeout(timeout);
     }

@@ -563,7 +563,8 @@ impl Reader {
         g.ended_at = Some(Instant::now());
         g.reader_bytes = 0;
         let was_cancelled = g.state == StreamState::Cancelled;
-        if !was_cancelled {
+        // A terminal set meanwhile by cancel or shutdown is what the consumer gets.
+        if !was_cancelled && g.terminal.is_none() {
             if g.pause_started.is_some() {
                 shared.end_pause(&mut g, false);
             }
