@@ -1,0 +1,453 @@
+package fraiseqlwire
+
+// Tests against the throwaway PostgreSQL of scripts/with-pg (PGHOST, PGPORT, PGDATABASE,
+// PGUSER and FW_PG_* in the environment). Run them with bindings/go/test.sh.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func newClient(t *testing.T) *Client {
+	t.Helper()
+	c, err := NewClient("")
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func mustStream(t *testing.T, q *Query) *Stream {
+	t.Helper()
+	s, err := q.Stream(context.Background())
+	if err != nil {
+		t.Fatalf("Stream: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+type doc struct {
+	N       int    `json:"n"`
+	ID      int    `json:"id"`
+	I       int    `json:"i"`
+	Email   string `json:"email"`
+	Neg     int    `json:"neg"`
+	Unicode string `json:"unicode"`
+}
+
+func readAll(t *testing.T, s *Stream) ([]doc, error) {
+	t.Helper()
+	var out []doc
+	for s.Next() {
+		var d doc
+		if err := json.Unmarshal(s.Row(), &d); err != nil {
+			t.Fatalf("bad JSON %q: %v", s.Row(), err)
+		}
+		out = append(out, d)
+	}
+	return out, s.Err()
+}
+
+// backends counts the client backends connected to the test database through the library
+// itself: v_user has n = 1..1000, so the rows with n <= count(*) are that many.
+func backends(t *testing.T, c *Client) int {
+	t.Helper()
+	s := mustStream(t, c.Query("v_user").Where("(data->>'n')::int <= (SELECT count(*) FROM pg_stat_activity "+
+		"WHERE backend_type = 'client backend' AND datname = current_database())"))
+	defer s.Close()
+	n := 0
+	for s.Next() {
+		n++
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestVersion(t *testing.T) {
+	if v := Version(); !strings.Contains(v, ".") {
+		t.Fatalf("Version() = %q", v)
+	}
+	if StatusServer.String() != "FW_E_SERVER" || StatusDone.String() != "FW_DONE" {
+		t.Fatalf("status names: %s %s", StatusServer, StatusDone)
+	}
+}
+
+func TestLargeViewCountAndContent(t *testing.T) {
+	c := newClient(t)
+	rows, err := readAll(t, mustStream(t, c.Query("v_user")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1000 {
+		t.Fatalf("v_user: %d rows, want 1000", len(rows))
+	}
+	byN := map[int]doc{}
+	for _, d := range rows {
+		byN[d.N] = d
+	}
+	for n := 1; n <= 1000; n++ {
+		if _, ok := byN[n]; !ok {
+			t.Fatalf("row n=%d missing", n)
+		}
+	}
+	for _, n := range []int{1, 500, 1000} {
+		d := byN[n]
+		if d.Email != fmt.Sprintf("user%d@example.com", n) || d.Neg != -n || d.Unicode != "Zoë 東京 🎉 ñ € 𝄞" {
+			t.Fatalf("row n=%d: %+v", n, d)
+		}
+	}
+
+	rows, err = readAll(t, mustStream(t, c.Query("v_bench_10k")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int, len(rows))
+	for i, d := range rows {
+		ids[i] = d.ID
+	}
+	sort.Ints(ids)
+	if len(ids) != 10000 || ids[0] != 1 || ids[9999] != 10000 {
+		t.Fatalf("v_bench_10k: %d rows", len(ids))
+	}
+	for i, id := range ids {
+		if id != i+1 {
+			t.Fatalf("v_bench_10k: id %d at %d", id, i)
+		}
+	}
+}
+
+// Rows are copies: they stay intact after later Next calls and after Close.
+func TestRowsAreCopies(t *testing.T) {
+	c := newClient(t)
+	s := mustStream(t, c.Query("v_user").OrderBy("(data->>'n')::int", Asc).BatchRows(7))
+	var kept [][]byte
+	for s.Next() {
+		kept = append(kept, s.Row())
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	runtime.GC()
+	for i, r := range kept {
+		var d doc
+		if err := json.Unmarshal(r, &d); err != nil || d.N != i+1 {
+			t.Fatalf("kept row %d: %v %q", i, err, r)
+		}
+	}
+}
+
+func TestQueryBuilder(t *testing.T) {
+	c := newClient(t)
+	q := c.Query("v_user").Where("(data->>'n')::int > 10").OrderBy("(data->>'n')::int", Desc).Limit(3).Offset(1)
+	for round := 0; round < 2; round++ { // a query runs any number of times
+		rows, err := readAll(t, mustStream(t, q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 3 || rows[0].N != 999 || rows[1].N != 998 || rows[2].N != 997 {
+			t.Fatalf("rows: %+v", rows)
+		}
+	}
+	_, err := c.Query("v_user; drop table t_guard").Stream(context.Background())
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Code != StatusInvalidArgument {
+		t.Fatalf("bad source: %v", err)
+	}
+}
+
+func TestMissingViewSQLState(t *testing.T) {
+	c := newClient(t)
+	_, err := c.Query("v_does_not_exist").Stream(context.Background())
+	var fe *Error
+	if !errors.As(err, &fe) {
+		t.Fatalf("err = %v (%T)", err, err)
+	}
+	if fe.Code != StatusServer || fe.SQLState != "42P01" || !strings.Contains(fe.Message, "v_does_not_exist") {
+		t.Fatalf("err = %#v", fe)
+	}
+	if !errors.Is(err, ErrServer) || errors.Is(err, ErrCancelled) {
+		t.Fatalf("errors.Is mismatch for %v", err)
+	}
+}
+
+func TestErrorAfterRows(t *testing.T) {
+	c := newClient(t)
+	s := mustStream(t, c.Query("v_div_zero_after"))
+	rows, err := readAll(t, s)
+	if len(rows) != 50 || rows[0].I != 1 || rows[49].I != 50 {
+		t.Fatalf("%d rows before the error, want 50", len(rows))
+	}
+	var fe *Error
+	if !errors.As(err, &fe) || fe.SQLState != "22012" || fe.Code != StatusServer {
+		t.Fatalf("err = %v", err)
+	}
+	if s.State() != StateFailed {
+		t.Fatalf("state %s", s.State())
+	}
+	if s.Next() {
+		t.Fatal("Next after the error")
+	}
+}
+
+func TestSchemaError(t *testing.T) {
+	c := newClient(t)
+	_, err := c.Query("v_not_json").Stream(context.Background())
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Code != StatusSchema {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	base := "host=127.0.0.1 port=" + os.Getenv("FW_PG_PORT") + " dbname=fraiseql_test user=fw_scram"
+	_, err := NewClient(base + " password=wrong")
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Code != StatusAuth || fe.SQLState != "28P01" {
+		t.Fatalf("err = %v", err)
+	}
+	c, err := NewClient(base + " password=scram-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rows, err := readAll(t, mustStream(t, c.Query("v_user").Limit(5)))
+	if err != nil || len(rows) != 5 {
+		t.Fatalf("%d rows, %v", len(rows), err)
+	}
+}
+
+func TestContextCancel(t *testing.T) {
+	c := newClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := c.Query("v_sleep30").Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	time.AfterFunc(300*time.Millisecond, cancel)
+	t0 := time.Now()
+	if s.Next() {
+		t.Fatal("got a row from v_sleep30")
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+	err = s.Err()
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Code != StatusCancelled || !errors.Is(err, context.Canceled) || !errors.Is(err, ErrCancelled) {
+		t.Fatalf("err = %v", err)
+	}
+	if s.State() != StateCancelled {
+		t.Fatalf("state %s", s.State())
+	}
+
+	// a deadline
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	s2, err := c.Query("v_slow").Stream(ctx2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	n := 0
+	for s2.Next() {
+		n++
+	}
+	if n >= 20 || !errors.Is(s2.Err(), context.DeadlineExceeded) {
+		t.Fatalf("%d rows, err %v", n, s2.Err())
+	}
+
+	// an already-cancelled context
+	if _, err := c.Query("v_user").Stream(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestCancelMidStream(t *testing.T) {
+	c := newClient(t)
+	s := mustStream(t, c.Query("v_slow"))
+	if !s.Next() {
+		t.Fatal(s.Err())
+	}
+	if err := s.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if s.Next() {
+		t.Fatal("row after cancel")
+	}
+	if time.Since(t0) > time.Second || !errors.Is(s.Err(), ErrCancelled) || errors.Is(s.Err(), context.Canceled) {
+		t.Fatalf("err = %v after %v", s.Err(), time.Since(t0))
+	}
+	// the client is still usable
+	rows, err := readAll(t, mustStream(t, c.Query("v_user").Limit(2)))
+	if err != nil || len(rows) != 2 {
+		t.Fatal(len(rows), err)
+	}
+}
+
+// Close from another goroutine while Next is blocked in the library.
+func TestCloseWhileBlocked(t *testing.T) {
+	c := newClient(t)
+	s, err := c.Query("v_sleep30").Stream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan bool)
+	go func() { done <- s.Next() }()
+	time.Sleep(200 * time.Millisecond)
+	s.Close()
+	select {
+	case got := <-done:
+		if got {
+			t.Fatal("Next returned a row")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Next still blocked after Close")
+	}
+	s.Close()
+	if s.Next() || s.Err() == nil {
+		t.Fatal("Next on a closed stream")
+	}
+	if err := s.Pause(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Pause on a closed stream: %v", err)
+	}
+}
+
+func TestPauseResume(t *testing.T) {
+	c := newClient(t)
+	s := mustStream(t, c.Query("v_user").ChunkSize(16).BatchRows(8))
+	if !s.Next() {
+		t.Fatal(s.Err())
+	}
+	if err := s.PauseWithReason("test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pause(); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	if s.State() != StatePaused {
+		t.Fatalf("state %s", s.State())
+	}
+	time.AfterFunc(300*time.Millisecond, func() { _ = s.Resume() })
+	t0 := time.Now()
+	n := 1
+	for s.Next() { // buffered rows, then waits for the resume
+		n++
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(t0) < 200*time.Millisecond {
+		t.Fatalf("did not wait for the resume (%v)", time.Since(t0))
+	}
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1000 || st.PauseCount != 1 || st.PausedTotal < 100*time.Millisecond || st.State != StateCompleted {
+		t.Fatalf("n=%d stats=%+v", n, st)
+	}
+	var fe *Error
+	if err := s.Pause(); !errors.As(err, &fe) || fe.Code != StatusState {
+		t.Fatalf("pause after the end: %v", err)
+	}
+}
+
+func TestStats(t *testing.T) {
+	c := newClient(t)
+	s := mustStream(t, c.Query("v_user"))
+	st, err := s.Stats()
+	if err != nil || st.TotalRowsYielded != 0 {
+		t.Fatal(st, err)
+	}
+	rows, err := readAll(t, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != StateCompleted || st.TotalRowsReceived != 1000 || st.TotalRowsYielded != uint64(len(rows)) ||
+		st.TotalRowsFiltered != 0 || st.TotalBytesReceived < 100000 || st.Elapsed <= 0 || st.ItemsBuffered != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestMetricsDump(t *testing.T) {
+	c := newClient(t)
+	if _, err := readAll(t, mustStream(t, c.Query("v_user").Limit(1))); err != nil {
+		t.Fatal(err)
+	}
+	text, err := MetricsDump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "fraiseql_queries_total") || !strings.Contains(text, `entity="v_user"`) {
+		t.Fatalf("metrics:\n%s", text)
+	}
+}
+
+// Streams and clients the program drops are freed by finalizers; their watcher
+// goroutines end; the server's connections stay bounded.
+func TestFinalizersFreeEverything(t *testing.T) {
+	c := newClient(t)
+	before := backends(t, c)
+	runtime.GC()
+	baseClients, baseStreams := atomic.LoadInt64(&liveClients), atomic.LoadInt64(&liveStreams)
+	baseGoroutines := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	func() {
+		for i := 0; i < 60; i++ {
+			cl, err := NewClient("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := cl.Query("v_bench_10k").Stream(ctx) // a context that is never done
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !s.Next() {
+				t.Fatal(s.Err())
+			}
+			// never closed
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	var now int
+	for {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond) // finalizers run on their own goroutine
+		now = backends(t, c)
+		if (atomic.LoadInt64(&liveClients) == baseClients && atomic.LoadInt64(&liveStreams) == baseStreams &&
+			now <= before+2 && runtime.NumGoroutine() <= baseGoroutines+1) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if lc, ls := atomic.LoadInt64(&liveClients), atomic.LoadInt64(&liveStreams); lc != baseClients || ls != baseStreams {
+		t.Fatalf("live handles: %d clients, %d streams; want %d, %d", lc, ls, baseClients, baseStreams)
+	}
+	if now > before+2 {
+		t.Fatalf("%d backends, %d before", now, before)
+	}
+	if g := runtime.NumGoroutine(); g > baseGoroutines+1 {
+		t.Fatalf("%d goroutines, %d before", g, baseGoroutines)
+	}
+}

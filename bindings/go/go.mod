@@ -1,0 +1,3 @@
+module github.com/fraiseql/fraiseql-wire/bindings/go
+
+go 1.19
