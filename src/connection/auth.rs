@@ -5,7 +5,9 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 
+use super::tls::ChannelBindingInfo;
 use super::Connection;
+use crate::conninfo::ChannelBindingMode;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The mechanism the server asked for (the `mechanism` metric label).
@@ -15,6 +17,8 @@ pub enum Mechanism {
     Cleartext,
     Md5,
     ScramSha256,
+    /// SCRAM-SHA-256-PLUS: SCRAM with `tls-server-end-point` channel binding.
+    ScramSha256Plus,
 }
 
 impl Mechanism {
@@ -24,6 +28,7 @@ impl Mechanism {
             Mechanism::Cleartext => "cleartext",
             Mechanism::Md5 => "md5",
             Mechanism::ScramSha256 => "scram-sha-256",
+            Mechanism::ScramSha256Plus => "scram-sha-256-plus",
         }
     }
 }
@@ -48,9 +53,25 @@ pub(super) async fn authenticate(
     first: Message,
     user: &str,
     password: Option<&str>,
-    channel_binding: ChannelBinding,
+    channel_binding: ChannelBindingInfo,
 ) -> Result<Mechanism> {
     let mut out = BytesMut::new();
+    if channel_binding.mode == ChannelBindingMode::Require {
+        // Checked before any password is sent (libpq does the same).
+        let refused = match &first {
+            Message::AuthenticationOk => Some("the server authenticated the client without it"),
+            Message::AuthenticationCleartextPassword | Message::AuthenticationMd5Password(_) => {
+                Some("the server asked for a password without channel binding")
+            }
+            _ => None,
+        };
+        if let Some(why) = refused {
+            return Err(Error::new(
+                ErrorKind::Auth,
+                format!("channel binding required (channel_binding=require), but {why}"),
+            ));
+        }
+    }
     match first {
         Message::AuthenticationOk => Ok(Mechanism::Trust),
         Message::AuthenticationCleartextPassword => {
@@ -72,22 +93,22 @@ pub(super) async fn authenticate(
         Message::AuthenticationSasl(body) => {
             use fallible_iterator::FallibleIterator;
             let mut mechs = body.mechanisms();
-            let mut has_scram = false;
+            let (mut has_scram, mut has_plus) = (false, false);
             while let Some(m) = mechs.next().map_err(|e| Error::protocol(e.to_string()))? {
-                if m == "SCRAM-SHA-256" {
-                    has_scram = true;
+                match m {
+                    "SCRAM-SHA-256" => has_scram = true,
+                    "SCRAM-SHA-256-PLUS" => has_plus = true,
+                    _ => {}
                 }
             }
-            if !has_scram {
-                return Err(Error::new(
-                    ErrorKind::Auth,
-                    "the server offered no SASL mechanism this library supports (SCRAM-SHA-256)",
-                ));
-            }
-            let pw = need_password(password, "SCRAM-SHA-256")?;
-            let mut scram = ScramSha256::new(pw, channel_binding);
-            frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut out)
-                .map_err(write_err)?;
+            let (mechanism, binding) = choose_scram(channel_binding, has_scram, has_plus)?;
+            let name = match mechanism {
+                Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+                _ => "SCRAM-SHA-256",
+            };
+            let pw = need_password(password, name)?;
+            let mut scram = ScramSha256::new(pw, binding);
+            frontend::sasl_initial_response(name, scram.message(), &mut out).map_err(write_err)?;
             conn.send(&out).await?;
             match conn.read_message().await? {
                 Message::AuthenticationSaslContinue(body) => {
@@ -114,7 +135,7 @@ pub(super) async fn authenticate(
                 _ => return Err(Error::protocol("unexpected message during SCRAM exchange")),
             }
             expect_ok(conn).await?;
-            Ok(Mechanism::ScramSha256)
+            Ok(mechanism)
         }
         Message::AuthenticationKerberosV5
         | Message::AuthenticationScmCredential
@@ -130,6 +151,62 @@ pub(super) async fn authenticate(
             "unexpected message from the server during authentication",
         )),
     }
+}
+
+/// Pick the SCRAM variant and the GS2 channel-binding flag, as libpq does: SCRAM-SHA-256-PLUS
+/// ('p') on TLS when the server offers it and `channel_binding` is not `disable`; otherwise
+/// SCRAM-SHA-256 with 'y' ("I could bind, you did not offer it", so the server can detect a
+/// downgrade) on TLS, or 'n' without TLS or with binding disabled.
+fn choose_scram(
+    info: ChannelBindingInfo,
+    has_scram: bool,
+    has_plus: bool,
+) -> Result<(Mechanism, ChannelBinding)> {
+    let auth_err = |m: &str| Error::new(ErrorKind::Auth, m.to_owned());
+    let require = info.mode == ChannelBindingMode::Require;
+    if require && !info.tls {
+        return Err(auth_err(
+            "channel binding required (channel_binding=require), but SSL is not in use",
+        ));
+    }
+    let wanted = info.tls && info.mode != ChannelBindingMode::Disable;
+    if wanted && has_plus {
+        match info.end_point {
+            Some(hash) => {
+                return Ok((
+                    Mechanism::ScramSha256Plus,
+                    ChannelBinding::tls_server_end_point(hash),
+                ))
+            }
+            None if require => {
+                return Err(auth_err(
+                    "channel binding required (channel_binding=require), but the server \
+                     certificate's signature algorithm has no hash usable for \
+                     tls-server-end-point",
+                ))
+            }
+            None => {}
+        }
+    }
+    if require {
+        return Err(auth_err(
+            "channel binding required (channel_binding=require), but the server did not offer \
+             SCRAM-SHA-256-PLUS",
+        ));
+    }
+    if !has_scram {
+        return Err(auth_err(
+            "the server offered no SASL mechanism this library supports (SCRAM-SHA-256)",
+        ));
+    }
+    // The server offered -PLUS but no binding data could be computed: 'y' would be taken as a
+    // downgrade attack, so claim no support.
+    let binding = if wanted && !has_plus {
+        ChannelBinding::unrequested()
+    } else {
+        ChannelBinding::unsupported()
+    };
+    Ok((Mechanism::ScramSha256, binding))
 }
 
 async fn expect_ok(conn: &mut Connection) -> Result<()> {

@@ -1,4 +1,9 @@
 //! CancelRequest: asks the server, on a fresh connection, to cancel a backend's running query.
+//!
+//! The request goes in plain text even when the connection it cancels uses TLS, as libpq's
+//! `PQcancel` does: PostgreSQL handles a CancelRequest before it consults `pg_hba.conf`, so a
+//! `hostssl`-only role can still be cancelled. Only the backend PID and the cancel key are on
+//! the wire (see docs/tls.md).
 
 use std::path::PathBuf;
 use std::time::Duration;

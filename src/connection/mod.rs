@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod cancel;
+pub(crate) mod tls;
 pub mod transport;
 
 use std::path::Path;
@@ -156,13 +157,15 @@ impl Connection {
                 })?;
                 (Transport::Unix(s), CancelTarget::Unix(path))
             }
-            Host::Tcp(name) => {
-                let (s, addr) = tcp_connect(config, index, name, port).await?;
-                let transport = negotiate_tls(config, name, s).await?;
-                (transport, CancelTarget::Tcp(addr))
-            }
+            Host::Tcp(name) => return Self::connect_tcp(config, index, name, port).await,
         };
-        let mut conn = Connection {
+        let mut conn = Connection::new(transport, target);
+        conn.startup(config).await?;
+        Ok(conn)
+    }
+
+    fn new(transport: Transport, target: CancelTarget) -> Connection {
+        Connection {
             transport,
             buf: BytesMut::with_capacity(8192),
             cancel: CancelToken {
@@ -173,12 +176,74 @@ impl Connection {
             owner_pid: std::process::id(),
             mechanism: Mechanism::Trust,
             created: Instant::now(),
-        };
-        conn.startup(config).await?;
-        Ok(conn)
+        }
+    }
+
+    /// TCP with `sslmode` applied, including libpq's second attempts: `allow` starts in plain
+    /// text and retries with TLS when the server rejects the session; `prefer` starts with TLS
+    /// and retries in plain text when the TLS handshake fails or the server rejects the TLS
+    /// session. Only a rejection during authentication counts (an ErrorResponse before
+    /// AuthenticationOk), as in libpq.
+    async fn connect_tcp(
+        config: &ConnConfig,
+        index: usize,
+        name: &str,
+        port: u16,
+    ) -> Result<Connection> {
+        let mode = tls::effective_mode(config)?;
+        let mut setup: Option<tls::TlsSetup> = None;
+        let mut use_tls = !matches!(mode, SslMode::Disable | SslMode::Allow);
+        let mut second_try = false;
+        loop {
+            let (s, addr) = tcp_connect(config, index, name, port).await?;
+            let transport = if use_tls {
+                let setup = match setup.take() {
+                    Some(t) => setup.insert(t),
+                    None => setup.insert(tls::TlsSetup::new(config, mode)?),
+                };
+                match negotiate_tls(setup, mode, name, s).await {
+                    Ok(t) => t,
+                    Err(e)
+                        if mode == SslMode::Prefer && !second_try && e.kind() == ErrorKind::Tls =>
+                    {
+                        crate::log::warn(format!("{e}; sslmode=prefer: retrying without TLS"));
+                        second_try = true;
+                        use_tls = false;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                Transport::Tcp(s)
+            };
+            let on_tls = transport.kind() == TransportKind::Tls;
+            let mut conn = Connection::new(transport, CancelTarget::Tcp(addr));
+            match conn.start_session(config).await {
+                Ok(()) => {}
+                Err(e)
+                    if !second_try
+                        && e.server_error().is_some()
+                        && ((mode == SslMode::Allow && !on_tls)
+                            || (mode == SslMode::Prefer && on_tls)) =>
+                {
+                    second_try = true;
+                    use_tls = !on_tls;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            conn.await_ready().await?;
+            return Ok(conn);
+        }
     }
 
     async fn startup(&mut self, config: &ConnConfig) -> Result<()> {
+        self.start_session(config).await?;
+        self.await_ready().await
+    }
+
+    /// Send the StartupMessage and authenticate, up to AuthenticationOk.
+    async fn start_session(&mut self, config: &ConnConfig) -> Result<()> {
         let mut out = BytesMut::new();
         let params = config.startup_params();
         frontend::startup_message(
@@ -189,7 +254,7 @@ impl Connection {
         self.send(&out).await?;
 
         let first = self.read_message().await?;
-        let binding = postgres_protocol::authentication::sasl::ChannelBinding::unsupported();
+        let binding = tls::ChannelBindingInfo::new(config.channel_binding, &self.transport);
         self.mechanism = auth::authenticate(
             self,
             first,
@@ -198,7 +263,11 @@ impl Connection {
             binding,
         )
         .await?;
+        Ok(())
+    }
 
+    /// After AuthenticationOk: the session parameters and cancel key, up to ReadyForQuery.
+    async fn await_ready(&mut self) -> Result<()> {
         loop {
             match self.read_message().await? {
                 Message::BackendKeyData(k) => {
@@ -276,15 +345,24 @@ async fn tcp_connect(
     ))
 }
 
-/// Apply `sslmode`. Until TLS support lands, `disable`/`allow`/`prefer` connect without TLS and
-/// the modes that demand TLS fail clearly.
-async fn negotiate_tls(config: &ConnConfig, _name: &str, s: TcpStream) -> Result<Transport> {
-    match config.sslmode {
-        SslMode::Disable | SslMode::Allow | SslMode::Prefer => Ok(Transport::Tcp(s)),
-        mode => Err(Error::new(
+/// Ask the server for TLS on `s` and, if it agrees, run the handshake. A server that declines
+/// ('N') leaves a plain connection, unless `mode` demands TLS.
+async fn negotiate_tls(
+    setup: &tls::TlsSetup,
+    mode: SslMode,
+    name: &str,
+    mut s: TcpStream,
+) -> Result<Transport> {
+    if tls::ssl_request(&mut s).await? {
+        let stream = setup.handshake(name, s).await?;
+        Ok(Transport::Tls(Box::new(stream)))
+    } else if mode.requires_tls() {
+        Err(Error::new(
             ErrorKind::Tls,
-            format!("sslmode={mode:?} requires TLS, which this build does not support yet"),
-        )),
+            format!("the server does not support SSL, but sslmode={mode} requires it"),
+        ))
+    } else {
+        Ok(Transport::Tcp(s))
     }
 }
 
