@@ -1,0 +1,488 @@
+'use strict';
+// Node binding for fraiseql-wire (koffi).
+//
+//   const { Client } = require('fraiseql-wire');
+//   const client = new Client('');                 // libpq conninfo; PG* env as defaults
+//   const stream = client.query('v_user').where("(data->>'active')::boolean").limit(10).stream();
+//   for await (const row of stream) console.log(JSON.parse(row));
+//   client.close();
+//
+// Rows are fetched by fw_stream_next_batch running on koffi's worker threads (async
+// calls), so waiting for rows never blocks the event loop. Connecting and executing are
+// synchronous calls (see the README).
+//
+// The shared library is found through, in order: $FW_LIB (a file), $FW_LIB_DIR (a
+// directory), the repository's build tree (target/release), then the system's library path.
+
+const fs = require('fs');
+const path = require('path');
+const koffi = require('koffi');
+
+// ---------------------------------------------------------------------------
+// loading
+// ---------------------------------------------------------------------------
+
+const LIBNAME = 'libfraiseql_wire.so';
+
+function candidates() {
+  if (process.env.FW_LIB) return [process.env.FW_LIB];
+  if (process.env.FW_LIB_DIR) return [path.join(process.env.FW_LIB_DIR, LIBNAME)];
+  const built = path.join(__dirname, '..', '..', 'target', 'release', LIBNAME);
+  return (fs.existsSync(built) ? [built] : []).concat([LIBNAME]);
+}
+
+function load() {
+  const errors = [];
+  for (const p of candidates()) {
+    try {
+      return koffi.load(p);
+    } catch (e) {
+      errors.push(`${p}: ${e.message}`);
+    }
+  }
+  throw new Error(`cannot load ${LIBNAME} (set FW_LIB or FW_LIB_DIR): ${errors.join('; ')}`);
+}
+
+const lib = load();
+
+koffi.opaque('fw_client');
+koffi.opaque('fw_query');
+koffi.opaque('fw_stream');
+koffi.opaque('fw_error');
+const Row = koffi.struct('fw_row', { data: 'void *', len: 'size_t' });
+const STATS_FIELDS = [
+  'items_buffered', 'bytes_buffered', 'estimated_memory', 'total_rows_received',
+  'total_rows_yielded', 'total_rows_filtered', 'total_bytes_received', 'current_chunk_size',
+  'pause_count', 'paused_ms_total', 'time_to_first_row_us', 'elapsed_us', 'memory_limit',
+  'peak_memory', 'memory_warnings', 'chunks_received', 'pause_timeouts',
+];
+const StatsStruct = koffi.struct('fw_stats', Object.assign(
+  { struct_size: 'size_t', state: 'int' },
+  Object.fromEntries(STATS_FIELDS.map((f) => [f, 'uint64_t'])),
+));
+
+const C = {
+  client_new: lib.func('int fw_client_new(const char *conninfo, _Out_ fw_client **out)'),
+  client_free: lib.func('void fw_client_free(fw_client *client)'),
+  last_error: lib.func('fw_error *fw_last_error(void)'),
+  error_code: lib.func('int fw_error_code(fw_error *e)'),
+  error_message: lib.func('const char *fw_error_message(fw_error *e)'),
+  error_sqlstate: lib.func('const char *fw_error_sqlstate(fw_error *e)'),
+  error_detail: lib.func('const char *fw_error_detail(fw_error *e)'),
+  error_hint: lib.func('const char *fw_error_hint(fw_error *e)'),
+  error_position: lib.func('const char *fw_error_position(fw_error *e)'),
+  query_new: lib.func('int fw_query_new(fw_client *client, const char *source, _Out_ fw_query **out)'),
+  query_where_sql: lib.func('int fw_query_where_sql(fw_query *q, const char *sql)'),
+  query_order_by: lib.func('int fw_query_order_by(fw_query *q, const char *expr, const char *collation, int dir)'),
+  query_limit: lib.func('int fw_query_limit(fw_query *q, uint64_t n)'),
+  query_offset: lib.func('int fw_query_offset(fw_query *q, uint64_t n)'),
+  query_chunk_size: lib.func('int fw_query_chunk_size(fw_query *q, size_t rows)'),
+  query_adaptive: lib.func('int fw_query_adaptive_chunking(fw_query *q, bool on, size_t min_rows, size_t max_rows)'),
+  query_max_memory: lib.func('int fw_query_max_memory(fw_query *q, size_t bytes, double warn, double fail)'),
+  query_execute: lib.func('int fw_query_execute(fw_query *q, _Out_ fw_stream **out)'),
+  query_free: lib.func('void fw_query_free(fw_query *q)'),
+  version: lib.func('const char *fw_version(void)'),
+  shutdown: lib.func('int fw_shutdown(uint64_t timeout_ms)'),
+  string_free: lib.func('void fw_string_free(void *s)'),
+  status_str: lib.func('const char *fw_status_str(int status)'),
+  next_batch: lib.func('int fw_stream_next_batch(fw_stream *s, void *rows, size_t cap, void *n, int64_t timeout_ms)'),
+  pause: lib.func('int fw_stream_pause(fw_stream *s)'),
+  pause_with_reason: lib.func('int fw_stream_pause_with_reason(fw_stream *s, const char *reason)'),
+  resume: lib.func('int fw_stream_resume(fw_stream *s)'),
+  set_pause_timeout: lib.func('int fw_stream_set_pause_timeout(fw_stream *s, uint64_t ms)'),
+  state: lib.func('int fw_stream_state_snapshot(fw_stream *s)'),
+  stats: lib.func('int fw_stream_stats(fw_stream *s, _Inout_ fw_stats *out)'),
+  cancel: lib.func('int fw_stream_cancel(fw_stream *s)'),
+  stream_error: lib.func('fw_error *fw_stream_error(fw_stream *s)'),
+  stream_free: lib.func('void fw_stream_free(fw_stream *s)'),
+};
+let metricsDumpFn = null;
+try {
+  metricsDumpFn = lib.func('int fw_metrics_dump(_Out_ void **out, _Out_ size_t *len)');
+} catch (e) {
+  // a library built before the metrics dump existed
+}
+
+// ---------------------------------------------------------------------------
+// status codes, states, errors
+// ---------------------------------------------------------------------------
+
+const OK = 0;
+const DONE = 1;
+const TIMEOUT = 3;
+const PAUSED = 4;
+const STATES = { [-1]: 'invalid', 0: 'running', 1: 'paused', 2: 'completed', 3: 'failed', 4: 'cancelled' };
+
+/** A failed library call: `.code` is the status name ('FW_E_SERVER'), `.status` its number,
+ * `.sqlstate`, `.detail`, `.hint`, `.position` are set for server errors (else null). */
+class FwError extends Error {
+  constructor(status, message, fields = {}) {
+    const code = C.status_str(status);
+    super(message ? `${code}: ${message}` : code);
+    this.name = this.constructor.name;
+    this.code = code;
+    this.status = status;
+    this.sqlstate = fields.sqlstate || null;
+    this.detail = fields.detail || null;
+    this.hint = fields.hint || null;
+    this.position = fields.position || null;
+  }
+}
+class InvalidArgumentError extends FwError {}
+class NullPointerError extends InvalidArgumentError {}
+class ConnectError extends FwError {}
+class AuthError extends ConnectError {}
+class TLSError extends ConnectError {}
+class ServerError extends FwError {}
+class ProtocolError extends FwError {}
+class SchemaError extends FwError {}
+class MemoryLimitError extends FwError {}
+class CancelledError extends FwError {}
+class ConnectionLostError extends FwError {}
+class StateError extends FwError {}
+class PanicError extends FwError {}
+class ShutdownError extends FwError {}
+
+const ERRORS = {
+  [-1]: InvalidArgumentError, [-2]: NullPointerError, [-3]: ConnectError, [-4]: AuthError,
+  [-5]: TLSError, [-6]: ServerError, [-7]: ProtocolError, [-8]: SchemaError,
+  [-9]: MemoryLimitError, [-10]: CancelledError, [-11]: ConnectionLostError,
+  [-12]: StateError, [-13]: PanicError, [-14]: ShutdownError,
+};
+
+// An error for a failed call from `err` (a stream's error) or, for synchronous calls, the
+// main thread's last error. Calls made on worker threads leave their thread-local last
+// error there: only the status is known then.
+function makeError(status, err, useLastError) {
+  if ((!err || C.error_code(err) !== status) && useLastError) err = C.last_error();
+  const Cls = ERRORS[status] || FwError;
+  if (!err || C.error_code(err) !== status) return new Cls(status, null);
+  return new Cls(status, C.error_message(err), {
+    sqlstate: C.error_sqlstate(err),
+    detail: C.error_detail(err),
+    hint: C.error_hint(err),
+    position: C.error_position(err),
+  });
+}
+
+function check(status) {
+  if (status < 0) throw makeError(status, null, true);
+  return status;
+}
+
+function closedError(what) {
+  const e = new StateError(-12, `the ${what} is closed`);
+  return e;
+}
+
+// ---------------------------------------------------------------------------
+// handle bookkeeping (finalizers)
+// ---------------------------------------------------------------------------
+
+const live = { client: 0, stream: 0 };
+
+/** Native handles alive now: `{ client, stream }`. */
+function liveHandles() {
+  return { ...live };
+}
+
+// Held values are small state objects that do not refer to the wrapper, so a wrapper the
+// program drops can be collected; the registry then frees its handle.
+const clientRegistry = new FinalizationRegistry((h) => freeClient(h));
+const streamRegistry = new FinalizationRegistry((h) => freeStream(h));
+
+function freeClient(h) {
+  if (h.ptr) {
+    C.client_free(h.ptr);
+    h.ptr = null;
+    live.client--;
+  }
+}
+
+function freeStream(h) {
+  if (!h.ptr) return;
+  if (h.busy) {
+    // A fetch runs on a worker thread: wake it, free when it is back.
+    C.cancel(h.ptr);
+    h.freeWhenIdle = true;
+    return;
+  }
+  C.stream_free(h.ptr);
+  h.ptr = null;
+  koffi.free(h.rows);
+  koffi.free(h.n);
+  live.stream--;
+}
+
+// ---------------------------------------------------------------------------
+// Client, Query
+// ---------------------------------------------------------------------------
+
+/** A client: connection settings plus a connection pool. */
+class Client {
+  /** Connects once with `conninfo` (libpq URI or key=value; PG* env vars fill in the rest).
+   * Synchronous. Throws ConnectError / AuthError / ... */
+  constructor(conninfo = '') {
+    const out = [null];
+    check(C.client_new(conninfo, out));
+    live.client++;
+    this._h = { ptr: out[0] };
+    clientRegistry.register(this, this._h, this);
+  }
+
+  /** A query over a view or table ('v_user', 'app.tv_order'). */
+  query(source) {
+    return new Query(this, source);
+  }
+
+  _ptr() {
+    if (!this._h.ptr) throw closedError('client');
+    return this._h.ptr;
+  }
+
+  /** Free the client and close its idle connections (open streams keep working). */
+  close() {
+    clientRegistry.unregister(this);
+    freeClient(this._h);
+  }
+}
+
+/** A query builder; setters return the query so calls chain. Nothing is sent before
+ * `stream()`, which can be called any number of times. */
+class Query {
+  constructor(client, source) {
+    this._client = client;
+    this._source = source;
+    this._ops = [];
+  }
+
+  /** Add a trusted SQL predicate (parenthesised, ANDed with the others). */
+  where(sqlPredicate) { this._ops.push((q) => C.query_where_sql(q, sqlPredicate)); return this; }
+
+  /** Add an ORDER BY term: a trusted SQL expression; options `{ desc, collation }`. */
+  orderBy(sqlExpr, { desc = false, collation = null } = {}) {
+    this._ops.push((q) => C.query_order_by(q, sqlExpr, collation, desc ? 1 : 0));
+    return this;
+  }
+
+  limit(n) { this._ops.push((q) => C.query_limit(q, n)); return this; }
+
+  offset(n) { this._ops.push((q) => C.query_offset(q, n)); return this; }
+
+  chunkSize(rows) { this._ops.push((q) => C.query_chunk_size(q, rows)); return this; }
+
+  adaptiveChunking(minRows = 16, maxRows = 1024) {
+    this._ops.push((q) => C.query_adaptive(q, true, minRows, maxRows));
+    return this;
+  }
+
+  maxMemory(bytes, warnRatio = 0.8, failRatio = 1.0) {
+    this._ops.push((q) => C.query_max_memory(q, bytes, warnRatio, failRatio));
+    return this;
+  }
+
+  /** Execute the query (synchronously: returns once the server described the result) and
+   * return its Stream. Options: `batchSize` (rows per fetch, default 256), `signal` (an
+   * AbortSignal that cancels the stream). Throws ServerError (e.g. sqlstate 42P01),
+   * SchemaError, ... */
+  stream({ batchSize = 256, signal = null } = {}) {
+    if (signal && signal.aborted) throw new CancelledError(-10, 'the signal was aborted');
+    const out = [null];
+    check(C.query_new(this._client._ptr(), this._source, out));
+    const q = out[0];
+    try {
+      for (const op of this._ops) check(op(q));
+      const so = [null];
+      check(C.query_execute(q, so));
+      return new Stream(so[0], batchSize, signal);
+    } finally {
+      C.query_free(q);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Stream
+// ---------------------------------------------------------------------------
+
+const FETCH_SLICE_MS = 100; // a worker thread never waits longer than this per call
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A running query's rows: `for await (const row of stream)` (rows are strings of JSON
+ * text), or `await stream.next()`. Breaking out of the loop closes the stream. While the
+ * stream is paused and drained, iteration waits (without blocking the event loop) until
+ * it is resumed or its pause timeout ends the pause. */
+class Stream {
+  constructor(ptr, batchSize, signal) {
+    const cap = Math.max(1, batchSize | 0);
+    this._h = {
+      ptr, cap, busy: false, freeWhenIdle: false,
+      rows: koffi.alloc(Row, cap),
+      n: koffi.alloc('size_t', 1),
+    };
+    live.stream++;
+    streamRegistry.register(this, this._h, this);
+    this._pending = [];
+    this._pos = 0;
+    this._done = false;
+    this._error = null;
+    if (signal) {
+      const h = this._h;
+      const onAbort = () => { if (h.ptr) C.cancel(h.ptr); };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this._unlisten = () => signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  _ptr() {
+    if (!this._h.ptr) throw closedError('stream');
+    return this._h.ptr;
+  }
+
+  // One fw_stream_next_batch on a worker thread.
+  _fetch() {
+    const h = this._h;
+    const ptr = this._ptr();
+    h.busy = true;
+    return new Promise((resolve) => {
+      C.next_batch.async(ptr, h.rows, h.cap, h.n, FETCH_SLICE_MS, (err, status) => {
+        h.busy = false;
+        if (err) {
+          resolve({ error: err });
+        } else if (status < 0) {
+          // the stream's error lives on the stream (readable from this thread)
+          resolve({ error: makeError(status, h.ptr ? C.stream_error(h.ptr) : null, false) });
+        } else {
+          let rows = null;
+          if (status === OK) {
+            const n = Number(koffi.decode(h.n, 'size_t'));
+            rows = koffi.decode(h.rows, Row, n).map((r) => koffi.decode.string(r.data, Number(r.len)));
+          }
+          resolve({ status, rows });
+        }
+        if (h.freeWhenIdle) freeStream(h);
+      });
+    });
+  }
+
+  /** The next row (a string), or null at the end of the stream. */
+  async next() {
+    for (;;) {
+      if (this._pos < this._pending.length) {
+        const row = this._pending[this._pos];
+        this._pending[this._pos++] = undefined;
+        return row;
+      }
+      if (!this._h.ptr) throw closedError('stream');
+      if (this._error) throw this._error;
+      if (this._done) return null;
+      const r = await this._fetch();
+      if (r.error) {
+        this._error = r.error;
+        throw r.error;
+      }
+      if (r.status === OK) {
+        this._pending = r.rows;
+        this._pos = 0;
+      } else if (r.status === DONE) {
+        this._done = true;
+      } else if (r.status === PAUSED) {
+        await sleep(5);
+      } // TIMEOUT: fetch again
+    }
+  }
+
+  async* [Symbol.asyncIterator]() {
+    try {
+      for (;;) {
+        const row = await this.next();
+        if (row === null) return;
+        yield row;
+      }
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Stop reading the socket (the server blocks); buffered rows can still be read. */
+  pause(reason = null) {
+    check(reason === null ? C.pause(this._ptr()) : C.pause_with_reason(this._ptr(), reason));
+  }
+
+  resume() { check(C.resume(this._ptr())); }
+
+  /** A pause longer than `ms` milliseconds resumes by itself (0: no limit). */
+  setPauseTimeout(ms) { check(C.set_pause_timeout(this._ptr(), ms)); }
+
+  /** Cancel the query (never blocks); iteration then throws CancelledError. */
+  cancel() { check(C.cancel(this._ptr())); }
+
+  /** 'running', 'paused', 'completed', 'failed' or 'cancelled' ('closed' once closed). */
+  get state() {
+    if (!this._h.ptr) return 'closed';
+    return STATES[C.state(this._h.ptr)] || 'invalid';
+  }
+
+  /** A snapshot: `{ state, total_rows_received, total_rows_yielded, pause_count, ... }`
+   * (numbers; the fw_stats field names). */
+  stats() {
+    const s = { struct_size: StatsStruct.size, state: 0 };
+    for (const f of STATS_FIELDS) s[f] = 0;
+    check(C.stats(this._ptr(), s));
+    const out = { state: STATES[s.state] || 'invalid' };
+    for (const f of STATS_FIELDS) out[f] = Number(s[f]);
+    return out;
+  }
+
+  /** Free the stream (cancelling the query if it still runs). Idempotent. */
+  close() {
+    if (this._unlisten) {
+      this._unlisten();
+      this._unlisten = null;
+    }
+    this._pending = [];
+    this._pos = 0;
+    if (this._h.ptr) {
+      streamRegistry.unregister(this);
+      freeStream(this._h);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// module functions
+// ---------------------------------------------------------------------------
+
+/** The library version ('0.1.0'). */
+function version() {
+  return C.version();
+}
+
+/** The library's metrics in the Prometheus text format. */
+function metricsDump() {
+  if (!metricsDumpFn) throw new Error('this build of libfraiseql_wire has no fw_metrics_dump');
+  const out = [null];
+  const len = [0];
+  check(metricsDumpFn(out, len));
+  if (!out[0]) return '';
+  try {
+    return koffi.decode.string(out[0], Number(len[0]));
+  } finally {
+    C.string_free(out[0]);
+  }
+}
+
+/** Cancel every live stream and stop the library's runtime (irreversible). */
+function shutdown(timeoutMs = 5000) {
+  check(C.shutdown(timeoutMs));
+}
+
+module.exports = {
+  Client, Query, Stream, version, metricsDump, shutdown, liveHandles,
+  FwError, InvalidArgumentError, NullPointerError, ConnectError, AuthError, TLSError,
+  ServerError, ProtocolError, SchemaError, MemoryLimitError, CancelledError,
+  ConnectionLostError, StateError, PanicError, ShutdownError,
+};

@@ -1,0 +1,243 @@
+'use strict';
+// Tests of the Node binding against the throwaway PostgreSQL of scripts/with-pg (PGHOST,
+// PGPORT, PGDATABASE, PGUSER and FW_PG_* in the environment). Run with: node --expose-gc --test
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fw = require('..');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function collect(stream) {
+  const rows = [];
+  for await (const row of stream) rows.push(row);
+  return rows;
+}
+
+// Client backends connected to the test database, counted through the library itself:
+// v_user has n = 1..1000, so the rows with n <= count(*) are that many.
+async function backends(client) {
+  const s = client.query('v_user').where(
+    "(data->>'n')::int <= (SELECT count(*) FROM pg_stat_activity " +
+    "WHERE backend_type = 'client backend' AND datname = current_database())",
+  ).stream();
+  return (await collect(s)).length;
+}
+
+let client;
+test.before(() => { client = new fw.Client(''); });
+test.after(() => { client.close(); });
+
+test('version', () => {
+  assert.match(fw.version(), /^\d+\.\d+\.\d+/);
+});
+
+test('large view: count and content, event loop never blocked', async () => {
+  // A timer keeps firing while the rows are consumed.
+  let ticks = 0;
+  const timer = setInterval(() => { ticks++; }, 1);
+  const t0 = Date.now();
+  const rows = (await collect(client.query('v_user').stream({ batchSize: 64 }))).map((r) => JSON.parse(r));
+  assert.equal(rows.length, 1000);
+  const byN = new Map(rows.map((r) => [r.n, r]));
+  for (let n = 1; n <= 1000; n++) assert.ok(byN.has(n), `row n=${n}`);
+  for (const n of [1, 500, 1000]) {
+    assert.equal(byN.get(n).email, `user${n}@example.com`);
+    assert.equal(byN.get(n).neg, -n);
+    assert.equal(byN.get(n).unicode, 'Zoë 東京 🎉 ñ € 𝄞');
+  }
+
+  let count = 0;
+  const ids = new Set();
+  for await (const row of client.query('v_bench_10k').stream()) {
+    ids.add(JSON.parse(row).id);
+    count++;
+  }
+  assert.equal(count, 10000);
+  assert.equal(ids.size, 10000);
+  assert.ok(ids.has(1) && ids.has(10000));
+
+  // v_slow: ~2 s of waiting on the server; the timer must keep firing all along.
+  const slow = client.query('v_slow').stream();
+  let slowRows = 0;
+  const ticksBefore = ticks;
+  const s0 = Date.now();
+  for await (const row of slow) {
+    assert.ok(row.length > 8000);
+    slowRows++;
+  }
+  const waited = Date.now() - s0;
+  clearInterval(timer);
+  assert.equal(slowRows, 20);
+  assert.ok(waited > 1000, `v_slow took ${waited} ms`);
+  // a blocked loop would give ~20 ticks (one per row); a free one ~1 per ms
+  assert.ok(ticks - ticksBefore > waited / 10, `${ticks - ticksBefore} ticks in ${waited} ms`);
+  assert.ok(Date.now() - t0 > 0);
+});
+
+test('query builder; a query streams more than once', async () => {
+  const q = client.query('v_user').where("(data->>'n')::int > 10")
+    .orderBy("(data->>'n')::int", { desc: true }).limit(3).offset(1);
+  for (let i = 0; i < 2; i++) {
+    assert.deepEqual((await collect(q.stream())).map((r) => JSON.parse(r).n), [999, 998, 997]);
+  }
+  assert.throws(() => client.query('v_user; drop table t_guard').stream(),
+    (e) => e instanceof fw.InvalidArgumentError && e.code === 'FW_E_INVALID_ARGUMENT');
+});
+
+test('missing view: ServerError with sqlstate 42P01', () => {
+  assert.throws(() => client.query('v_does_not_exist').stream(), (e) => {
+    assert.ok(e instanceof fw.ServerError);
+    assert.ok(e instanceof fw.FwError);
+    assert.ok(e instanceof Error);
+    assert.equal(e.sqlstate, '42P01');
+    assert.equal(e.code, 'FW_E_SERVER');
+    assert.equal(e.status, -6);
+    assert.match(e.message, /v_does_not_exist/);
+    return true;
+  });
+});
+
+test('server error after 50 rows: rows first, then 22012', async () => {
+  const s = client.query('v_div_zero_after').stream();
+  const got = [];
+  await assert.rejects(async () => {
+    for await (const row of s) got.push(JSON.parse(row).i);
+  }, (e) => e instanceof fw.ServerError && e.sqlstate === '22012');
+  assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => i + 1));
+});
+
+test('schema error', () => {
+  assert.throws(() => client.query('v_not_json').stream(), fw.SchemaError);
+});
+
+test('authentication', async () => {
+  const base = `host=127.0.0.1 port=${process.env.FW_PG_PORT} dbname=fraiseql_test user=fw_scram`;
+  assert.throws(() => new fw.Client(`${base} password=wrong`),
+    (e) => e instanceof fw.AuthError && e instanceof fw.ConnectError && e.sqlstate === '28P01');
+  const c = new fw.Client(`${base} password=scram-secret`);
+  assert.equal((await collect(c.query('v_user').limit(5).stream())).length, 5);
+  c.close();
+});
+
+test('cancel mid-stream', async () => {
+  // v_sleep30 sends its only row after 30 s
+  const s = client.query('v_sleep30').stream();
+  const t0 = Date.now();
+  setTimeout(() => s.cancel(), 300);
+  await assert.rejects(collect(s), fw.CancelledError);
+  assert.ok(Date.now() - t0 < 5000, `cancel took ${Date.now() - t0} ms`);
+
+  // cancel from inside the loop
+  const slow = client.query('v_slow').stream();
+  let n = 0;
+  await assert.rejects(async () => {
+    for await (const row of slow) {
+      assert.ok(row);
+      n++;
+      slow.cancel();
+      assert.equal(slow.state, 'cancelled');
+    }
+  }, fw.CancelledError);
+  assert.equal(n, 1);
+
+  // an AbortSignal
+  const ac = new AbortController();
+  const s3 = client.query('v_sleep30').stream({ signal: ac.signal });
+  setTimeout(() => ac.abort(), 200);
+  await assert.rejects(collect(s3), fw.CancelledError);
+
+  // the client is still usable
+  assert.equal((await collect(client.query('v_user').limit(2).stream())).length, 2);
+});
+
+test('close while a fetch is in flight; break closes the stream', async () => {
+  const s = client.query('v_sleep30').stream();
+  const p = s.next();
+  await sleep(100);
+  s.close(); // the fetch is woken up and the stream freed when it is back
+  await assert.rejects(p, fw.CancelledError);
+  assert.equal(s.state, 'closed');
+  await assert.rejects(s.next(), fw.StateError);
+  assert.throws(() => s.pause(), fw.StateError);
+
+  const s2 = client.query('v_user').stream();
+  for await (const row of s2) {
+    assert.ok(row);
+    break;
+  }
+  assert.equal(s2.state, 'closed');
+});
+
+test('pause and resume', async () => {
+  const s = client.query('v_user').chunkSize(16).stream({ batchSize: 8 });
+  let n = 0;
+  let resumedAt = 0;
+  const t0 = Date.now();
+  for await (const row of s) {
+    assert.ok(row);
+    n++;
+    if (n === 1) {
+      s.pause('test');
+      s.pause(); // idempotent
+      assert.equal(s.state, 'paused');
+      setTimeout(() => { resumedAt = Date.now(); s.resume(); }, 300);
+    }
+    if (n === 1000) {
+      const st = s.stats();
+      assert.equal(st.pause_count, 1);
+      assert.ok(st.paused_ms_total >= 100, `paused ${st.paused_ms_total} ms`);
+    }
+  }
+  assert.equal(n, 1000);
+  assert.ok(resumedAt > 0 && resumedAt - t0 >= 250);
+});
+
+test('stats', async () => {
+  const s = client.query('v_user').stream();
+  assert.equal(s.stats().total_rows_yielded, 0);
+  let n = 0;
+  while ((await s.next()) !== null) n++;
+  const st = s.stats();
+  assert.equal(n, 1000);
+  assert.equal(st.state, 'completed');
+  assert.equal(st.total_rows_received, 1000);
+  assert.equal(st.total_rows_yielded, 1000);
+  assert.equal(st.total_rows_filtered, 0);
+  assert.ok(st.total_bytes_received > 100000);
+  assert.ok(st.elapsed_us > 0);
+  assert.equal(st.items_buffered, 0);
+  assert.throws(() => s.pause(), fw.StateError);
+  s.close();
+  assert.throws(() => s.stats(), fw.StateError);
+});
+
+test('metrics dump', async () => {
+  await collect(client.query('v_user').limit(1).stream());
+  const text = fw.metricsDump();
+  assert.ok(text.includes('fraiseql_queries_total'));
+  assert.ok(text.includes('entity="v_user"'));
+});
+
+test('handles dropped without close are freed by the GC', { skip: !global.gc && 'needs --expose-gc' }, async () => {
+  const before = await backends(client);
+  const base = fw.liveHandles();
+  await (async () => {
+    for (let i = 0; i < 60; i++) {
+      const c = new fw.Client('');
+      const s = c.query('v_bench_10k').stream();
+      assert.ok(await s.next());
+      // never closed
+    }
+  })();
+  const deadline = Date.now() + 10000;
+  let now;
+  for (;;) {
+    global.gc();
+    await sleep(20); // FinalizationRegistry callbacks run as tasks
+    now = await backends(client);
+    const h = fw.liveHandles();
+    if ((h.client === base.client && h.stream === base.stream && now <= before + 2) || Date.now() > deadline) break;
+  }
+  assert.deepEqual(fw.liveHandles(), base);
+  assert.ok(now <= before + 2, `${now} backends, ${before} before`);
+});
