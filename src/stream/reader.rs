@@ -578,13 +578,14 @@ impl Reader {
                 Err(e) => Terminal::Failed(e),
             });
         }
-        shared.wake_consumer(&mut g);
-        drop(g);
         // A cancelled stream's connection is never reused: a late CancelRequest could hit the
-        // next query on it.
+        // next query on it. The connection is back before the consumer can see the end, so
+        // that the next stream started right after `Done` reuses it.
         if reusable && !was_cancelled {
             conn.buf.clear();
             pool.put(conn);
         }
+        shared.wake_consumer(&mut g);
+        drop(g);
     }
 }
