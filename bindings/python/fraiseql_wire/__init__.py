@@ -351,48 +351,69 @@ def metrics_dump():
 # --------------------------------------------------------------------------
 
 
-class Client:
-    """A thread-safe client: connection settings plus a connection pool.
+class _Handle:
+    """A native pointer that is freed only once no call is using it: closing
+    from one thread while another waits in the library is safe (``wake`` is
+    called first to make the waiting call return)."""
 
-    ``conninfo`` is a libpq connection string (URI or ``key=value``); the
-    ``PG*`` environment variables fill in what it leaves out. Connects once to
-    check the settings (raises ConnectError/AuthError/... on failure).
-    """
+    def __init__(self, ptr, kind, free, wake=None):
+        self.ptr = ptr
+        self._kind = kind
+        self._free = free
+        self._wake = wake
+        self._cv = threading.Condition(threading.Lock())
+        self._busy = 0
+        _count(kind, 1)
 
-    def __init__(self, conninfo=""):
-        self._ptr = None
-        out = c_void_p()
-        _check(_client_new(_enc(conninfo, "conninfo"), ctypes.byref(out)))
-        self._ptr = out.value
-        _count("client", 1)
+    def acquire(self):
+        with self._cv:
+            if not self.ptr:
+                raise StateError(-12, "FW_E_STATE", "the %s is closed" % self._kind)
+            self._busy += 1
+            return self.ptr
 
-    def query(self, source):
-        """A query over a view or table (``"v_user"`` or ``"schema.name"``)."""
-        return Query(self, source)
+    def release(self):
+        with self._cv:
+            self._busy -= 1
+            if not self._busy:
+                self._cv.notify_all()
 
-    def stream(self, source, where=None, limit=None):
-        """Shortcut: ``client.query(source).where(where).limit(limit).stream()``."""
-        q = Query(self, source)
+    def call(self, fn, *args):
+        """``_check(fn(ptr, *args))`` with the pointer held."""
+        p = self.acquire()
         try:
-            if where is not None:
-                q.where(where)
-            if limit is not None:
-                q.limit(limit)
-            return q.stream()
+            return _check(fn(p, *args))
         finally:
-            q.close()
+            self.release()
 
-    def _handle(self):
-        if not self._ptr:
-            raise StateError(-12, "FW_E_STATE", "the client is closed")
-        return self._ptr
+    @property
+    def closed(self):
+        return not self.ptr
 
     def close(self):
-        """Free the client and close its idle connections (open streams keep working)."""
-        p, self._ptr = self._ptr, None
-        if p:
-            _client_free(p)
-            _count("client", -1)
+        with self._cv:
+            p, self.ptr = self.ptr, None
+            if not p:
+                return
+            if self._busy and self._wake is not None:
+                self._wake(p)
+            while self._busy:
+                self._cv.wait()
+        self._free(p)
+        _count(self._kind, -1)
+
+
+class _Closeable:
+    _h = None
+
+    def close(self):
+        """Free the native handle. Idempotent; safe from any thread."""
+        if self._h is not None:
+            self._h.close()
+
+    @property
+    def closed(self):
+        return self._h is None or self._h.closed
 
     def __enter__(self):
         return self
@@ -407,125 +428,124 @@ class Client:
             pass
 
 
-class Query:
+class Client(_Closeable):
+    """A thread-safe client: connection settings plus a connection pool.
+
+    ``conninfo`` is a libpq connection string (URI or ``key=value``); the
+    ``PG*`` environment variables fill in what it leaves out. Connects once to
+    check the settings (raises ConnectError/AuthError/... on failure).
+    ``close()`` frees it and closes its idle connections; open streams keep
+    working.
+    """
+
+    def __init__(self, conninfo=""):
+        out = c_void_p()
+        _check(_client_new(_enc(conninfo, "conninfo"), ctypes.byref(out)))
+        self._h = _Handle(out.value, "client", _client_free)
+
+    def query(self, source):
+        """A query over a view or table (``"v_user"`` or ``"schema.name"``)."""
+        return Query(self, source)
+
+    def stream(self, source, where=None, limit=None):
+        """Shortcut: ``client.query(source).where(where).limit(limit).stream()``."""
+        with Query(self, source) as q:
+            if where is not None:
+                q.where(where)
+            if limit is not None:
+                q.limit(limit)
+            return q.stream()
+
+
+class Query(_Closeable):
     """A query builder; every setter returns the query so calls chain.
     A query may be streamed any number of times."""
 
     def __init__(self, client, source):
-        self._ptr = None
         self._client = client  # keeps the Python object alive too
         out = c_void_p()
-        _check(_query_new(client._handle(), _enc(source, "source"), ctypes.byref(out)))
-        self._ptr = out.value
-        _count("query", 1)
-
-    def _handle(self):
-        if not self._ptr:
-            raise StateError(-12, "FW_E_STATE", "the query is closed")
-        return self._ptr
+        src = _enc(source, "source")
+        client._h.call(lambda p: _query_new(p, src, ctypes.byref(out)))
+        self._h = _Handle(out.value, "query", _query_free)
 
     def where(self, sql_predicate):
         """Add a trusted SQL predicate (parenthesised, ANDed with the others)."""
-        _check(_query_where_sql(self._handle(), _enc(sql_predicate, "sql_predicate")))
+        self._h.call(_query_where_sql, _enc(sql_predicate, "sql_predicate"))
         return self
 
     def order_by(self, sql_expr, collation=None, desc=False):
         """Add an ORDER BY term (trusted SQL expression, optional collation)."""
         coll = None if collation is None else _enc(collation, "collation")
-        _check(_query_order_by(self._handle(), _enc(sql_expr, "sql_expr"), coll,
-                               1 if desc else 0))
+        self._h.call(_query_order_by, _enc(sql_expr, "sql_expr"), coll, 1 if desc else 0)
         return self
 
     def limit(self, n):
-        _check(_query_limit(self._handle(), n))
+        self._h.call(_query_limit, n)
         return self
 
     def offset(self, n):
-        _check(_query_offset(self._handle(), n))
+        self._h.call(_query_offset, n)
         return self
 
     def chunk_size(self, rows):
-        _check(_query_chunk_size(self._handle(), rows))
+        self._h.call(_query_chunk_size, rows)
         return self
 
     def adaptive_chunking(self, on=True, min_rows=16, max_rows=1024):
-        _check(_query_adaptive(self._handle(), on, min_rows, max_rows))
+        self._h.call(_query_adaptive, on, min_rows, max_rows)
         return self
 
     def max_memory(self, nbytes, warn_ratio=0.8, fail_ratio=1.0):
-        _check(_query_max_memory(self._handle(), nbytes, warn_ratio, fail_ratio))
+        self._h.call(_query_max_memory, nbytes, warn_ratio, fail_ratio)
         return self
 
     def stream(self, batch_size=256):
         """Execute the query and return its Stream (raises on a missing relation,
         a wrong result shape or a connection failure)."""
         out = c_void_p()
-        _check(_query_execute(self._handle(), ctypes.byref(out)))
+        self._h.call(lambda p: _query_execute(p, ctypes.byref(out)))
         return Stream(out.value, self._client, batch_size)
 
-    def close(self):
-        p, self._ptr = self._ptr, None
-        if p:
-            _query_free(p)
-            _count("query", -1)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-
-class Stream:
+class Stream(_Closeable):
     """A running query's rows. Iterate it (rows are ``str``), or use
     :meth:`next_row`. A context manager: leaving the block frees the stream
     (cancelling the query if it still runs). Rows are copied out of library
     memory before they are handed to Python.
+
+    One thread consumes a stream at a time; ``pause``, ``resume``, ``cancel``,
+    ``state``, ``stats`` and ``close`` may be called from any thread (closing
+    wakes a consumer waiting in the library, which then raises).
 
     Iterating a paused stream yields the rows already buffered, then waits
     until the stream is resumed (from another thread or by its pause timeout).
     """
 
     def __init__(self, ptr, client, batch_size=256):
-        self._ptr = ptr
+        self._h = _Handle(ptr, "stream", _stream_free, wake=_stream_cancel)
         self._client = client
-        _count("stream", 1)
         self._cap = max(1, int(batch_size))
         self._rows = (_Row * self._cap)()
         self._pending = []
         self._pos = 0
         self._done = False
 
-    def _handle(self):
-        if not self._ptr:
-            raise StateError(-12, "FW_E_STATE", "the stream is closed")
-        return self._ptr
-
-    def _raise(self, code):
-        err = _stream_error(self._ptr) if self._ptr else None
-        if not err:
-            err = None
-        raise _error(code, err)
-
     def _fill(self, timeout_ms):
         """Fetch the next batch; returns a status."""
         n = c_size_t()
-        st = _stream_next_batch(self._handle(), self._rows, self._cap, ctypes.byref(n),
-                                timeout_ms)
-        if st < 0:
-            self._raise(st)
-        if st == FW_OK:
-            rows = self._rows
-            self._pending = [ctypes.string_at(rows[i].data, rows[i].len).decode("utf-8")
-                             for i in range(n.value)]
-            self._pos = 0
-        elif st == FW_DONE:
+        p = self._h.acquire()
+        try:
+            st = _stream_next_batch(p, self._rows, self._cap, ctypes.byref(n), timeout_ms)
+            if st < 0:
+                raise _error(st, _stream_error(p))
+            if st == FW_OK:
+                rows = self._rows
+                self._pending = [ctypes.string_at(rows[i].data, rows[i].len).decode("utf-8")
+                                 for i in range(n.value)]
+                self._pos = 0
+        finally:
+            self._h.release()
+        if st == FW_DONE:
             self._done = True
         return st
 
@@ -565,50 +585,35 @@ class Stream:
     def pause(self, reason=None):
         """Stop reading the socket (the server blocks); buffered rows stay readable."""
         if reason is None:
-            _check(_stream_pause(self._handle()))
+            self._h.call(_stream_pause)
         else:
-            _check(_stream_pause_with_reason(self._handle(), _enc(reason, "reason")))
+            self._h.call(_stream_pause_with_reason, _enc(reason, "reason"))
 
     def resume(self):
-        _check(_stream_resume(self._handle()))
+        self._h.call(_stream_resume)
 
     def set_pause_timeout(self, seconds):
         """A pause longer than this resumes by itself (None or 0: no limit)."""
         ms = 0 if not seconds else max(1, int(seconds * 1000))
-        _check(_stream_set_pause_timeout(self._handle(), ms))
+        self._h.call(_stream_set_pause_timeout, ms)
 
     def cancel(self):
         """Cancel the query; callable from any thread, never blocks. Iteration
         then raises CancelledError."""
-        _check(_stream_cancel(self._handle()))
+        self._h.call(_stream_cancel)
 
     @property
     def state(self):
         """``"running"``, ``"paused"``, ``"completed"``, ``"failed"`` or ``"cancelled"``."""
-        return STATES.get(_stream_state(self._handle()), "invalid")
+        p = self._h.acquire()
+        try:
+            return STATES.get(_stream_state(p), "invalid")
+        finally:
+            self._h.release()
 
     def stats(self):
         """A :class:`Stats` snapshot (callable from any thread)."""
         s = _Stats()
         s.struct_size = ctypes.sizeof(_Stats)
-        _check(_stream_stats(self._handle(), ctypes.byref(s)))
+        self._h.call(_stream_stats, ctypes.byref(s))
         return Stats(STATES.get(s.state, "invalid"), *(getattr(s, f) for f in _STATS_FIELDS))
-
-    def close(self):
-        """Free the stream; a running query is cancelled. Idempotent."""
-        p, self._ptr = self._ptr, None
-        if p:
-            _stream_free(p)
-            _count("stream", -1)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

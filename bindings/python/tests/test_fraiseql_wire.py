@@ -124,6 +124,22 @@ class BindingTest(unittest.TestCase):
         # the client is still usable
         self.assertEqual(len(list(self.client.stream("v_user", limit=2))), 2)
 
+    def test_close_from_another_thread(self):
+        # closing wakes the consumer waiting in the library, then frees the stream
+        s = self.client.query("v_sleep30").stream()
+        timer = threading.Timer(0.2, s.close)
+        timer.start()
+        t0 = time.monotonic()
+        try:
+            with self.assertRaises(fw.CancelledError):
+                next(s)
+        finally:
+            timer.join()
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertTrue(s.closed)
+        with self.assertRaises(fw.StateError):
+            next(s)
+
     def test_pause_resume(self):
         q = self.client.query("v_user").chunk_size(16)
         with q, q.stream(batch_size=8) as s:

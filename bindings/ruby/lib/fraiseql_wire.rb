@@ -221,6 +221,59 @@ module FraiseqlWire
     end
   end
 
+  # A native pointer freed only once no call is using it: closing from one thread while
+  # another waits in the library is safe (`wake` is called first to make that call return).
+  class Handle # :nodoc:
+    def initialize(autoptr, kind, wake: nil)
+      @ptr = autoptr
+      @kind = kind
+      @wake = wake
+      @mutex = Mutex.new
+      @idle = ConditionVariable.new
+      @busy = 0
+    end
+
+    def use
+      ptr = @mutex.synchronize do
+        raise StateError.new("the #{@kind} is closed", code: -12, status: "FW_E_STATE") unless @ptr
+
+        @busy += 1
+        @ptr
+      end
+      begin
+        yield ptr
+      ensure
+        @mutex.synchronize do
+          @busy -= 1
+          @idle.broadcast if @busy.zero?
+        end
+      end
+    end
+
+    # FraiseqlWire.check(fn(ptr, *args)) with the pointer held.
+    def call(fn, *args)
+      use { |ptr| FraiseqlWire.check(Lib.send(fn, ptr, *args)) }
+    end
+
+    def closed?
+      @ptr.nil?
+    end
+
+    def close
+      ptr = @mutex.synchronize do
+        ptr = @ptr
+        @ptr = nil
+        if ptr
+          Lib.send(@wake, ptr) if @wake && @busy.positive?
+          @idle.wait(@mutex) while @busy.positive?
+        end
+        ptr
+      end
+      ptr&.free
+      nil
+    end
+  end
+
   # A thread-safe client: connection settings plus a connection pool.
   class Client
     # `conninfo` is a libpq connection string (URI or key=value); the PG* environment
@@ -241,7 +294,7 @@ module FraiseqlWire
       out = FFI::MemoryPointer.new(:pointer)
       FraiseqlWire.check(Lib.fw_client_new(conninfo, out))
       FraiseqlWire.count_handle(:client, 1)
-      @ptr = ClientPtr.new(out.read_pointer)
+      @h = Handle.new(ClientPtr.new(out.read_pointer), "client")
     end
 
     # A query over a view or table ("v_user" or "schema.name").
@@ -262,21 +315,16 @@ module FraiseqlWire
     end
 
     def handle # :nodoc:
-      raise StateError.new("the client is closed", code: -12, status: "FW_E_STATE") unless @ptr
-
-      @ptr
+      @h
     end
 
     # Free the client and close its idle connections (open streams keep working).
     def close
-      ptr = @ptr
-      @ptr = nil
-      ptr&.free
-      nil
+      @h.close
     end
 
     def closed?
-      @ptr.nil?
+      @h.closed?
     end
   end
 
@@ -285,9 +333,9 @@ module FraiseqlWire
     def initialize(client, source)
       @client = client
       out = FFI::MemoryPointer.new(:pointer)
-      FraiseqlWire.check(Lib.fw_query_new(client.handle, source, out))
+      client.handle.call(:fw_query_new, source, out)
       FraiseqlWire.count_handle(:query, 1)
-      @ptr = QueryPtr.new(out.read_pointer)
+      @h = Handle.new(QueryPtr.new(out.read_pointer), "query")
     end
 
     # Add a trusted SQL predicate (parenthesised, ANDed with the others).
@@ -323,7 +371,7 @@ module FraiseqlWire
     # Execute the query. Returns the Stream; with a block, yields it and closes it after.
     def stream(batch_size: 256)
       out = FFI::MemoryPointer.new(:pointer)
-      FraiseqlWire.check(Lib.fw_query_execute(handle, out))
+      @h.call(:fw_query_execute, out)
       s = Stream.new(out.read_pointer, @client, batch_size)
       return s unless block_given?
 
@@ -334,23 +382,18 @@ module FraiseqlWire
       end
     end
 
-    def handle # :nodoc:
-      raise StateError.new("the query is closed", code: -12, status: "FW_E_STATE") unless @ptr
-
-      @ptr
+    def close
+      @h.close
     end
 
-    def close
-      ptr = @ptr
-      @ptr = nil
-      ptr&.free
-      nil
+    def closed?
+      @h.closed?
     end
 
     private
 
     def call(fn, *args)
-      FraiseqlWire.check(Lib.send(fn, handle, *args))
+      @h.call(fn, *args)
       self
     end
   end
@@ -366,7 +409,7 @@ module FraiseqlWire
 
     def initialize(raw, client, batch_size = 256)
       FraiseqlWire.count_handle(:stream, 1)
-      @ptr = StreamPtr.new(raw)
+      @h = Handle.new(StreamPtr.new(raw), "stream", wake: :fw_stream_cancel)
       @client = client
       @cap = [batch_size.to_i, 1].max
       @rows = FFI::MemoryPointer.new(Lib::Row, @cap)
@@ -407,78 +450,72 @@ module FraiseqlWire
     # Stop reading the socket (the server blocks); buffered rows can still be consumed.
     def pause(reason = nil)
       if reason
-        FraiseqlWire.check(Lib.fw_stream_pause_with_reason(handle, reason))
+        @h.call(:fw_stream_pause_with_reason, reason)
       else
-        FraiseqlWire.check(Lib.fw_stream_pause(handle))
+        @h.call(:fw_stream_pause)
       end
       self
     end
 
     def resume
-      FraiseqlWire.check(Lib.fw_stream_resume(handle))
+      @h.call(:fw_stream_resume)
       self
     end
 
     # A pause longer than `seconds` resumes by itself (nil/0: no limit).
     def pause_timeout=(seconds)
       ms = seconds.nil? || seconds.zero? ? 0 : [(seconds * 1000).to_i, 1].max
-      FraiseqlWire.check(Lib.fw_stream_set_pause_timeout(handle, ms))
+      @h.call(:fw_stream_set_pause_timeout, ms)
     end
 
     # Cancel the query; callable from any thread, never blocks. Iteration then raises
     # CancelledError.
     def cancel
-      FraiseqlWire.check(Lib.fw_stream_cancel(handle))
+      @h.call(:fw_stream_cancel)
       self
     end
 
     # :running, :paused, :completed, :failed or :cancelled.
     def state
-      STATES.fetch(Lib.fw_stream_state_snapshot(handle), :invalid)
+      @h.use { |ptr| STATES.fetch(Lib.fw_stream_state_snapshot(ptr), :invalid) }
     end
 
     # A Stats snapshot (callable from any thread).
     def stats
       s = Lib::Stats.new
       s[:struct_size] = Lib::Stats.size
-      FraiseqlWire.check(Lib.fw_stream_stats(handle, s))
+      @h.call(:fw_stream_stats, s)
       values = Lib::STATS_FIELDS.to_h { |f| [f, s[f]] }
       Stats.new(state: STATES.fetch(s[:state], :invalid), **values)
     end
 
-    # Free the stream; a running query is cancelled. Idempotent.
+    # Free the stream; a running query is cancelled. Idempotent, and safe from any thread:
+    # a thread waiting for rows is woken up (and raises CancelledError).
     def close
-      ptr = @ptr
-      @ptr = nil
-      ptr&.free
-      nil
+      @h.close
     end
 
     def closed?
-      @ptr.nil?
+      @h.closed?
     end
 
     private
 
-    def handle
-      raise StateError.new("the stream is closed", code: -12, status: "FW_E_STATE") unless @ptr
-
-      @ptr
-    end
-
     def fill(timeout_ms)
-      st = Lib.fw_stream_next_batch(handle, @rows, @cap, @n, timeout_ms)
-      if st.negative?
-        raise FraiseqlWire.error_for(st, Lib.fw_stream_error(@ptr))
-      elsif st == OK
-        size = Lib::Row.size
-        @pending = Array.new(@n.read(:size_t)) do |i|
-          row = Lib::Row.new(@rows + (i * size))
-          row[:data].read_bytes(row[:len]).force_encoding(Encoding::UTF_8)
+      st = @h.use do |ptr|
+        code = Lib.fw_stream_next_batch(ptr, @rows, @cap, @n, timeout_ms)
+        raise FraiseqlWire.error_for(code, Lib.fw_stream_error(ptr)) if code.negative?
+
+        if code == OK
+          size = Lib::Row.size
+          @pending = Array.new(@n.read(:size_t)) do |i|
+            row = Lib::Row.new(@rows + (i * size))
+            row[:data].read_bytes(row[:len]).force_encoding(Encoding::UTF_8)
+          end
         end
-      elsif st == DONE
-        @done = true
+        code
       end
+      @done = true if st == DONE
       st
     end
   end

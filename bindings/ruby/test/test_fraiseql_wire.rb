@@ -117,6 +117,18 @@ class FraiseqlWireTest < Minitest::Test
     assert_equal 2, client.stream("v_user", limit: 2, &:count)
   end
 
+  # Closing wakes the thread waiting in the library, then frees the stream.
+  def test_close_from_another_thread
+    s = client.query("v_sleep30").stream
+    closer = Thread.new { sleep 0.2; s.close }
+    t0 = monotonic
+    assert_raises(FW::CancelledError) { s.next_row }
+    closer.join
+    assert_operator monotonic - t0, :<, 5
+    assert s.closed?
+    assert_raises(FW::StateError) { s.next_row }
+  end
+
   def test_pause_resume
     q = client.query("v_user").chunk_size(16)
     q.stream(batch_size: 8) do |s|
