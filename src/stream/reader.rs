@@ -240,10 +240,11 @@ impl Reader {
             g.terminal = Some(Terminal::Failed(err.clone()));
             g.ended_at = Some(Instant::now());
         }
-        let _ = started.send(Err(err));
         match kind {
             ErrorKind::Server => {
-                // Drain to ReadyForQuery so the connection can be reused.
+                // Drain to ReadyForQuery (it follows at once: the server skips to Sync) and
+                // give the connection back before reporting, so that the caller's next query
+                // reuses it instead of opening another one.
                 let drained = tokio::time::timeout(Duration::from_secs(10), async {
                     loop {
                         match self.conn.read_message().await {
@@ -258,13 +259,17 @@ impl Reader {
                     self.conn.buf.clear();
                     self.pool.put(self.conn);
                 }
+                let _ = started.send(Err(err));
             }
             ErrorKind::Schema => {
+                let _ = started.send(Err(err));
                 let token = self.conn.cancel_token().clone();
                 drop(self.conn);
                 let _ = token.send().await;
             }
-            _ => {}
+            _ => {
+                let _ = started.send(Err(err));
+            }
         }
     }
 
