@@ -329,6 +329,7 @@ class Stream {
     this._pos = 0;
     this._done = false;
     this._error = null;
+    this._tail = Promise.resolve();
     if (signal) {
       const h = this._h;
       const onAbort = () => { if (h.ptr) C.cancel(h.ptr); };
@@ -368,8 +369,15 @@ class Stream {
     });
   }
 
-  /** The next row (a string), or null at the end of the stream. */
-  async next() {
+  /** The next row (a string), or null at the end of the stream. Calls are served in
+   * order, one fetch at a time. */
+  next() {
+    const p = this._tail.then(() => this._next());
+    this._tail = p.then(() => undefined, () => undefined);
+    return p;
+  }
+
+  async _next() {
     for (;;) {
       if (this._pos < this._pending.length) {
         const row = this._pending[this._pos];

@@ -192,6 +192,14 @@ test('pause and resume', async () => {
   assert.ok(resumedAt > 0 && resumedAt - t0 >= 250);
 });
 
+test('concurrent next() calls are served in order', async () => {
+  const s = client.query('v_user').orderBy("(data->>'n')::int").limit(300).stream({ batchSize: 16 });
+  const rows = await Promise.all(Array.from({ length: 301 }, () => s.next()));
+  assert.deepEqual(rows.slice(0, 300).map((r) => JSON.parse(r).n), Array.from({ length: 300 }, (_, i) => i + 1));
+  assert.equal(rows[300], null);
+  s.close();
+});
+
 test('stats', async () => {
   const s = client.query('v_user').stream();
   assert.equal(s.stats().total_rows_yielded, 0);
