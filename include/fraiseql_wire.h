@@ -18,6 +18,9 @@
 // Default server port.
 #define DEFAULT_PORT 5432
 
+// Deepest nesting decoded for a compared value (the rest of a row is only scanned).
+#define MAX_DEPTH 128
+
 // Worker threads of the runtime. Reading sockets is cheap; the consumers run on host threads.
 #define WORKER_THREADS 2
 
@@ -102,6 +105,23 @@ typedef enum fw_sort {
   FW_ASC = 0,
   FW_DESC = 1,
 } fw_sort;
+
+// Operators of the built-in JSON predicate (`fw_query_filter_json`).
+typedef enum fw_json_op {
+  // JSON equality (numbers by exact value, objects ignoring key order).
+  FW_JSON_EQ = 0,
+  // The pointer resolves and the value is not equal.
+  FW_JSON_NE = 1,
+  // Numbers numerically, strings by code point; other types never match.
+  FW_JSON_LT = 2,
+  FW_JSON_LE = 3,
+  FW_JSON_GT = 4,
+  FW_JSON_GE = 5,
+  // The pointer resolves (also to `null`); `value_json` is ignored and may be NULL.
+  FW_JSON_EXISTS = 6,
+  // String: substring; array: has an equal element; object: has the (string) key.
+  FW_JSON_CONTAINS = 7,
+} fw_json_op;
 
 // A thread-safe client (opaque).
 typedef struct fw_client fw_client;
@@ -256,6 +276,18 @@ enum fw_status fw_query_execute(const struct fw_query *q, struct fw_stream **out
 
 // Free a query. NULL is a no-op. Streams already executed are not affected.
 void fw_query_free(struct fw_query *q);
+
+// Add a built-in predicate evaluated inside the library (no callback): the value at the
+// RFC 6901 JSON Pointer `json_pointer` (`""` = the whole row, e.g. `"/address/city"`) is
+// compared with the constant `value_json` (JSON text, e.g. `"42"`, `"\"Zürich\""`) by `op`
+// (an `fw_json_op`). Rows are filtered by the reader before they reach the channel and count
+// as filtered; a pointer that does not resolve rejects the row (for every op). Several
+// predicates AND together, and with `fw_query_filter`. A bad pointer, op or value is
+// `FW_E_INVALID_ARGUMENT`. See docs/streaming.md for the exact semantics.
+enum fw_status fw_query_filter_json(struct fw_query *q,
+                                    const char *json_pointer,
+                                    int op,
+                                    const char *value_json);
 
 // The library version, e.g. `"0.1.0"` (static string; matches the header's
 // `FW_VERSION_STRING`).

@@ -126,13 +126,14 @@ impl Client {
         let sql = query.sql();
         let entity = query.source().as_str().to_string();
         let options = *query.options();
+        let json_filters = query.json_filters().to_vec();
         let config = self.config.clone();
         let pool = self.pool.clone();
         crate::metrics::query_started(&entity);
         let t0 = Instant::now();
         let result = runtime::block_on(async move {
             if let Some(conn) = pool.take() {
-                let sent = start(conn, &pool, &entity, options, &sql).await;
+                let sent = start(conn, &pool, &entity, options, &json_filters, &sql).await;
                 // A pooled connection the server has closed meanwhile (idle timeout, restart)
                 // fails before any answer: the read-only query is retried once on a new one.
                 match sent {
@@ -141,7 +142,7 @@ impl Client {
                 }
             }
             let conn = Connection::connect(&config).await?;
-            start(conn, &pool, &entity, options, &sql).await
+            start(conn, &pool, &entity, options, &json_filters, &sql).await
         });
         match result {
             Ok(shared) => {
@@ -169,13 +170,13 @@ async fn start(
     pool: &Arc<Pool>,
     entity: &str,
     options: crate::stream::options::StreamOptions,
+    json_filters: &[Arc<crate::query::JsonFilter>],
     sql: &str,
 ) -> Result<Arc<Shared>> {
-    let shared = Arc::new(Shared::new(
-        entity.to_string(),
-        options,
-        conn.cancel_token().clone(),
-    ));
+    let shared = Arc::new(
+        Shared::new(entity.to_string(), options, conn.cancel_token().clone())
+            .with_json_filters(json_filters.to_vec()),
+    );
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(Reader::new(conn, shared.clone(), pool.clone()).run(sql.to_string(), tx));
     match rx.await {

@@ -9,7 +9,7 @@ use super::stream::fw_stream;
 use super::{cstr, fw_status, guard, null, obj, obj_mut, write_out};
 use crate::client::Client;
 use crate::error::Error;
-use crate::query::{Query, SortDir};
+use crate::query::{JsonOp, Query, SortDir};
 
 /// A query (opaque). Built by `fw_query_new` and the setters; executed any number of times.
 #[allow(non_camel_case_types)]
@@ -222,4 +222,69 @@ pub extern "C" fn fw_query_free(q: *mut fw_query) {
         drop(unsafe { Box::from_raw(q) });
         Ok(fw_status::FW_OK)
     });
+}
+
+/// Operators of the built-in JSON predicate (`fw_query_filter_json`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum fw_json_op {
+    /// JSON equality (numbers by exact value, objects ignoring key order).
+    FW_JSON_EQ = 0,
+    /// The pointer resolves and the value is not equal.
+    FW_JSON_NE = 1,
+    /// Numbers numerically, strings by code point; other types never match.
+    FW_JSON_LT = 2,
+    FW_JSON_LE = 3,
+    FW_JSON_GT = 4,
+    FW_JSON_GE = 5,
+    /// The pointer resolves (also to `null`); `value_json` is ignored and may be NULL.
+    FW_JSON_EXISTS = 6,
+    /// String: substring; array: has an equal element; object: has the (string) key.
+    FW_JSON_CONTAINS = 7,
+}
+
+/// Add a built-in predicate evaluated inside the library (no callback): the value at the
+/// RFC 6901 JSON Pointer `json_pointer` (`""` = the whole row, e.g. `"/address/city"`) is
+/// compared with the constant `value_json` (JSON text, e.g. `"42"`, `"\"Zürich\""`) by `op`
+/// (an `fw_json_op`). Rows are filtered by the reader before they reach the channel and count
+/// as filtered; a pointer that does not resolve rejects the row (for every op). Several
+/// predicates AND together, and with `fw_query_filter`. A bad pointer, op or value is
+/// `FW_E_INVALID_ARGUMENT`. See docs/streaming.md for the exact semantics.
+#[no_mangle]
+pub extern "C" fn fw_query_filter_json(
+    q: *mut fw_query,
+    json_pointer: *const c_char,
+    op: c_int,
+    value_json: *const c_char,
+) -> fw_status {
+    with_query(q, |q| {
+        // SAFETY: C strings from the caller, checked.
+        let pointer = unsafe { cstr(json_pointer, "json_pointer") }?;
+        let op = match op {
+            0 => JsonOp::Eq,
+            1 => JsonOp::Ne,
+            2 => JsonOp::Lt,
+            3 => JsonOp::Le,
+            4 => JsonOp::Gt,
+            5 => JsonOp::Ge,
+            6 => JsonOp::Exists,
+            7 => JsonOp::Contains,
+            other => {
+                return Err(Error::invalid(format!(
+                    "JSON predicate operator {other} is not an fw_json_op"
+                )))
+            }
+        };
+        let value = if value_json.is_null() {
+            if op != JsonOp::Exists {
+                return Err(null("value_json"));
+            }
+            None
+        } else {
+            // SAFETY: non-null C string from the caller.
+            Some(unsafe { cstr(value_json, "value_json") }?)
+        };
+        q.filter_json(pointer, op, value).map(|_| ())
+    })
 }

@@ -35,3 +35,16 @@ pub fn connection_created(_transport: &str) {}
 pub fn connection_failed(_phase: &str, _error_category: &str) {}
 pub fn auth_attempt(_mechanism: &str, _ok: Result<(), &str>, _took: Duration) {}
 pub fn error(_error_category: &str, _phase: &str) {}
+/// A feature that parses rows validated/deserialized `n` rows of a chunk.
+pub fn rows_deserialized(_entity: &str, _n: u64) {}
+/// A row failed deserialization/validation for `reason` (a short stable label).
+pub fn deserialization_failed(_entity: &str, _reason: &str) {}
+/// A row's text was not valid JSON.
+pub fn json_parse_error(_entity: &str) {}
+/// Time spent parsing JSON for one chunk.
+pub fn json_parse(_entity: &str, _took: Duration) {}
+/// Time spent validating/deserializing one chunk.
+pub fn deserialization_duration(_entity: &str, _took: Duration) {}
+/// Rows received and rejected by the built-in JSON predicate inside the reader (they never
+/// reach a chunk): counted as processed and as filtered.
+pub fn reader_filtered(_entity: &str, _rows: u64) {}

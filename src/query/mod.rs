@@ -5,12 +5,14 @@
 //! split into several commands (see [`crate::connection`]).
 
 pub mod ident;
+pub mod json_filter;
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::stream::options::{AdaptiveChunking, MemoryLimits, StreamOptions};
 pub use ident::Source;
+pub use json_filter::{JsonFilter, JsonOp};
 
 /// Sort direction of an ORDER BY term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +40,7 @@ pub struct Query {
     limit: Option<u64>,
     offset: Option<u64>,
     filters: Vec<RowFilter>,
+    json_filters: Vec<Arc<JsonFilter>>,
     options: StreamOptions,
 }
 
@@ -46,6 +49,7 @@ impl std::fmt::Debug for Query {
         f.debug_struct("Query")
             .field("sql", &self.sql())
             .field("filters", &self.filters.len())
+            .field("json_filters", &self.json_filters)
             .field("options", &self.options)
             .finish()
     }
@@ -81,6 +85,7 @@ impl Query {
             limit: None,
             offset: None,
             filters: Vec::new(),
+            json_filters: Vec::new(),
             options: StreamOptions::default(),
         })
     }
@@ -133,6 +138,25 @@ impl Query {
         &self.filters
     }
 
+    /// Add a built-in predicate on the value at the JSON Pointer `pointer` (see
+    /// [`JsonFilter`]), evaluated in the library's reader before rows enter the channel, with
+    /// no host callback. `value_json` is the constant as JSON text (ignored for
+    /// [`JsonOp::Exists`]). Several predicates AND together, and with [`Query::filter`].
+    pub fn filter_json(
+        &mut self,
+        pointer: &str,
+        op: JsonOp,
+        value_json: Option<&str>,
+    ) -> Result<&mut Self> {
+        self.json_filters
+            .push(Arc::new(JsonFilter::new(pointer, op, value_json)?));
+        Ok(self)
+    }
+
+    pub fn json_filters(&self) -> &[Arc<JsonFilter>] {
+        &self.json_filters
+    }
+
     /// Rows per chunk handed from the reader to the consumer (the starting size when adaptive
     /// chunking is on; it is clamped into the adaptive bounds).
     pub fn chunk_size(&mut self, rows: usize) -> Result<&mut Self> {
@@ -167,6 +191,13 @@ impl Query {
     ) -> Result<&mut Self> {
         self.options.memory = MemoryLimits::new(bytes, warn_ratio, fail_ratio)?;
         Ok(self)
+    }
+
+    /// The shortest time between two adaptive chunk-size changes (default 5 s). Rust-only,
+    /// meant for tests and tuning; the C API keeps the default.
+    pub fn adaptive_interval(&mut self, interval: std::time::Duration) -> &mut Self {
+        self.options.adaptive_interval = interval;
+        self
     }
 
     pub fn options(&self) -> &StreamOptions {

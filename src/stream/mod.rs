@@ -274,10 +274,14 @@ pub struct Stream {
 
 impl Stream {
     pub(crate) fn new(shared: Arc<Shared>, filters: Vec<RowFilter>) -> Stream {
-        let adaptive = shared
-            .options
-            .adaptive
-            .map(|b| AdaptiveController::new(b, shared.options.initial_chunk_size()));
+        let adaptive = shared.options.adaptive.map(|b| {
+            AdaptiveController::with_window(
+                b,
+                shared.options.initial_chunk_size(),
+                adaptive::WINDOW,
+                shared.options.adaptive_interval,
+            )
+        });
         Stream {
             control: StreamControl { shared },
             current: None,
@@ -329,7 +333,8 @@ impl Stream {
                 if !keep {
                     self.filtered += 1;
                     self.filtered_in_chunk += 1;
-                    shared.rows_filtered.store(self.filtered, Ordering::Relaxed);
+                    // The reader adds its own rejections to the same counter.
+                    shared.rows_filtered.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
             }

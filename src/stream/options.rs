@@ -123,6 +123,8 @@ pub struct StreamOptions {
     pub chunk_size: usize,
     /// `None` = fixed chunk size.
     pub adaptive: Option<AdaptiveChunking>,
+    /// Shortest time between two adaptive changes.
+    pub adaptive_interval: std::time::Duration,
     pub memory: MemoryLimits,
 }
 
@@ -131,6 +133,7 @@ impl Default for StreamOptions {
         StreamOptions {
             chunk_size: DEFAULT_CHUNK_ROWS,
             adaptive: Some(AdaptiveChunking::default()),
+            adaptive_interval: super::adaptive::MIN_INTERVAL,
             memory: MemoryLimits::default(),
         }
     }

@@ -26,6 +26,110 @@ use crate::metrics;
 pub(crate) const READ_SIZE: usize = 256 * 1024;
 /// Do not bother reading into less free budget than this (unless the budget is smaller).
 const MIN_READ: usize = 32 * 1024;
+/// Bytes of one row-table entry (`(offset, len)`).
+pub(crate) const ROW_REF: usize = std::mem::size_of::<(u32, u32)>();
+/// The smallest DataRow message: tag, length, column count, column length.
+const MIN_DATA_ROW: usize = 11;
+/// A row table's first allocation (4 entries) that any read may cause.
+const TABLE_SLACK: usize = 4 * ROW_REF;
+
+/// A message the buffer holds only the beginning of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pending {
+    /// Its total size in bytes.
+    total: usize,
+    /// Whether it is a DataRow (rows are bounded by the budget; other messages are read whole).
+    row: bool,
+}
+
+/// How the next socket read is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReadPlan {
+    /// Most bytes to read.
+    max: usize,
+    /// First move the unparsed bytes to a new buffer of exactly this capacity.
+    capacity: Option<usize>,
+}
+
+/// Budget cost of reading `r` bytes besides the bytes themselves: the row-table entries they
+/// can produce at worst (one per smallest DataRow, twice that while the table doubles), or
+/// one entry when they are the rest of a single large message.
+fn table_cost(r: usize, one_message: bool) -> usize {
+    if one_message {
+        TABLE_SLACK
+    } else {
+        2 * ROW_REF * (r / MIN_DATA_ROW + 1) + TABLE_SLACK
+    }
+}
+
+/// Largest `r` with `r + table_cost(r) <= room`.
+fn max_read(room: usize, one_message: bool) -> usize {
+    if one_message {
+        room.saturating_sub(TABLE_SLACK)
+    } else {
+        room.saturating_sub(TABLE_SLACK + 2 * ROW_REF) * MIN_DATA_ROW / (MIN_DATA_ROW + 2 * ROW_REF)
+    }
+}
+
+/// Decide the next read so that what the stream holds stays within `budget`, counting the
+/// read buffer's whole capacity and the worst-case row tables. `free` is the budget left now
+/// (the buffer's capacity already counted), `spare`/`len` the buffer's free and used bytes,
+/// `pending` the message the buffer ends with. `None`: wait for the consumer to free room.
+///
+/// * The buffer's spare capacity is used first (it is already counted; only row tables cost).
+/// * Otherwise a new buffer of exactly `len + extra` bytes replaces it (the old one's spare
+///   is released, so the cost is `extra - spare` plus tables). A large pending row gets room
+///   for all of its remaining bytes at once when it fits.
+/// * A pending message that is not a row (an error, a notice) is read whole even beyond the
+///   budget: the stream cannot go on without it.
+pub(crate) fn plan_read(
+    budget: usize,
+    free: usize,
+    spare: usize,
+    len: usize,
+    pending: Option<Pending>,
+) -> Option<ReadPlan> {
+    let rest = pending.map_or(0, |p| p.total.saturating_sub(len));
+    let one_message = rest >= MIN_READ;
+    let want = if rest > 0 {
+        rest.min(MIN_READ)
+    } else {
+        MIN_READ.min(budget / 4)
+    };
+    if let Some(p) = pending {
+        if !p.row && rest > spare.max(free) {
+            return Some(ReadPlan {
+                max: rest,
+                capacity: Some(len + rest),
+            });
+        }
+    }
+    if spare >= want {
+        let mut r = spare.min(READ_SIZE);
+        if one_message {
+            r = spare.min(rest);
+        }
+        if table_cost(r, one_message) > free {
+            // Only the row tables need room: find the largest read they allow.
+            let by_table = if one_message {
+                0
+            } else {
+                free.saturating_sub(TABLE_SLACK + 2 * ROW_REF) / (2 * ROW_REF) * MIN_DATA_ROW
+            };
+            r = r.min(by_table);
+        }
+        return (r >= want).then_some(ReadPlan {
+            max: r,
+            capacity: None,
+        });
+    }
+    let limit = max_read(free + spare, one_message);
+    let extra = if one_message { rest } else { READ_SIZE }.min(limit);
+    (extra >= want).then_some(ReadPlan {
+        max: extra,
+        capacity: Some(len + extra),
+    })
+}
 
 const JSON_OID: u32 = 114;
 const JSONB_OID: u32 = 3802;
@@ -130,6 +234,14 @@ pub(crate) struct Reader {
     saw_first_row: bool,
     command_complete: bool,
     error: Option<Error>,
+    /// Rows of the chunk being built that the built-in JSON predicates rejected, and their
+    /// JSON bytes: counted as received and filtered when the chunk is handed over.
+    rejected: u64,
+    rejected_bytes: u64,
+    /// Built-in predicate work since the last chunk (for the parse metrics).
+    parsed_rows: u64,
+    parse_time: Duration,
+    parse_failure_logged: bool,
 }
 
 /// Sets a terminal state if the task ends without one (runtime shutdown, panic), so that a
@@ -156,8 +268,8 @@ impl Drop for TerminalGuard {
 }
 
 enum Flow {
-    /// Need more bytes from the socket; `Some(n)`: a message of `n` total bytes is pending.
-    NeedMore(Option<usize>),
+    /// Need more bytes from the socket, and the message the buffer ends with, if any.
+    NeedMore(Option<Pending>),
     /// The query is over (ReadyForQuery received).
     Finished,
 }
@@ -175,6 +287,11 @@ impl Reader {
             saw_first_row: false,
             command_complete: false,
             error: None,
+            rejected: 0,
+            rejected_bytes: 0,
+            parsed_rows: 0,
+            parse_time: Duration::ZERO,
+            parse_failure_logged: false,
         }
     }
 
@@ -286,15 +403,19 @@ impl Reader {
     }
 
     /// Wait until the stream may read: not paused, not cancelled, and enough free budget.
-    /// Returns how many bytes may be read.
-    async fn wait_for_room(&mut self, need: Option<usize>) -> Result<usize> {
+    /// Returns how to read (see [`plan_read`]).
+    async fn wait_for_room(&mut self, need: Option<Pending>) -> Result<ReadPlan> {
         let budget = self.shared.options.memory.bytes;
         let mut waited_since: Option<Instant> = None;
         loop {
             let wait: Option<Duration>;
             {
                 let mut g = self.shared.lock();
-                g.reader_bytes = self.conn.buf.len();
+                g.reader_bytes = self.footprint();
+                let held = g.held_total();
+                if held > g.peak_bytes {
+                    g.peak_bytes = held;
+                }
                 if g.state == StreamState::Cancelled {
                     return Err(Error::cancelled());
                 }
@@ -313,21 +434,16 @@ impl Reader {
                         None => wait = None,
                     }
                 } else {
-                    let held = g.held_total();
                     let free = budget.saturating_sub(held);
-                    // Reading the rest of a pending large message is always worth it; otherwise
-                    // wait for a useful amount of room.
-                    let want = match need {
-                        Some(n) => n.saturating_sub(self.conn.buf.len()).clamp(1, MIN_READ),
-                        None => MIN_READ.min(budget / 4),
-                    };
-                    if free >= want {
+                    let len = self.conn.buf.len();
+                    let spare = self.conn.buf.capacity() - len;
+                    if let Some(plan) = plan_read(budget, free, spare, len, need) {
                         g.reader_waiting = false;
                         drop(g);
                         if let Some(since) = waited_since {
                             metrics::channel_send_wait(&self.shared.entity, since.elapsed());
                         }
-                        return Ok(free.min(READ_SIZE));
+                        return Ok(plan);
                     }
                     g.reader_waiting = true;
                     waited_since.get_or_insert_with(Instant::now);
@@ -343,12 +459,32 @@ impl Reader {
         }
     }
 
-    /// One socket read of at most `allowance` bytes; returns early (without reading) when a
-    /// pause, cancel or other control event arrives meanwhile.
-    async fn read_some(&mut self, allowance: usize) -> Result<()> {
+    /// What the stream's reader holds: its read buffer (all of its capacity) and the row
+    /// table of the chunk being built.
+    fn footprint(&self) -> usize {
+        self.conn.buf.capacity() + self.rows.capacity() * ROW_REF
+    }
+
+    /// One socket read as `plan` says; returns early (without reading) when a pause, cancel
+    /// or other control event arrives meanwhile.
+    async fn read_some(&mut self, plan: ReadPlan) -> Result<()> {
+        if let Some(cap) = plan.capacity {
+            // An exact allocation (no doubling): the budget was checked for this size. The
+            // unparsed tail moves over; chunks keep the old buffer alive until consumed.
+            let mut fresh = BytesMut::with_capacity(cap);
+            fresh.extend_from_slice(&self.conn.buf);
+            self.conn.buf = fresh;
+            let reader = self.footprint();
+            let mut g = self.shared.lock();
+            g.reader_bytes = reader;
+            let held = g.held_total();
+            if held > g.peak_bytes {
+                g.peak_bytes = held;
+            }
+        }
         let buf = &mut self.conn.buf;
-        buf.reserve(allowance);
-        let mut limited = (&mut self.conn.transport).take(allowance as u64);
+        let max = plan.max.min(buf.capacity() - buf.len()).max(1);
+        let mut limited = (&mut self.conn.transport).take(max as u64);
         let n = tokio::select! {
             biased;
             _ = self.shared.reader_wake.notified() => return Ok(()),
@@ -376,7 +512,13 @@ impl Reader {
     /// no further complete message: a row never waits for a chunk to fill.
     fn process_buffer(&mut self) -> Result<Flow> {
         let chunk_size = self.shared.chunk_size.load(Ordering::Relaxed).max(1);
-        let max_row = self.shared.options.memory.max_row_bytes();
+        // A row must also fit beside its table entry.
+        let max_row = self
+            .shared
+            .options
+            .memory
+            .max_row_bytes()
+            .min(self.shared.options.memory.bytes - TABLE_SLACK);
         loop {
             let buf = &self.conn.buf[..];
             let avail = buf.len() - self.pos;
@@ -410,7 +552,10 @@ impl Reader {
             }
             if avail < total {
                 self.emit_chunk();
-                return Ok(Flow::NeedMore(Some(total)));
+                return Ok(Flow::NeedMore(Some(Pending {
+                    total,
+                    row: tag == b'D',
+                })));
             }
             if tag == b'D' {
                 if len < 10 || buf[p + 5] != 0 || buf[p + 6] != 1 {
@@ -420,17 +565,27 @@ impl Reader {
                     ));
                 }
                 let col = i32::from_be_bytes([buf[p + 7], buf[p + 8], buf[p + 9], buf[p + 10]]);
-                if col < 0 {
-                    self.rows.push((0, NULL_ROW));
+                let row = if col < 0 {
+                    (0, NULL_ROW)
                 } else if col as usize != len - 10 {
                     metrics::protocol_error("data_row");
                     return Err(Error::protocol(
                         "DataRow column length does not match the message length",
                     ));
                 } else {
-                    self.rows.push(((p + 11) as u32, col as u32));
-                }
+                    ((p + 11) as u32, col as u32)
+                };
                 self.pos += total;
+                if !self.shared.json_filters.is_empty() && !self.json_accepts(row) {
+                    // Rejected before the channel: its bytes go with the chunk's region (or
+                    // are dropped at once when the chunk has no row yet).
+                    self.rejected += 1;
+                    if row.1 != NULL_ROW {
+                        self.rejected_bytes += u64::from(row.1);
+                    }
+                    continue;
+                }
+                self.rows.push(row);
                 if self.rows.len() >= chunk_size {
                     self.emit_chunk();
                 }
@@ -470,13 +625,31 @@ impl Reader {
     /// Hand the rows collected so far to the consumer as one chunk (a split of the read
     /// buffer, no copy).
     fn emit_chunk(&mut self) {
+        self.flush_parse_metrics();
         if self.rows.is_empty() {
+            if self.pos > 0 {
+                // Only rejected rows were parsed: drop their bytes now.
+                let _ = self.conn.buf.split_to(self.pos);
+                self.pos = 0;
+            }
+            if self.rejected > 0 {
+                let (rejected, rejected_bytes) = self.take_rejected();
+                let mut g = self.shared.lock();
+                g.rows_received += rejected;
+                g.bytes_received += rejected_bytes;
+                self.shared
+                    .rows_filtered
+                    .fetch_add(rejected, Ordering::Relaxed);
+                g.reader_bytes = self.footprint();
+            }
             return;
         }
         let end = self.pos;
         let mut rows = std::mem::take(&mut self.rows);
+        rows.shrink_to_fit();
         terminate_rows(&mut self.conn.buf[..end], &mut rows);
         let region = self.conn.buf.split_to(end).freeze();
+        let (rejected, rejected_bytes) = self.take_rejected();
         self.pos = 0;
         let n = rows.len();
         let data_bytes: u64 = rows
@@ -501,10 +674,16 @@ impl Reader {
         g.queue.push_back(chunk);
         g.queued_rows += n;
         g.queued_bytes += chunk_bytes;
-        g.rows_received += n as u64;
-        g.bytes_received += data_bytes;
+        g.rows_received += n as u64 + rejected;
+        g.bytes_received += data_bytes + rejected_bytes;
+        if rejected > 0 {
+            // Under the lock with `rows_received`, so snapshots stay consistent.
+            self.shared
+                .rows_filtered
+                .fetch_add(rejected, Ordering::Relaxed);
+        }
         g.chunks_received += 1;
-        g.reader_bytes = self.conn.buf.len();
+        g.reader_bytes = self.footprint();
         if g.first_row_at.is_none() {
             g.first_row_at = Some(now);
         }
@@ -528,6 +707,74 @@ impl Reader {
         }
         metrics::buffered_rows(&self.shared.entity, n as i64);
         self.shared.wake_consumer(&mut g);
+    }
+
+    /// Reset the count of rows the built-in predicates rejected since the last chunk; the
+    /// caller adds them to the stream's counters.
+    fn take_rejected(&mut self) -> (u64, u64) {
+        let r = (self.rejected, self.rejected_bytes);
+        if r.0 > 0 {
+            metrics::reader_filtered(&self.shared.entity, r.0);
+        }
+        self.rejected = 0;
+        self.rejected_bytes = 0;
+        r
+    }
+
+    /// Evaluate the built-in JSON predicates on a row (`(offset, len)` into the buffer).
+    /// A row that is not valid JSON is rejected and counted as a parse failure.
+    fn json_accepts(&mut self, (off, len): (u32, u32)) -> bool {
+        let row: &[u8] = if len == NULL_ROW {
+            b"null"
+        } else {
+            &self.conn.buf[off as usize..off as usize + len as usize]
+        };
+        let t = Instant::now();
+        let mut outcome = Ok(true);
+        for f in &self.shared.json_filters {
+            match f.eval(row) {
+                Ok(true) => {}
+                other => {
+                    outcome = other;
+                    break;
+                }
+            }
+        }
+        self.parse_time += t.elapsed();
+        match outcome {
+            Ok(keep) => {
+                self.parsed_rows += 1;
+                keep
+            }
+            Err(failure) => {
+                let entity = &self.shared.entity;
+                metrics::deserialization_failed(entity, failure.reason());
+                metrics::json_parse_error(entity);
+                if !self.parse_failure_logged {
+                    self.parse_failure_logged = true;
+                    crate::log::warn(format!(
+                        "stream on {entity}: a row could not be parsed for the JSON predicate \
+                         ({}); such rows are rejected and counted as filtered",
+                        failure.reason()
+                    ));
+                }
+                false
+            }
+        }
+    }
+
+    /// Report the built-in predicates' parsing of the chunk being handed over.
+    fn flush_parse_metrics(&mut self) {
+        if self.parsed_rows == 0 && self.parse_time.is_zero() {
+            return;
+        }
+        let entity = &self.shared.entity;
+        metrics::rows_deserialized(entity, self.parsed_rows);
+        // The predicate's parse is its whole deserialization: both histograms see it.
+        metrics::json_parse(entity, self.parse_time);
+        metrics::deserialization_duration(entity, self.parse_time);
+        self.parsed_rows = 0;
+        self.parse_time = Duration::ZERO;
     }
 
     /// Deliver the outcome after the last row and give the connection back when it is clean.
@@ -592,5 +839,106 @@ impl Reader {
         }
         shared.wake_consumer(&mut g);
         drop(g);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    /// The budget cost of carrying out `plan` from a buffer with `spare` free bytes.
+    fn cost(plan: ReadPlan, spare: usize, one_message: bool) -> isize {
+        let tables = table_cost(plan.max, one_message) as isize;
+        match plan.capacity {
+            None => tables,
+            Some(cap) => cap as isize - (cap - plan.max) as isize - spare as isize + tables,
+        }
+    }
+
+    #[test]
+    fn first_read_gets_an_exact_buffer() {
+        let p = plan_read(4 * MIB, 4 * MIB, 0, 0, None).unwrap();
+        assert_eq!(
+            p,
+            ReadPlan {
+                max: READ_SIZE,
+                capacity: Some(READ_SIZE)
+            }
+        );
+        // The spare room of the current buffer is used before allocating.
+        let p = plan_read(4 * MIB, MIB, 100_000, 50, None).unwrap();
+        assert_eq!(
+            p,
+            ReadPlan {
+                max: 100_000,
+                capacity: None
+            }
+        );
+    }
+
+    #[test]
+    fn full_budget_waits() {
+        assert_eq!(plan_read(4 * MIB, 0, 0, 10, None), None);
+        assert_eq!(plan_read(4 * MIB, 1000, 0, 10, None), None);
+        // Spare room but no room for the row tables of what it would hold.
+        assert_eq!(plan_read(4 * MIB, 0, 100_000, 10, None), None);
+    }
+
+    #[test]
+    fn plans_never_exceed_the_budget() {
+        for budget in [16 * 1024, 64 * 1024, 512 * 1024, 4 * MIB] {
+            for free in (0..=budget).step_by(budget / 37) {
+                for spare in [0, 10, 5000, 40_000, 300_000] {
+                    for pending in [None, Some(200), Some(100_000), Some(budget - TABLE_SLACK)] {
+                        let len = 7;
+                        let pending = pending.map(|total| Pending { total, row: true });
+                        if let Some(p) = plan_read(budget, free, spare, len, pending) {
+                            let rest = pending.map_or(0, |p| p.total - len);
+                            let one = rest >= MIN_READ;
+                            let c = cost(p, spare, one);
+                            assert!(
+                                c <= free as isize,
+                                "budget {budget} free {free} spare {spare} {pending:?}: {p:?} costs {c}"
+                            );
+                            assert!(p.max >= 1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_row_gets_room_for_all_of_it() {
+        let budget = 512 * 1024;
+        let total = 500_000;
+        let pending = Some(Pending { total, row: true });
+        // Everything else consumed: the old buffer (len + spare) is the only thing held.
+        let (len, spare) = (200_000, 1000);
+        let p = plan_read(budget, budget - len - spare, spare, len, pending).unwrap();
+        assert_eq!(p.capacity, Some(total));
+        assert_eq!(p.max, total - len);
+        // A row of the whole budget (less its table entry) still fits once alone.
+        let total = budget - TABLE_SLACK;
+        let p = plan_read(
+            budget,
+            budget - 20,
+            10,
+            10,
+            Some(Pending { total, row: true }),
+        );
+        assert_eq!(p.unwrap().capacity, Some(total));
+    }
+
+    #[test]
+    fn other_messages_are_read_whole() {
+        let pending = Some(Pending {
+            total: 100_000,
+            row: false,
+        });
+        let p = plan_read(16 * 1024, 100, 0, 5, pending).unwrap();
+        assert_eq!(p.capacity, Some(100_000));
     }
 }

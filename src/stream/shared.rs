@@ -8,13 +8,14 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::chunk::Chunk;
 use super::options::StreamOptions;
 use crate::connection::CancelToken;
 use crate::error::{Error, Result};
+use crate::query::JsonFilter;
 
 /// The stream's life cycle as reported to users.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,9 +86,13 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     pub consumer_cv: Condvar,
     pub reader_wake: tokio::sync::Notify,
-    /// Rows handed to the consumer's caller / rejected by filters. Written by the consumer only.
+    /// Rows handed to the consumer's caller. Written by the consumer only.
     pub rows_yielded: AtomicU64,
+    /// Rows rejected by filters: by the consumer (C predicates, `fetch_add`) and by the
+    /// reader (built-in JSON predicates, added under the lock together with `rows_received`).
     pub rows_filtered: AtomicU64,
+    /// Built-in JSON predicates, evaluated by the reader before rows enter the channel.
+    pub json_filters: Vec<Arc<JsonFilter>>,
     /// Rows per chunk the reader uses now (changed by adaptive chunking).
     pub chunk_size: AtomicUsize,
     /// Set by `cancel`: the consumer stops handing out rows of the chunk it holds.
@@ -134,6 +139,7 @@ impl Shared {
             reader_wake: tokio::sync::Notify::new(),
             rows_yielded: AtomicU64::new(0),
             rows_filtered: AtomicU64::new(0),
+            json_filters: Vec::new(),
             chunk_size: AtomicUsize::new(options.initial_chunk_size()),
             cancelled: AtomicBool::new(false),
             options,
@@ -143,6 +149,12 @@ impl Shared {
             owner_pid: std::process::id(),
             cancel_token,
         }
+    }
+
+    /// Set the built-in JSON predicates (before the reader starts).
+    pub fn with_json_filters(mut self, filters: Vec<Arc<JsonFilter>>) -> Shared {
+        self.json_filters = filters;
+        self
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
