@@ -1,0 +1,158 @@
+//! Issue 3, adaptive chunking at the socket level: a slow consumer (the channel backs up)
+//! shrinks the chunks the reader hands over, a fast one (the channel runs dry) grows them,
+//! within the bounds. The 5 s interval between changes is shortened through the Rust-only
+//! `Query::adaptive_interval`; the unit tests of each rule are in src/stream/adaptive.rs.
+
+mod stream_support;
+
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+use fraiseql_wire::stream::{Next, Wait};
+use fraiseql_wire::Query;
+use stream_support::*;
+
+#[test]
+fn a_slow_consumer_shrinks_the_chunks_the_reader_hands_over() {
+    create_once(
+        "t_adapt_small",
+        "CREATE TABLE t_adapt_small AS SELECT jsonb_build_object('i', i) AS data \
+         FROM generate_series(1, 60000) AS i",
+    );
+    let c = client();
+    let mut q = Query::new("t_adapt_small").unwrap();
+    q.chunk_size(64).unwrap();
+    q.adaptive_chunking(true, 16, 1024).unwrap();
+    q.adaptive_interval(Duration::from_millis(50));
+    q.max_memory(256 * 1024, 0.9, 1.0).unwrap();
+    let mut s = execute(&c, &q);
+    let ctl = s.control().clone();
+    assert_eq!(ctl.stats().current_chunk_size, 64);
+    let mut sizes = vec![64];
+    let mut n = 0u64;
+    let t = Instant::now();
+    // Consume slowly until the size reached the lower bound.
+    while sizes.last() != Some(&16) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no shrink: {sizes:?}"
+        );
+        match s.next(Wait::Forever).unwrap() {
+            Next::Row(r) => {
+                n += 1;
+                assert_eq!(field(std::str::from_utf8(r).unwrap(), "i"), n.to_string());
+            }
+            other => panic!("{other:?} after {n} rows"),
+        }
+        if n % 50 == 0 {
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        let cur = ctl.stats().current_chunk_size;
+        if sizes.last() != Some(&cur) {
+            sizes.push(cur);
+        }
+    }
+    // Halved each time, never below the bound.
+    assert_eq!(sizes, [64, 32, 16]);
+    // What the reader hands over now: once the chunks of the old size queued before the
+    // change are consumed, every new chunk holds at most 16 rows.
+    let before = ctl.stats();
+    let backlog = before.items_buffered;
+    let mut taken = 0;
+    while taken < backlog + 2000 {
+        match s.next(Wait::Forever).unwrap() {
+            Next::Row(_) => taken += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    let a = ctl.stats();
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..3000 {
+        assert!(matches!(s.next(Wait::Forever).unwrap(), Next::Row(_)));
+    }
+    let b = ctl.stats();
+    let rows = b.total_rows_received - a.total_rows_received;
+    let chunks = b.chunks_received - a.chunks_received;
+    assert!(rows > 0 && chunks > 0);
+    assert!(rows <= 16 * chunks, "{rows} rows in {chunks} chunks");
+    assert_eq!(b.current_chunk_size, 16, "stays at the bound");
+    assert!(b.peak_memory <= 256 * 1024);
+}
+
+#[test]
+fn a_fast_consumer_grows_the_chunks() {
+    let c = client();
+    let mut q = Query::new("v_bench_1m").unwrap();
+    q.limit(200_000).unwrap();
+    q.chunk_size(16).unwrap();
+    q.adaptive_chunking(true, 16, 40).unwrap();
+    q.adaptive_interval(Duration::from_millis(50));
+    let mut s = execute(&c, &q);
+    let ctl = s.control().clone();
+    let mut sizes = vec![16];
+    let t = Instant::now();
+    // The server produces rows more slowly than this consumer takes them.
+    while sizes.last() != Some(&40) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no growth: {sizes:?}"
+        );
+        match s.next(Wait::Forever).unwrap() {
+            Next::Row(_) => {}
+            other => panic!("{other:?}: {sizes:?}"),
+        }
+        let cur = ctl.stats().current_chunk_size;
+        if sizes.last() != Some(&cur) {
+            sizes.push(cur);
+        }
+    }
+    // +50% each time, capped at the upper bound.
+    assert_eq!(sizes, [16, 24, 36, 40]);
+    drop(s);
+}
+
+#[test]
+fn fixed_chunk_size_without_adaptive() {
+    let c = client();
+    let mut q = Query::new("v_user").unwrap();
+    q.adaptive_chunking(false, 1, 1).unwrap();
+    q.chunk_size(7).unwrap();
+    let mut s = execute(&c, &q);
+    let ctl = s.control().clone();
+    assert_eq!(drain(&mut s).len(), 1000);
+    let st = ctl.stats();
+    assert_eq!(st.current_chunk_size, 7);
+    assert!(st.chunks_received > 1000 / 7, "{st:?}");
+    // Defaults: adaptive on, 256 rows to start, within 16..1024.
+    let s = execute(&c, &Query::new("v_user").unwrap());
+    assert_eq!(s.stats().current_chunk_size, 256);
+    let mut q = Query::new("v_user").unwrap();
+    q.chunk_size(5000).unwrap();
+    assert_eq!(execute(&c, &q).stats().current_chunk_size, 1024);
+}
+
+#[test]
+fn adaptive_bounds_are_validated_in_the_c_api() {
+    use fraiseql_wire::ffi::client::{fw_client, fw_client_free, fw_client_new};
+    use fraiseql_wire::ffi::fw_status::*;
+    use fraiseql_wire::ffi::query::*;
+    let conninfo = CString::new(common::pg().socket_conninfo()).unwrap();
+    let mut client: *mut fw_client = std::ptr::null_mut();
+    assert_eq!(fw_client_new(conninfo.as_ptr(), &mut client), FW_OK);
+    let mut q: *mut fw_query = std::ptr::null_mut();
+    let src = CString::new("v_user").unwrap();
+    assert_eq!(fw_query_new(client, src.as_ptr(), &mut q), FW_OK);
+    assert_eq!(
+        fw_query_adaptive_chunking(q, true, 0, 10),
+        FW_E_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        fw_query_adaptive_chunking(q, true, 10, 9),
+        FW_E_INVALID_ARGUMENT
+    );
+    assert_eq!(fw_query_adaptive_chunking(q, true, 10, 10), FW_OK);
+    assert_eq!(fw_query_adaptive_chunking(q, false, 0, 0), FW_OK);
+    assert_eq!(fw_query_chunk_size(q, 0), FW_E_INVALID_ARGUMENT);
+    fw_query_free(q);
+    fw_client_free(client);
+}
