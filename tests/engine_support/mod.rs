@@ -1,0 +1,170 @@
+//! Helpers shared by the `engine_*` integration tests (included with `mod engine_support;`).
+//! Everything goes through the public Rust API and the throwaway server of `common::pg()`.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use fraiseql_wire::stream::Stream;
+use fraiseql_wire::{Client, Error, Next, Query, Wait};
+
+use crate::common::{pg, Pg};
+
+/// Trust over the Unix socket, tagged with `application_name` so that a test can find its own
+/// backends in `pg_stat_activity` (tests of one binary run in parallel on one server).
+pub fn socket_conninfo_app(app: &str) -> String {
+    format!("{} application_name={app}", pg().socket_conninfo())
+}
+
+/// A client over the Unix socket (trust).
+pub fn socket_client() -> Client {
+    Client::connect(&pg().socket_conninfo()).expect("trust connection over the socket")
+}
+
+/// A client over the Unix socket tagged with `application_name`.
+pub fn socket_client_app(app: &str) -> Client {
+    Client::connect(&socket_conninfo_app(app)).expect("trust connection over the socket")
+}
+
+pub fn query(source: &str) -> Query {
+    Query::new(source).expect("valid source")
+}
+
+/// Every remaining row of `stream` (copied out), then the terminal outcome.
+pub fn drain(stream: &mut Stream) -> (Vec<Vec<u8>>, Result<(), Error>) {
+    let mut rows = Vec::new();
+    loop {
+        match stream.next(Wait::Forever) {
+            Ok(Next::Row(r)) => rows.push(r.to_vec()),
+            Ok(Next::Done) => return (rows, Ok(())),
+            Ok(other) => panic!("next(Wait::Forever) returned {other:?}"),
+            Err(e) => return (rows, Err(e)),
+        }
+    }
+}
+
+/// Execute `q` on `client` and collect every row; panics on any error.
+pub fn rows_of(client: &Client, q: &Query) -> Vec<Vec<u8>> {
+    let mut s = client.execute(q).expect("execute");
+    let (rows, end) = drain(&mut s);
+    end.expect("stream ends with Done");
+    rows
+}
+
+/// Rows as UTF-8 strings.
+pub fn as_strings(rows: &[Vec<u8>]) -> Vec<String> {
+    rows.iter()
+        .map(|r| String::from_utf8(r.clone()).expect("rows are UTF-8"))
+        .collect()
+}
+
+/// The lines psql prints for `sql` (unaligned, tuples only): one per row.
+pub fn psql_lines(pg: &Pg, sql: &str) -> Vec<String> {
+    let out = pg.psql(sql);
+    let out = out.strip_suffix('\n').unwrap_or(&out);
+    if out.is_empty() {
+        return Vec::new();
+    }
+    out.split('\n').map(str::to_string).collect()
+}
+
+/// The integer value of top-level field `key` in a jsonb text document (jsonb prints
+/// `"key": value`). Enough for the fixtures' `n` and `i` fields; no JSON parser needed.
+pub fn int_field(row: &[u8], key: &str) -> i64 {
+    let text = std::str::from_utf8(row).expect("UTF-8 row");
+    let pat = format!("\"{key}\": ");
+    let start = text
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no field {key:?} in {text:.200}"))
+        + pat.len();
+    let digits: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '-')
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("field {key:?} is not an integer in {text:.200}"))
+}
+
+/// Poll `f` every 20 ms until it returns true or `timeout` passes; returns whether it did.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Backend pids of the sessions with this application_name (other than psql's own).
+pub fn backends_of(pg: &Pg, app: &str) -> Vec<i32> {
+    psql_lines(
+        pg,
+        &format!(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = '{app}' \
+             AND pid <> pg_backend_pid() ORDER BY pid"
+        ),
+    )
+    .iter()
+    .map(|l| l.parse().expect("pid"))
+    .collect()
+}
+
+/// Backends with this application_name that are currently running a statement containing
+/// `fragment`.
+pub fn active_queries(pg: &Pg, app: &str, fragment: &str) -> usize {
+    psql_lines(
+        pg,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}' \
+             AND state = 'active' AND query LIKE '%{fragment}%' AND pid <> pg_backend_pid()"
+        ),
+    )[0]
+    .parse()
+    .unwrap()
+}
+
+/// A TCP port on 127.0.0.1 with nothing listening (bound once by the OS, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().unwrap().port()
+}
+
+/// Thread ids and names (`comm`) of this process's threads.
+pub fn threads() -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let entry = entry.unwrap();
+        let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // A thread may exit between readdir and read.
+        if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
+            out.push((tid, comm.trim_end().to_string()));
+        }
+    }
+    out
+}
+
+/// Threads named like the runtime's workers.
+pub fn runtime_threads() -> Vec<u32> {
+    threads()
+        .into_iter()
+        .filter(|(_, name)| name == fraiseql_wire::runtime::THREAD_NAME)
+        .map(|(tid, _)| tid)
+        .collect()
+}
+
+/// The blocked-signal mask of thread `tid` (`SigBlk` in its status file).
+pub fn blocked_signals(tid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("SigBlk:"))
+        .expect("SigBlk line");
+    u64::from_str_radix(line["SigBlk:".len()..].trim(), 16).unwrap()
+}
