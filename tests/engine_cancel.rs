@@ -226,8 +226,15 @@ fn dropping_a_stream_blocked_on_backpressure_stops_the_server_query() {
         }),
         "the server never blocked in send: no backpressure"
     );
-    // Far fewer rows than the server has to send were received.
-    assert!(stream.stats().total_rows_received < 100_000);
+    // Far fewer rows than the server has to send were received, within the byte budget.
+    let st = stream.stats();
+    assert!(st.total_rows_received < 100_000);
+    assert!(
+        st.estimated_memory <= st.memory_limit,
+        "the stream holds {} bytes, over its budget of {}",
+        st.estimated_memory,
+        st.memory_limit
+    );
     drop(stream);
     assert!(
         wait_until(Duration::from_secs(1), || active_queries(
