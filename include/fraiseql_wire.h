@@ -230,6 +230,26 @@ const char *fw_error_position(const struct fw_error *e);
 // printed. `min_level` is an int (`fw_log_level` values); anything else is invalid.
 enum fw_status fw_set_log_callback(int min_level, fw_log_callback cb, void *userdata);
 
+// The library's metrics in the Prometheus text exposition format (version 0.0.4):
+// `*out` receives a NUL-terminated string to free with `fw_string_free`, `*len` its length
+// in bytes (without the NUL). `len` may be NULL. Only metrics that have a series are listed
+// (see docs/metrics.md for when each appears).
+enum fw_status fw_metrics_dump(char **out, size_t *len);
+
+// Serve `GET /metrics` over HTTP/1.1 on `addr` (`"host:port"`, e.g. `"127.0.0.1:9187"`;
+// port 0 picks a free port, see `fw_metrics_port`) from the library's internal runtime.
+// `FW_E_STATE` if already serving (or if the library was built without the `metrics-http`
+// feature), `FW_E_INVALID_ARGUMENT` for an address that does not resolve, `FW_E_IO` if it
+// cannot be bound.
+enum fw_status fw_metrics_serve(const char *addr);
+
+// Stop the `/metrics` endpoint; its port is closed when this returns. `FW_OK` also when it
+// was not running.
+enum fw_status fw_metrics_stop(void);
+
+// The TCP port the `/metrics` endpoint listens on, 0 when it is not running.
+uint16_t fw_metrics_port(void);
+
 // Create a query over `source` (`name` or `schema.name`; anything else is
 // `FW_E_INVALID_ARGUMENT`). The query keeps the client alive.
 enum fw_status fw_query_new(struct fw_client *client, const char *source, struct fw_query **out);

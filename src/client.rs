@@ -138,11 +138,13 @@ impl Client {
                 // fails before any answer: the read-only query is retried once on a new one.
                 match sent {
                     Err(e) if e.kind() == ErrorKind::Io => {}
-                    other => return other,
+                    other => return other.inspect_err(query_phase_error),
                 }
             }
             let conn = Connection::connect(&config).await?;
-            start(conn, &pool, &entity, options, &json_filters, &sql).await
+            start(conn, &pool, &entity, options, &json_filters, &sql)
+                .await
+                .inspect_err(query_phase_error)
         });
         match result {
             Ok(shared) => {
@@ -162,6 +164,12 @@ impl Client {
             }
         }
     }
+}
+
+/// An error of the query phase (after a connection was obtained): `fraiseql_errors_total`.
+/// Connection failures are counted where the connection fails.
+fn query_phase_error(e: &Error) {
+    crate::metrics::error(e.kind().category(), "query");
 }
 
 /// Hand `conn` to a new reader task for `sql` and wait until the server described the result.

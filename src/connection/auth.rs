@@ -117,7 +117,7 @@ pub(super) async fn authenticate(
                     })?;
                 }
                 Message::ErrorResponse(body) => return Err(super::startup_error(body)),
-                _ => return Err(Error::protocol("unexpected message during SCRAM exchange")),
+                _ => return Err(unexpected("unexpected message during SCRAM exchange")),
             }
             out.clear();
             frontend::sasl_response(scram.message(), &mut out).map_err(write_err)?;
@@ -132,7 +132,7 @@ pub(super) async fn authenticate(
                     })?;
                 }
                 Message::ErrorResponse(body) => return Err(super::startup_error(body)),
-                _ => return Err(Error::protocol("unexpected message during SCRAM exchange")),
+                _ => return Err(unexpected("unexpected message during SCRAM exchange")),
             }
             expect_ok(conn).await?;
             Ok(mechanism)
@@ -147,10 +147,16 @@ pub(super) async fn authenticate(
              (GSSAPI/SSPI/Kerberos)",
         )),
         Message::ErrorResponse(body) => Err(super::startup_error(body)),
-        _ => Err(Error::protocol(
+        _ => Err(unexpected(
             "unexpected message from the server during authentication",
         )),
     }
+}
+
+/// A message the protocol does not allow during authentication (`fraiseql_protocol_errors_total`).
+fn unexpected(what: &str) -> Error {
+    crate::metrics::protocol_error("unexpected_in_auth");
+    Error::protocol(what)
 }
 
 /// Pick the SCRAM variant and the GS2 channel-binding flag, as libpq does: SCRAM-SHA-256-PLUS
@@ -213,7 +219,7 @@ async fn expect_ok(conn: &mut Connection) -> Result<()> {
     match conn.read_message().await? {
         Message::AuthenticationOk => Ok(()),
         Message::ErrorResponse(body) => Err(super::startup_error(body)),
-        _ => Err(Error::protocol(
+        _ => Err(unexpected(
             "expected AuthenticationOk from the server after the password",
         )),
     }

@@ -89,9 +89,10 @@ impl Connection {
     /// buffer itself).
     pub(crate) async fn read_message(&mut self) -> Result<Message> {
         loop {
-            if let Some(m) = Message::parse(&mut self.buf)
-                .map_err(|e| Error::protocol(format!("malformed message from the server: {e}")))?
-            {
+            if let Some(m) = Message::parse(&mut self.buf).map_err(|e| {
+                crate::metrics::protocol_error("malformed");
+                Error::protocol(format!("malformed message from the server: {e}"))
+            })? {
                 return Ok(m);
             }
             self.buf.reserve(8192);
@@ -126,18 +127,26 @@ impl Connection {
                 None => attempt.await,
             };
             match res {
-                Ok(c) => return Ok(c),
+                Ok(c) => {
+                    crate::metrics::connection_created(c.kind().label());
+                    return Ok(c);
+                }
                 // Only an unreachable host moves on to the next one (as libpq does).
                 Err(e) if e.kind() == ErrorKind::Connect && e.server_error().is_none() => {
                     failures.push(format!("{}: {}", describe_host(host, *port), e.message()))
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    crate::metrics::connection_error(&e);
+                    return Err(e);
+                }
             }
         }
-        Err(Error::new(
+        let e = Error::new(
             ErrorKind::Connect,
             format!("could not connect to the server: {}", failures.join("; ")),
-        ))
+        );
+        crate::metrics::connection_error(&e);
+        Err(e)
     }
 
     async fn connect_host(
@@ -251,18 +260,29 @@ impl Connection {
             &mut out,
         )
         .map_err(|e| Error::invalid(format!("invalid startup parameter: {e}")))?;
+        let auth_started = Instant::now();
         self.send(&out).await?;
 
         let first = self.read_message().await?;
         let binding = tls::ChannelBindingInfo::new(config.channel_binding, &self.transport);
-        self.mechanism = auth::authenticate(
+        let requested = crate::metrics::requested_mechanism(&first);
+        let result = auth::authenticate(
             self,
             first,
             &config.user,
             config.password.as_deref(),
             binding,
         )
-        .await?;
+        .await;
+        match &result {
+            Ok(m) => crate::metrics::auth_attempt(m.label(), Ok(()), auth_started.elapsed()),
+            Err(e) => crate::metrics::auth_attempt(
+                requested,
+                Err(crate::metrics::auth_failure_reason(e)),
+                auth_started.elapsed(),
+            ),
+        }
+        self.mechanism = result?;
         Ok(())
     }
 
@@ -278,9 +298,10 @@ impl Connection {
                 Message::ReadyForQuery(_) => return Ok(()),
                 Message::ErrorResponse(body) => return Err(startup_error(body)),
                 _ => {
+                    crate::metrics::protocol_error("unexpected_in_startup");
                     return Err(Error::protocol(
                         "unexpected message from the server during session startup",
-                    ))
+                    ));
                 }
             }
         }

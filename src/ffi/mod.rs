@@ -13,6 +13,7 @@
 pub mod client;
 pub mod error;
 pub mod log;
+pub mod metrics;
 pub mod query;
 pub mod runtime;
 pub mod status;

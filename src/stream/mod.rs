@@ -174,7 +174,7 @@ impl StreamControl {
             _ => {}
         }
         if g.pause_started.is_some() {
-            self.shared.end_pause(&mut g, false);
+            self.shared.end_pause_at_end(&mut g);
         }
         let reader_active = g.ended_at.is_none();
         g.state = StreamState::Cancelled;
@@ -470,12 +470,13 @@ impl Stream {
         let shared = self.control.shared.clone();
         let old = self.current.take();
         self.idx = 0;
-        if let Some(c) = &old {
+        // The chunk just finished (for a batch: the chunk it retired just before this call).
+        if old.is_some() || self.filtered_in_chunk > 0 || !self.filter_time.is_zero() {
             crate::metrics::chunk_consumed(
                 &shared.entity,
-                c.len(),
+                old.as_ref().map_or(0, |c| c.len()),
                 self.filtered_in_chunk,
-                self.filter_time,
+                (!self.filters.is_empty()).then_some(self.filter_time),
             );
             self.filtered_in_chunk = 0;
             self.filter_time = Duration::ZERO;
@@ -597,6 +598,15 @@ impl Drop for Stream {
         g.queued_bytes = 0;
         drop(g);
         crate::metrics::buffered_rows(&self.control.shared.entity, -(rows_left as i64));
+        if self.current.is_some() || self.filtered_in_chunk > 0 || !self.filter_time.is_zero() {
+            // The chunk being read when the stream is freed: count what the filters did.
+            crate::metrics::chunk_consumed(
+                &self.control.shared.entity,
+                self.current.as_ref().map_or(0, |c| c.len()),
+                self.filtered_in_chunk,
+                (!self.filters.is_empty()).then_some(self.filter_time),
+            );
+        }
         crate::runtime::unregister_stream(&self.control.shared);
     }
 }

@@ -260,6 +260,11 @@ impl Drop for TerminalGuard {
                     "the stream's reader task ended unexpectedly",
                 )
             };
+            let category = err.kind().category();
+            let (rows, bytes) = (g.rows_received, g.bytes_received);
+            let total = self.0.started.elapsed();
+            metrics::error(category, "stream");
+            metrics::query_finished(&self.0.entity, "error", Some(category), total, rows, bytes);
             g.terminal = Some(Terminal::Failed(err));
             g.reader_bytes = 0;
             self.0.wake_consumer(&mut g);
@@ -594,7 +599,10 @@ impl Reader {
             // Any other message: rows before it go out first, in order.
             self.emit_chunk();
             let msg = Message::parse(&mut self.conn.buf)
-                .map_err(|e| Error::protocol(format!("malformed message from the server: {e}")))?
+                .map_err(|e| {
+                    metrics::protocol_error("malformed");
+                    Error::protocol(format!("malformed message from the server: {e}"))
+                })?
                 .ok_or_else(|| Error::protocol("incomplete message after length check"))?;
             match msg {
                 Message::CommandComplete(_) => self.command_complete = true,
@@ -785,6 +793,7 @@ impl Reader {
             pool,
             error,
             command_complete,
+            query_sent,
             ..
         } = self;
         let result = match (outcome, error) {
@@ -802,9 +811,17 @@ impl Reader {
             (Err(e), _) => Err(e),
             (Ok(()), Some(e)) => Err(e),
             (Ok(()), None) if command_complete => Ok(()),
-            (Ok(()), None) => Err(Error::protocol(
-                "the server ended the query without CommandComplete",
-            )),
+            (Ok(()), None) => {
+                metrics::protocol_error("missing_command_complete");
+                Err(Error::protocol(
+                    "the server ended the query without CommandComplete",
+                ))
+            }
+        };
+        let (status, category) = match &result {
+            Ok(()) => ("success", None),
+            Err(e) if e.kind() == ErrorKind::Cancelled => ("cancelled", None),
+            Err(e) => ("error", Some(e.kind().category())),
         };
         let reusable = match &result {
             Ok(()) => true,
@@ -818,7 +835,7 @@ impl Reader {
         // A terminal set meanwhile by cancel or shutdown is what the consumer gets.
         if !was_cancelled && g.terminal.is_none() {
             if g.pause_started.is_some() {
-                shared.end_pause(&mut g, false);
+                shared.end_pause_at_end(&mut g);
             }
             g.state = match &result {
                 Ok(()) => StreamState::Completed,
@@ -830,6 +847,31 @@ impl Reader {
                 Err(e) => Terminal::Failed(e),
             });
         }
+        // A cancelled stream's buffered rows are dropped, including a chunk that was queued
+        // after the cancel (the consumer may be gone already).
+        let dropped_rows = if was_cancelled {
+            std::mem::take(&mut g.queued_rows)
+        } else {
+            0
+        };
+        let dropped: Vec<_> = if was_cancelled {
+            g.queued_bytes = 0;
+            g.queue.drain(..).collect()
+        } else {
+            Vec::new()
+        };
+        // Recorded before the consumer can see the end, so that a dump taken after it is exact.
+        let (rows, bytes, total) = (g.rows_received, g.bytes_received, query_sent.elapsed());
+        metrics::buffered_rows(&shared.entity, -(dropped_rows as i64));
+        if was_cancelled {
+            // Counted as cancelled by the cancel call.
+            metrics::query_ended(&shared.entity, total, rows, bytes);
+        } else {
+            if let Some(category) = category {
+                metrics::error(category, "stream");
+            }
+            metrics::query_finished(&shared.entity, status, category, total, rows, bytes);
+        }
         // A cancelled stream's connection is never reused: a late CancelRequest could hit the
         // next query on it. The connection is back before the consumer can see the end, so
         // that the next stream started right after `Done` reuses it.
@@ -839,6 +881,7 @@ impl Reader {
         }
         shared.wake_consumer(&mut g);
         drop(g);
+        drop(dropped);
     }
 }
 

@@ -234,17 +234,33 @@ impl Shared {
 
     /// Record the end of a pause (explicit resume or timeout). Lock held.
     pub fn end_pause(&self, g: &mut Inner, by_timeout: bool) {
+        use crate::metrics::PauseEnd;
+        let how = if by_timeout {
+            PauseEnd::TimedOut
+        } else {
+            PauseEnd::Resumed
+        };
+        self.close_pause(g, how);
+    }
+
+    /// Record the end of a pause because the stream itself ends (cancel, end of the query):
+    /// not a resume. Lock held.
+    pub fn end_pause_at_end(&self, g: &mut Inner) {
+        self.close_pause(g, crate::metrics::PauseEnd::StreamEnded);
+    }
+
+    fn close_pause(&self, g: &mut Inner, how: crate::metrics::PauseEnd) {
         if let Some(started) = g.pause_started.take() {
             let d = started.elapsed();
             g.paused_total += d;
             g.pause_reason = None;
-            if by_timeout {
+            if how == crate::metrics::PauseEnd::TimedOut {
                 g.pause_timeouts += 1;
             }
             if g.state == StreamState::Paused {
                 g.state = StreamState::Running;
             }
-            crate::metrics::pause_ended(&self.entity, d, by_timeout);
+            crate::metrics::pause_ended(&self.entity, d, how);
         }
     }
 
