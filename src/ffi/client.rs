@@ -38,7 +38,24 @@ pub extern "C" fn fw_client_free(client: *mut fw_client) {
     }
     guard(|| {
         // SAFETY: a non-null `client` was created by fw_client_new and is freed once.
-        drop(unsafe { Box::from_raw(client) });
+        let client = unsafe { Box::from_raw(client) };
+        close_idle_after_shutdown(&client.inner);
+        drop(client);
         Ok(fw_status::FW_OK)
     });
+}
+
+/// After `fw_shutdown`, close `client`'s idle connections here, on the host thread, before
+/// the last handle goes. The pool's own cleanup abandons connections once the runtime is shut
+/// down, which leaks their buffers and I/O registrations (found by the C suite under ASan and
+/// valgrind). Dropping a socket after the runtime stopped is safe: its registration keeps its
+/// own handle to the I/O driver. Connections inherited across fork() are still abandoned, by
+/// `Pool::take`. Draining while other handles share the pool is harmless: after shutdown
+/// nothing can use it.
+pub(crate) fn close_idle_after_shutdown(client: &Client) {
+    if crate::runtime::is_shut_down() {
+        while let Some(conn) = client.pool().take() {
+            drop(conn);
+        }
+    }
 }

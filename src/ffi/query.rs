@@ -219,7 +219,10 @@ pub extern "C" fn fw_query_free(q: *mut fw_query) {
     }
     guard(|| {
         // SAFETY: a non-null `q` was created by fw_query_new and is freed once.
-        drop(unsafe { Box::from_raw(q) });
+        let q = unsafe { Box::from_raw(q) };
+        // The query may hold the client's last handle (see `close_idle_after_shutdown`).
+        super::client::close_idle_after_shutdown(&q.client);
+        drop(q);
         Ok(fw_status::FW_OK)
     });
 }

@@ -1,0 +1,194 @@
+# fraiseql-wire: build, demo and tests (GNU make).
+#
+#   make build          cargo build --release: target/release/libfraiseql_wire.{so,a}
+#   make header         regenerate include/fraiseql_wire.h with cbindgen
+#   make demo           build, start a throwaway PostgreSQL with sample data, run
+#                       examples-c/stream_users.c against it
+#   make test           everything below (what .ci/run and the README call)
+#     make lint           cargo fmt --check, cargo clippy --all-targets -D warnings
+#     make test-rust      cargo test (unit, integration, header drift)
+#     make test-c         the C suite (tests/c) with -fsanitize=address,undefined
+#     make test-valgrind  the C suite under valgrind, non-sanitized build
+#     make test-examples  build and run every examples-c/*.c program
+#     make test-bindings  run every bindings/*/test.sh that exists
+#   make bench-smoke    benches/run --smoke, if it exists
+#   make install        header, libraries and fraiseql-wire.pc under $(DESTDIR)$(PREFIX)
+#
+# Tests that need PostgreSQL start a throwaway cluster through scripts/with-pg, which always
+# tears it down. Missing Debian packages are installed by scripts/install-deps when root
+# (otherwise it names them).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+MAKEFLAGS += --no-print-directory
+
+CARGO ?= cargo
+# C compiler for the examples and the valgrind build (the one Rust links with).
+CC := $(shell command -v cc || command -v gcc || echo cc)
+# C compiler for the sanitizer build: clang if present, else gcc.
+SAN_CC ?= $(shell command -v clang || command -v gcc || echo cc)
+
+BUILD   := build
+LIB_DIR := target/release
+LIB_A   := $(LIB_DIR)/libfraiseql_wire.a
+LIB_SO  := $(LIB_DIR)/libfraiseql_wire.so
+# The shared library's SONAME is libfraiseql_wire.so.<major> (build.rs); programs linked
+# against it look for that name, so `make build` puts a link by that name next to it.
+FW_MAJOR := $(shell sed -n 's/^\#define FW_VERSION_MAJOR //p' include/fraiseql_wire.h)
+LIB_SONAME_LINK := $(LIB_DIR)/libfraiseql_wire.so.$(FW_MAJOR)
+WITH_PG := scripts/with-pg
+
+# Debian packages `make test` needs (beyond the Rust toolchain). libclang-rt-14-dev holds
+# clang's sanitizer runtimes (only recommended by clang, and install-deps skips recommends).
+# The second line is for the bindings' tests (bindings/*/test.sh fail without their
+# toolchain when CI=true).
+TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 \
+	python3 ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm
+
+CSTD     := -std=c99 -D_POSIX_C_SOURCE=200809L
+CWARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Werror
+CFLAGS_C := $(CSTD) $(CWARN) -g -Iinclude
+SAN      := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+# Link the static library (what `cargo rustc --print native-static-libs` lists) ...
+STATIC_LINK := $(LIB_A) -lgcc_s -lutil -lrt -lpthread -lm -ldl
+# ... or the shared one, found at run time through the rpath.
+SHARED_LINK := -L$(LIB_DIR) -lfraiseql_wire -Wl,-rpath,$(abspath $(LIB_DIR)) -lpthread -lm
+
+TEST_C_SRCS := $(wildcard tests/c/*.c)
+TEST_C_HDRS := $(wildcard tests/c/*.h) include/fraiseql_wire.h
+EXAMPLES    := $(basename $(notdir $(wildcard examples-c/*.c)))
+
+# Sanitizer settings: any error, UB or leak fails the run. Leaks are checked after
+# fw_shutdown at the end of the suite. tests/c/lsan.supp lists process-lifetime statics only.
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(abspath tests/c/lsan.supp):print_suppressions=0
+
+VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
+	--show-leak-kinds=definite,indirect,possible \
+	--errors-for-leak-kinds=definite,indirect,possible \
+	--num-callers=40 --suppressions=$(abspath tests/c/valgrind.supp)
+
+.PHONY: all build header demo deps test lint test-rust test-c test-valgrind test-examples \
+	test-bindings bench-smoke install uninstall clean
+
+all: build
+
+deps:
+	scripts/install-deps $(TEST_DEPS)
+
+build:
+	$(CARGO) build --release
+	ln -sfn libfraiseql_wire.so $(LIB_SONAME_LINK)
+
+header:
+	FW_REGENERATE_HEADER=1 $(CARGO) test --test header
+
+# ---------------------------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------------------------
+
+demo:
+	scripts/install-deps
+	$(MAKE) build
+	@mkdir -p $(BUILD)/examples
+	$(CC) $(CFLAGS_C) -O2 -o $(BUILD)/examples/stream_users examples-c/stream_users.c $(SHARED_LINK)
+	$(WITH_PG) $(BUILD)/examples/stream_users
+
+# ---------------------------------------------------------------------------------------------
+# tests
+# ---------------------------------------------------------------------------------------------
+
+test: deps
+	$(MAKE) lint
+	$(MAKE) test-rust
+	$(MAKE) build
+	$(MAKE) test-c
+	$(MAKE) test-valgrind
+	$(MAKE) test-examples
+	$(MAKE) test-bindings
+	@echo "make test: all passed"
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+test-rust:
+	$(CARGO) test
+
+$(BUILD)/c/fw_tests_asan: $(TEST_C_SRCS) $(TEST_C_HDRS) $(LIB_A)
+	@mkdir -p $(@D)
+	$(SAN_CC) $(CFLAGS_C) $(SAN) -o $@ $(TEST_C_SRCS) $(STATIC_LINK)
+
+$(BUILD)/c/fw_tests: $(TEST_C_SRCS) $(TEST_C_HDRS) $(LIB_SO)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_C) -O1 -DFWT_VALGRIND -o $@ $(TEST_C_SRCS) $(SHARED_LINK)
+
+$(BUILD)/examples/%: examples-c/%.c include/fraiseql_wire.h $(LIB_SO)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_C) -O2 -o $@ $< $(SHARED_LINK)
+
+# The library is rebuilt by `make build`; these rules only say where it comes from.
+$(LIB_A) $(LIB_SO):
+	$(MAKE) build
+
+test-c: build
+	$(MAKE) $(BUILD)/c/fw_tests_asan
+	$(ASAN_ENV) $(WITH_PG) $(BUILD)/c/fw_tests_asan
+
+# Timing bounds in the suite are multiplied by FW_TEST_SLOW under valgrind.
+test-valgrind: build
+	$(MAKE) $(BUILD)/c/fw_tests
+	FW_TEST_SLOW=10 $(WITH_PG) $(VALGRIND) $(BUILD)/c/fw_tests
+
+test-examples: build
+	$(MAKE) $(addprefix $(BUILD)/examples/,$(EXAMPLES))
+	$(WITH_PG) bash -c 'failed=0; for e in $(EXAMPLES); do \
+		echo "== examples-c/$$e.c"; \
+		if ! $(BUILD)/examples/$$e; then echo "FAILED: $$e"; failed=$$((failed + 1)); fi; \
+	done; echo "examples: $(words $(EXAMPLES)) run, $$failed failed"; [ $$failed -eq 0 ]'
+
+test-bindings:
+	@shopt -s nullglob; n=0; \
+	for t in bindings/*/test.sh; do echo "== $$t"; bash "$$t"; n=$$((n + 1)); done; \
+	echo "bindings: $$n test script(s) passed"
+
+bench-smoke:
+	@if [ -e benches/run ]; then benches/run --smoke; else echo "bench-smoke: no benches/run yet"; fi
+
+# ---------------------------------------------------------------------------------------------
+# install
+# ---------------------------------------------------------------------------------------------
+
+PREFIX      ?= /usr/local
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+PKGCONFDIR  ?= $(LIBDIR)/pkgconfig
+FW_VERSION  := $(shell sed -n 's/^\#define FW_VERSION_STRING "\(.*\)"/\1/p' include/fraiseql_wire.h)
+
+install: build
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFDIR)
+	install -m 644 include/fraiseql_wire.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libfraiseql_wire.so.$(FW_VERSION)
+	ln -sfn libfraiseql_wire.so.$(FW_VERSION) $(DESTDIR)$(LIBDIR)/libfraiseql_wire.so.$(FW_MAJOR)
+	ln -sfn libfraiseql_wire.so.$(FW_MAJOR) $(DESTDIR)$(LIBDIR)/libfraiseql_wire.so
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
+		'Name: fraiseql-wire' \
+		'Description: Stream JSON rows from PostgreSQL with bounded memory' \
+		'Version: $(FW_VERSION)' \
+		'Cflags: -I$${includedir}' \
+		'Libs: -L$${libdir} -lfraiseql_wire' \
+		'Libs.private: -lgcc_s -lutil -lrt -lpthread -lm -ldl' \
+		> $(DESTDIR)$(PKGCONFDIR)/fraiseql-wire.pc
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/fraiseql_wire.h $(DESTDIR)$(LIBDIR)/libfraiseql_wire.a \
+		$(DESTDIR)$(LIBDIR)/libfraiseql_wire.so $(DESTDIR)$(LIBDIR)/libfraiseql_wire.so.$(FW_MAJOR) \
+		$(DESTDIR)$(LIBDIR)/libfraiseql_wire.so.$(FW_VERSION) $(DESTDIR)$(PKGCONFDIR)/fraiseql-wire.pc
+
+clean:
+	rm -rf $(BUILD)
+	$(CARGO) clean
