@@ -141,6 +141,64 @@ impl fw_stream {
         r
     }
 
+    /// The per-row fast path of `fw_stream_next`: a row of the chunk being read, without the
+    /// full call's machinery. `None`: take the full path (which also reports misuse, such as
+    /// two threads consuming at once). Nothing here can panic.
+    #[inline]
+    fn fast_next(&self) -> Option<fw_row> {
+        // Log messages are delivered at the end of the next full call; with a log callback
+        // installed every call takes the full path so that they are never delayed.
+        if crate::log::enabled(crate::log::Level::Error) {
+            return None;
+        }
+        if self.busy.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: `busy` grants this call exclusive access to the consumer.
+        let stream = unsafe { &mut *self.consumer.get() };
+        let row = stream.next_ready().map(|r| fw_row {
+            data: r.as_ptr().cast(),
+            len: r.len(),
+        });
+        self.busy.store(false, Ordering::Release);
+        row
+    }
+
+    /// Up to `cap` rows of the chunk being read into `rows` (the fast path of
+    /// `fw_stream_next_batch`); returns how many. 0: take the full path.
+    ///
+    /// # Safety
+    /// `rows` must have room for `cap` entries.
+    #[inline]
+    unsafe fn fast_batch(&self, rows: *mut fw_row, cap: usize) -> usize {
+        if crate::log::enabled(crate::log::Level::Error) {
+            return 0;
+        }
+        if self.busy.swap(true, Ordering::Acquire) {
+            return 0;
+        }
+        // SAFETY: `busy` grants this call exclusive access to the consumer.
+        let stream = unsafe { &mut *self.consumer.get() };
+        let mut n = 0;
+        while n < cap {
+            match stream.next_ready() {
+                Some(r) => {
+                    // SAFETY: `n < cap` and the caller guarantees room for `cap` entries.
+                    unsafe {
+                        rows.add(n).write(fw_row {
+                            data: r.as_ptr().cast(),
+                            len: r.len(),
+                        })
+                    };
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        self.busy.store(false, Ordering::Release);
+        n
+    }
+
     fn remember(&self, e: &Error) {
         if crate::stream::is_stream_error(e.kind()) {
             let _ = self.error.set(Box::new(fw_error::from_error(e)));
@@ -194,6 +252,17 @@ pub extern "C" fn fw_stream_next(
     out: *mut fw_row,
     timeout_ms: i64,
 ) -> fw_status {
+    // Fast path: most calls find their row in the chunk already being read.
+    if !out.is_null() {
+        // SAFETY: a non-null `s` comes from fw_query_execute (the caller's contract).
+        if let Some(st) = unsafe { (s as *const fw_stream).as_ref() } {
+            if let Some(row) = st.fast_next() {
+                // SAFETY: `out` checked non-null.
+                unsafe { out.write(row) };
+                return fw_status::FW_OK;
+            }
+        }
+    }
     next_impl(s, out, Wait::from_millis(timeout_ms))
 }
 
@@ -214,6 +283,19 @@ pub extern "C" fn fw_stream_next_batch(
     n: *mut usize,
     timeout_ms: i64,
 ) -> fw_status {
+    // Fast path: the rows of the chunk already being read (fewer than `cap` when it ends).
+    if !rows.is_null() && !n.is_null() && cap > 0 {
+        // SAFETY: a non-null `s` comes from fw_query_execute (the caller's contract).
+        if let Some(st) = unsafe { (s as *const fw_stream).as_ref() } {
+            // SAFETY: `rows` has room for `cap` entries (the caller's contract).
+            let got = unsafe { st.fast_batch(rows, cap) };
+            if got > 0 {
+                // SAFETY: `n` checked non-null.
+                unsafe { n.write(got) };
+                return fw_status::FW_OK;
+            }
+        }
+    }
     guard(|| {
         // SAFETY: see fw_stream_next.
         let s = unsafe { obj(s as *const fw_stream, "stream") }?;
@@ -223,31 +305,85 @@ pub extern "C" fn fw_stream_next_batch(
         if n.is_null() {
             return Err(null("n"));
         }
-        s.consume(
-            |stream| match stream.next_batch(cap, Wait::from_millis(timeout_ms))? {
-                Batch::Rows(batch) => {
-                    for (i, r) in batch.iter().enumerate() {
-                        // SAFETY: `rows` has room for `cap` entries (caller's contract) and
-                        // `batch.len() <= cap`.
-                        unsafe {
-                            rows.add(i).write(fw_row {
-                                data: r.as_ptr().cast(),
-                                len: r.len(),
-                            })
-                        };
+        if cap == 0 {
+            return Err(Error::invalid("batch capacity must be at least 1"));
+        }
+        s.consume(|stream| {
+            if stream.has_filters() {
+                return batch_filtered(stream, rows, cap, n, timeout_ms);
+            }
+            // The first row as `fw_stream_next` finds it (waiting, taking the next chunk,
+            // statuses and errors), then the rest of that chunk up to `cap`: every row of a
+            // batch lives in one chunk, which stays alive until the next call.
+            match stream.next(Wait::from_millis(timeout_ms))? {
+                Next::Row(r) => {
+                    // SAFETY: `rows` has room for `cap >= 1` entries (caller's contract).
+                    unsafe {
+                        rows.write(fw_row {
+                            data: r.as_ptr().cast(),
+                            len: r.len(),
+                        })
+                    };
+                    let mut k = 1;
+                    while k < cap {
+                        match stream.next_ready() {
+                            Some(r) => {
+                                // SAFETY: `k < cap`, see above.
+                                unsafe {
+                                    rows.add(k).write(fw_row {
+                                        data: r.as_ptr().cast(),
+                                        len: r.len(),
+                                    })
+                                };
+                                k += 1;
+                            }
+                            None => break,
+                        }
                     }
                     // SAFETY: `n` checked non-null.
-                    unsafe { write_out(n, batch.len()) };
+                    unsafe { write_out(n, k) };
                     Ok(fw_status::FW_OK)
                 }
-                Batch::Status(st) => {
+                other => {
                     // SAFETY: `n` checked non-null.
                     unsafe { write_out(n, 0) };
-                    Ok(status_of(&st))
+                    Ok(status_of(&other))
                 }
-            },
-        )
+            }
+        })
     })
+}
+
+/// `fw_stream_next_batch` with client-side filters: rows may span chunks.
+fn batch_filtered(
+    stream: &mut Stream,
+    rows: *mut fw_row,
+    cap: usize,
+    n: *mut usize,
+    timeout_ms: i64,
+) -> Result<fw_status> {
+    match stream.next_batch(cap, Wait::from_millis(timeout_ms))? {
+        Batch::Rows(batch) => {
+            for (i, r) in batch.iter().enumerate() {
+                // SAFETY: `rows` has room for `cap` entries (caller's contract) and
+                // `batch.len() <= cap`.
+                unsafe {
+                    rows.add(i).write(fw_row {
+                        data: r.as_ptr().cast(),
+                        len: r.len(),
+                    })
+                };
+            }
+            // SAFETY: `n` checked non-null.
+            unsafe { write_out(n, batch.len()) };
+            Ok(fw_status::FW_OK)
+        }
+        Batch::Status(st) => {
+            // SAFETY: `n` checked non-null.
+            unsafe { write_out(n, 0) };
+            Ok(status_of(&st))
+        }
+    }
 }
 
 /// Deliver every row to `cb` on the calling thread until the end (`FW_DONE`), a non-zero

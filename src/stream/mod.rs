@@ -345,6 +345,37 @@ impl Stream {
         None
     }
 
+    /// The next row of the chunk being read, when one is there and no client-side filter
+    /// applies: the per-row fast path (no lock, clock or allocation). `None` means "take the
+    /// full path" ([`Stream::next`]): chunk exhausted, filters, a batch's chunks to release,
+    /// cancelled. Never panics.
+    #[inline]
+    pub fn next_ready(&mut self) -> Option<&[u8]> {
+        if !self.filters.is_empty() || !self.retired.is_empty() {
+            return None;
+        }
+        let chunk = self.current.as_ref()?;
+        let shared = &self.control.shared;
+        let &(off, len) = chunk.rows.get(self.idx)?;
+        if shared.cancelled.load(Ordering::Acquire) {
+            return None;
+        }
+        let row = if len == chunk::NULL_ROW {
+            &chunk::NULL_JSON[..4]
+        } else {
+            chunk.buf.get(off as usize..off as usize + len as usize)?
+        };
+        self.idx += 1;
+        self.yielded += 1;
+        shared.rows_yielded.store(self.yielded, Ordering::Relaxed);
+        Some(row)
+    }
+
+    /// Whether client-side filters (C predicates) run on the consumer's thread.
+    pub fn has_filters(&self) -> bool {
+        !self.filters.is_empty()
+    }
+
     /// The next row, waiting as `wait` says.
     pub fn next(&mut self, wait: Wait) -> Result<Next<'_>> {
         self.release_retired();
@@ -431,6 +462,12 @@ impl Stream {
     /// a drained pause, or an error.
     pub fn for_each(&mut self, mut f: impl FnMut(&[u8]) -> bool) -> Result<ForEachEnd> {
         loop {
+            // The rows of the chunk being read, then the full path for the next chunk.
+            while let Some(r) = self.next_ready() {
+                if !f(r) {
+                    return Ok(ForEachEnd::Stopped);
+                }
+            }
             match self.next(Wait::Forever)? {
                 Next::Row(r) => {
                     if !f(r) {
