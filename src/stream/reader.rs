@@ -496,7 +496,11 @@ impl Reader {
         }
         let mut next = None;
         if standard {
-            if let Some(i) = self.spares.iter_mut().position(|b| b.try_reclaim(READ_SIZE)) {
+            if let Some(i) = self
+                .spares
+                .iter_mut()
+                .position(|b| b.try_reclaim(READ_SIZE))
+            {
                 next = Some(self.spares.swap_remove(i));
             }
         }
@@ -520,7 +524,11 @@ impl Reader {
             // over; chunks keep the old buffer alive until consumed. The rest of a large
             // message gets all its room at once; a normal read may read a little less.
             let room = cap - self.conn.buf.len();
-            let want = if room > READ_SIZE { room } else { room.min(MIN_READ) };
+            let want = if room > READ_SIZE {
+                room
+            } else {
+                room.min(MIN_READ)
+            };
             self.make_room(want, cap);
             let reader = self.footprint();
             let mut g = self.shared.lock();
