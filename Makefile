@@ -11,8 +11,11 @@
 #     make test-valgrind  the C suite under valgrind, non-sanitized build
 #     make test-examples  build and run every examples-c/*.c program
 #     make test-bindings  run every bindings/*/test.sh that exists
+#     make test-packaging install into temporary prefixes and use it: pkg-config, CMake,
+#                         static and shared (tests/packaging/run.sh)
 #   make bench-smoke    benches/run --smoke, if it exists
-#   make install        header, libraries and fraiseql-wire.pc under $(DESTDIR)$(PREFIX)
+#   make install        header, libraries, fraiseql-wire.pc and the CMake package under
+#                       $(DESTDIR)$(PREFIX) (packaging/install.sh); `make uninstall` removes them
 #
 # Tests that need PostgreSQL start a throwaway cluster through scripts/with-pg, which always
 # tears it down. Missing Debian packages are installed by scripts/install-deps when root
@@ -44,7 +47,7 @@ WITH_PG := scripts/with-pg
 # The second line is for the bindings' tests (bindings/*/test.sh fail without their
 # toolchain when CI=true).
 TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 \
-	python3 ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm
+	python3 ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake
 
 CSTD     := -std=c99 -D_POSIX_C_SOURCE=200809L
 CWARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Werror
@@ -71,7 +74,7 @@ VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
 	--num-callers=40 --suppressions=$(abspath tests/c/valgrind.supp)
 
 .PHONY: all build header demo deps test lint test-rust test-c test-valgrind test-examples \
-	test-bindings bench-smoke install uninstall clean
+	test-bindings test-packaging bench-smoke install uninstall clean
 
 all: build
 
@@ -108,6 +111,7 @@ test: deps
 	$(MAKE) test-valgrind
 	$(MAKE) test-examples
 	$(MAKE) test-bindings
+	$(MAKE) test-packaging
 	@echo "make test: all passed"
 
 lint:
@@ -154,6 +158,11 @@ test-bindings:
 	for t in bindings/*/test.sh; do echo "== $$t"; bash "$$t"; n=$$((n + 1)); done; \
 	echo "bindings: $$n test script(s) passed"
 
+# Installs into temporary prefixes (with and without DESTDIR) and builds against them; needs
+# no PostgreSQL.
+test-packaging: build
+	tests/packaging/run.sh
+
 bench-smoke:
 	@if [ -e benches/run ]; then benches/run --smoke; else echo "bench-smoke: no benches/run yet"; fi
 
@@ -161,33 +170,23 @@ bench-smoke:
 # install
 # ---------------------------------------------------------------------------------------------
 
+# Layout (absolute paths). packaging/install.sh documents the details; STRIP_DEBUG=0 keeps
+# the debug info (line tables) that the release profile builds, which install strips by
+# default (the .so shrinks from 24 MB to 4 MB; the symbol table stays for backtraces).
 PREFIX      ?= /usr/local
 LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
 PKGCONFDIR  ?= $(LIBDIR)/pkgconfig
-FW_VERSION  := $(shell sed -n 's/^\#define FW_VERSION_STRING "\(.*\)"/\1/p' include/fraiseql_wire.h)
+CMAKEDIR    ?= $(LIBDIR)/cmake/FraiseqlWire
+STRIP_DEBUG ?= 1
+INSTALL_ENV = DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' LIBDIR='$(LIBDIR)' INCLUDEDIR='$(INCLUDEDIR)' \
+	PKGCONFDIR='$(PKGCONFDIR)' CMAKEDIR='$(CMAKEDIR)' STRIP_DEBUG='$(STRIP_DEBUG)' CARGO='$(CARGO)'
 
 install: build
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFDIR)
-	install -m 644 include/fraiseql_wire.h $(DESTDIR)$(INCLUDEDIR)/
-	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
-	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libfraiseql_wire.so.$(FW_VERSION)
-	ln -sfn libfraiseql_wire.so.$(FW_VERSION) $(DESTDIR)$(LIBDIR)/libfraiseql_wire.so.$(FW_MAJOR)
-	ln -sfn libfraiseql_wire.so.$(FW_MAJOR) $(DESTDIR)$(LIBDIR)/libfraiseql_wire.so
-	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
-		'Name: fraiseql-wire' \
-		'Description: Stream JSON rows from PostgreSQL with bounded memory' \
-		'Version: $(FW_VERSION)' \
-		'Cflags: -I$${includedir}' \
-		'Libs: -L$${libdir} -lfraiseql_wire' \
-		'Libs.private: -lgcc_s -lutil -lrt -lpthread -lm -ldl' \
-		> $(DESTDIR)$(PKGCONFDIR)/fraiseql-wire.pc
-	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+	$(INSTALL_ENV) packaging/install.sh install
 
 uninstall:
-	rm -f $(DESTDIR)$(INCLUDEDIR)/fraiseql_wire.h $(DESTDIR)$(LIBDIR)/libfraiseql_wire.a \
-		$(DESTDIR)$(LIBDIR)/libfraiseql_wire.so $(DESTDIR)$(LIBDIR)/libfraiseql_wire.so.$(FW_MAJOR) \
-		$(DESTDIR)$(LIBDIR)/libfraiseql_wire.so.$(FW_VERSION) $(DESTDIR)$(PKGCONFDIR)/fraiseql-wire.pc
+	$(INSTALL_ENV) packaging/install.sh uninstall
 
 clean:
 	rm -rf $(BUILD)
