@@ -12,47 +12,6 @@
 #define FW_VERSION_STRING "0.1.0"
 
 
-// Most idle connections kept per client.
-#define MAX_IDLE 16
-
-// Default server port.
-#define DEFAULT_PORT 5432
-
-// Deepest nesting decoded for a compared value (the rest of a row is only scanned).
-#define MAX_DEPTH 128
-
-// Worker threads of the runtime. Reading sockets is cheap; the consumers run on host threads.
-#define WORKER_THREADS 2
-
-#define WINDOW 100
-
-#define LOW 10.0
-
-#define HIGH 200.0
-
-#define HYSTERESIS 0.2
-
-// Default starting chunk size in rows.
-#define DEFAULT_CHUNK_ROWS 256
-
-// Default adaptive bounds.
-#define DEFAULT_ADAPTIVE_MIN 16
-
-#define DEFAULT_ADAPTIVE_MAX 1024
-
-// Default memory budget of a stream: small enough that a 1M-row stream keeps the whole
-// process under 16 MiB peak RSS even when the consumer sleeps and the budget stays full
-// (the allocator keeps up to about twice the live bytes: tests/stream_rss.rs), large enough
-// to keep the socket busy (reads are at most 256 KiB; see docs/performance.md).
-#define DEFAULT_MAX_MEMORY ((2 * 1024) * 1024)
-
-#define DEFAULT_WARN_RATIO 0.8
-
-#define DEFAULT_FAIL_RATIO 1.0
-
-// Smallest budget accepted: one socket read must fit.
-#define MIN_MAX_MEMORY (16 * 1024)
-
 // Outcome of a call: `FW_OK` (0), other non-error outcomes positive, errors negative.
 typedef enum fw_status {
   // Success; for `fw_stream_next` a row was delivered.

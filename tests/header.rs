@@ -46,3 +46,51 @@ fn header_version_macros_match_cargo() {
     assert!(generated.contains(&format!("#define FW_VERSION_PATCH {pat}\n")));
     assert!(generated.contains(&format!("#define FW_VERSION_STRING \"{v}\"\n")));
 }
+
+#[test]
+fn header_defines_only_prefixed_names() {
+    let generated = generate();
+    let mut bad = Vec::new();
+    for line in generated.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("#define ") {
+            let name = rest.split_whitespace().next().unwrap_or("");
+            if !(name.starts_with("FW_") || name == "FRAISEQL_WIRE_H") {
+                bad.push(name.to_string());
+            }
+        } else if t.starts_with("FW_") || t.starts_with("fw_") {
+            // enum constants and continuation lines are prefixed: fine
+        } else if let Some(rest) = t.strip_prefix("typedef ") {
+            // `typedef struct fw_x fw_x;`, `typedef enum fw_x {`, `typedef T (*fw_cb)(...)`
+            let name = rest
+                .trim_end_matches(';')
+                .rsplit(|c: char| c == ' ' || c == '*' || c == '(')
+                .find(|w| !w.is_empty() && !w.ends_with(')'))
+                .unwrap_or("");
+            let is_fn_ptr = rest.contains("(*");
+            if !is_fn_ptr && !name.starts_with("fw_") && !rest.ends_with('{') {
+                bad.push(name.to_string());
+            }
+        }
+    }
+    // Every exported function is fw_*.
+    for line in generated.lines() {
+        if let Some(open) = line.find('(') {
+            if line.starts_with(' ')
+                || line.starts_with("typedef")
+                || line.starts_with('#')
+                || line.starts_with("//")
+                || line.starts_with("/*")
+            {
+                continue;
+            }
+            let head = &line[..open];
+            if let Some(name) = head.rsplit([' ', '*']).next() {
+                if !name.is_empty() && !name.starts_with("fw_") {
+                    bad.push(name.to_string());
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "unprefixed names in the header: {bad:?}");
+}
