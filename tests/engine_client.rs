@@ -244,3 +244,48 @@ fn failed_queries_do_not_open_extra_connections() {
     }
     assert_eq!(backends_of(pg(), app).len(), 1);
 }
+
+/// A pooled connection whose read buffer grew under a large budget (1 MB rows) must not
+/// count that buffer against the next stream's small budget: the next stream fails at once
+/// with MemoryLimit on its first too-large row, and a small-budget stream after it stays
+/// within its own budget.
+#[test]
+fn a_reused_connection_does_not_bring_its_old_buffer_into_a_smaller_budget() {
+    let client = socket_client();
+    let (rows, end) = drain(&mut client.execute(&query("v_big")).unwrap());
+    assert_eq!(rows.len(), 5);
+    end.unwrap();
+    assert_eq!(client.pool().idle_count(), 1);
+
+    let mut q = query("v_big");
+    q.max_memory(64 * 1024, 0.5, 1.0).unwrap();
+    let t0 = Instant::now();
+    let mut s = client.execute(&q).unwrap();
+    let err = loop {
+        match s.next(Wait::For(Duration::from_secs(20))) {
+            Ok(Next::Row(_)) => panic!("a 1 MB row fit in a 64 KiB budget"),
+            Ok(other) => panic!("expected MemoryLimit, got {other:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), fraiseql_wire::ErrorKind::MemoryLimit, "{err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+    drop(s);
+
+    let mut q = query("v_user");
+    q.max_memory(16 * 1024, 0.8, 1.0).unwrap();
+    let mut s = client.execute(&q).unwrap();
+    let (rows, end) = drain(&mut s);
+    end.unwrap();
+    assert_eq!(rows.len(), 1000);
+    let stats = s.stats();
+    assert!(
+        stats.peak_memory <= 16 * 1024,
+        "peak {} above the 16 KiB budget",
+        stats.peak_memory
+    );
+}

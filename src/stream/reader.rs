@@ -287,7 +287,12 @@ enum Flow {
 }
 
 impl Reader {
-    pub(crate) fn new(conn: Connection, shared: Arc<Shared>, pool: Arc<Pool>) -> Reader {
+    pub(crate) fn new(mut conn: Connection, shared: Arc<Shared>, pool: Arc<Pool>) -> Reader {
+        // A pooled connection's buffer may have grown under another stream's (larger) budget;
+        // this stream starts from an empty one so only its own budget applies.
+        if conn.buf.is_empty() {
+            conn.buf = BytesMut::new();
+        }
         Reader {
             conn,
             shared,
@@ -387,7 +392,8 @@ impl Reader {
                 })
                 .await;
                 if let Ok(true) = drained {
-                    self.conn.buf.clear();
+                    // An idle connection holds no buffer memory.
+                    self.conn.buf = BytesMut::new();
                     self.pool.put(self.conn);
                 }
                 let _ = started.send(Err(err));
@@ -967,7 +973,8 @@ impl Reader {
         // next query on it. The connection is back before the consumer can see the end, so
         // that the next stream started right after `Done` reuses it.
         if reusable && !was_cancelled {
-            conn.buf.clear();
+            // An idle connection holds no buffer memory.
+            conn.buf = BytesMut::new();
             pool.put(conn);
         }
         shared.wake_consumer(&mut g);
