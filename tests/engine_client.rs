@@ -261,12 +261,10 @@ fn a_reused_connection_does_not_bring_its_old_buffer_into_a_smaller_budget() {
     q.max_memory(64 * 1024, 0.5, 1.0).unwrap();
     let t0 = Instant::now();
     let mut s = client.execute(&q).unwrap();
-    let err = loop {
-        match s.next(Wait::For(Duration::from_secs(20))) {
-            Ok(Next::Row(_)) => panic!("a 1 MB row fit in a 64 KiB budget"),
-            Ok(other) => panic!("expected MemoryLimit, got {other:?}"),
-            Err(e) => break e,
-        }
+    let err = match s.next(Wait::For(Duration::from_secs(20))) {
+        Ok(Next::Row(_)) => panic!("a 1 MB row fit in a 64 KiB budget"),
+        Ok(other) => panic!("expected MemoryLimit, got {other:?}"),
+        Err(e) => e,
     };
     assert_eq!(err.kind(), fraiseql_wire::ErrorKind::MemoryLimit, "{err}");
     assert!(

@@ -64,7 +64,7 @@ fn header_defines_only_prefixed_names() {
             // `typedef struct fw_x fw_x;`, `typedef enum fw_x {`, `typedef T (*fw_cb)(...)`
             let name = rest
                 .trim_end_matches(';')
-                .rsplit(|c: char| c == ' ' || c == '*' || c == '(')
+                .rsplit([' ', '*', '('])
                 .find(|w| !w.is_empty() && !w.ends_with(')'))
                 .unwrap_or("");
             let is_fn_ptr = rest.contains("(*");
