@@ -1,7 +1,8 @@
 //! Metric events. Every place in the engine where something that a metric names happens calls
 //! one of these functions; this module turns them into the 37 metrics of the product's list
-//! (see [`defs::DEFINITIONS`] and `docs/metrics.md`), recorded on the library's own
-//! Prometheus recorder (never the process-global one, see [`registry`](self)).
+//! (see [`defs::DEFINITIONS`] and `docs/metrics.md`): counters and gauges on the library's own
+//! Prometheus recorder (never the process-global one), histograms in the library's own
+//! fixed-bucket atomic histograms, rendered together by [`render`].
 //!
 //! Cost: the hot paths (the reader building chunks, the consumer taking them) record once per
 //! chunk, never per row, into handles registered once per entity. With the `metrics` cargo
@@ -10,6 +11,7 @@
 //! Durations are recorded as float milliseconds (sub-millisecond values keep their fraction).
 
 pub mod defs;
+mod histogram;
 #[cfg(feature = "metrics-http")]
 pub mod http;
 mod registry;
@@ -128,7 +130,8 @@ events! {
     }
 
     /// The reader handed a chunk of `rows` rows (`bytes` bytes) to the consumer; building it
-    /// from socket bytes took `build`.
+    /// from socket bytes took `build`. The rows count as buffered until [`chunk_taken`] (or a
+    /// cancel or free) takes them out.
     pub fn chunk_built(entity: &str, rows: usize, bytes: usize, build: Duration) {
         let r = registry::registry();
         registry::with_entity(entity, |m| {
@@ -136,6 +139,17 @@ events! {
             r.observe(&m.chunk_rows, rows as f64);
             r.observe(&m.chunk_ms, ms(build));
             m.chunk_bytes.set(bytes as f64);
+            m.buffered_rows(rows as i64);
+        });
+    }
+
+    /// The consumer took a chunk of `rows` rows from the channel; `waiting` rows are still
+    /// waiting there.
+    pub fn chunk_taken(entity: &str, rows: usize, waiting: usize) {
+        let r = registry::registry();
+        registry::with_entity(entity, |m| {
+            m.buffered_rows(-(rows as i64));
+            r.observe(&m.occupancy, waiting as f64);
         });
     }
 
@@ -161,12 +175,6 @@ events! {
     pub fn channel_send_wait(entity: &str, waited: Duration) {
         let r = registry::registry();
         registry::with_entity(entity, |m| r.observe(&m.send_latency_ms, ms(waited)));
-    }
-
-    /// The consumer took a chunk; `rows` rows are still waiting in the channel.
-    pub fn occupancy(entity: &str, rows: usize) {
-        let r = registry::registry();
-        registry::with_entity(entity, |m| r.observe(&m.occupancy, rows as f64));
     }
 
     /// Rows buffered in a stream of `entity` went up (positive) or down (negative).
@@ -240,7 +248,7 @@ events! {
             Ok(()) => r.count("fraiseql_authentications_successful_total", [mechanism, ""], 1),
             Err(reason) => r.count("fraiseql_authentications_failed_total", [mechanism, reason], 1),
         }
-        r.observe_static("fraiseql_auth_duration_ms", mechanism, ms(took));
+        r.observe_auth(mechanism, ms(took));
     }
 
     /// An error in `phase` ("query" or "stream"; connection errors are counted by

@@ -9,37 +9,36 @@
 //! entity (an [`EntityMetrics`]), the first time a query on that entity starts, and found
 //! again through a per-thread one-entry cache (a string compare), falling back to a
 //! read-locked map. Events never build labels; only the first event of a new label set does.
+//!
+//! Counters and gauges are handles of the Prometheus recorder. Histograms are the library's
+//! fixed-bucket atomic histograms ([`Hist`]), rendered after the recorder's output in the same
+//! exposition: recording one is two uncontended atomic additions.
 
 // Without the `metrics` feature only `render` is used (the dump is then empty).
 #![cfg_attr(not(feature = "metrics"), allow(dead_code))]
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder};
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics::{Counter, Gauge, Key, KeyName, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use super::defs::{self, MetricKind, DEFINITIONS};
+use super::histogram::{escape, Hist};
 
 static META: Metadata<'static> =
     Metadata::new("fraiseql_wire", Level::INFO, Some("fraiseql_wire::metrics"));
-
-/// Histogram samples are buffered lock-free by the recorder until they are folded into the
-/// buckets (at each render, or here every this many samples recorded by a thread), so memory
-/// stays bounded when nobody scrapes.
-const UPKEEP_EVERY: u32 = 8192;
 
 pub(crate) struct Registry {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     entities: RwLock<HashMap<Box<str>, Arc<EntityMetrics>>>,
-    /// Counters and histograms without an entity label, by (name, label values).
+    /// Counters without an entity label, by (name, label values).
     counters: Mutex<HashMap<(&'static str, [&'static str; 2]), Counter>>,
-    histograms: Mutex<HashMap<(&'static str, &'static str), Histogram>>,
+    /// `fraiseql_auth_duration_ms` by mechanism.
+    auth_ms: Mutex<Vec<(&'static str, Arc<Hist>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -53,22 +52,14 @@ pub(crate) fn registry() -> &'static Registry {
 
 impl Registry {
     fn new() -> Registry {
-        let mut builder = PrometheusBuilder::new();
-        for d in DEFINITIONS
-            .iter()
-            .filter(|d| d.kind == MetricKind::Histogram)
-        {
-            builder = builder
-                .set_buckets_for_metric(Matcher::Full(d.name.to_string()), d.buckets)
-                .expect("histogram buckets are not empty");
-        }
-        let recorder = builder.build_recorder();
+        let recorder = PrometheusBuilder::new().build_recorder();
         for d in DEFINITIONS {
             let name = KeyName::from_const_str(d.name);
             match d.kind {
                 MetricKind::Counter => recorder.describe_counter(name, None, d.help.into()),
-                MetricKind::Histogram => recorder.describe_histogram(name, None, d.help.into()),
                 MetricKind::Gauge => recorder.describe_gauge(name, None, d.help.into()),
+                // Rendered by `render` from the library's own histograms.
+                MetricKind::Histogram => {}
             }
         }
         let handle = recorder.handle();
@@ -77,21 +68,55 @@ impl Registry {
             handle,
             entities: RwLock::new(HashMap::new()),
             counters: Mutex::new(HashMap::new()),
-            histograms: Mutex::new(HashMap::new()),
+            auth_ms: Mutex::new(Vec::new()),
         }
     }
 
     /// The Prometheus text exposition of every metric that has a series.
     pub fn render(&self) -> String {
-        for m in self
+        let mut entities: Vec<Arc<EntityMetrics>> = self
             .entities
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-        {
+            .cloned()
+            .collect();
+        entities.sort_by(|a, b| a.name.cmp(&b.name));
+        for m in &entities {
             m.sync_buffered();
         }
-        self.handle.render()
+        let mut out = self.handle.render();
+        let auth: Vec<(&'static str, Arc<Hist>)> = lock(&self.auth_ms).clone();
+        for d in DEFINITIONS
+            .iter()
+            .filter(|d| d.kind == MetricKind::Histogram)
+        {
+            let series: Vec<(String, &Hist)> = if d.name == "fraiseql_auth_duration_ms" {
+                auth.iter()
+                    .map(|(m, h)| (format!("mechanism=\"{}\"", escape(m)), &**h))
+                    .collect()
+            } else {
+                entities
+                    .iter()
+                    .filter_map(|m| {
+                        let h = m.histogram(d.name)?;
+                        Some((format!("entity=\"{}\"", escape(&m.name)), h))
+                    })
+                    .collect()
+            };
+            if series.is_empty() {
+                continue;
+            }
+            out.push_str(&format!(
+                "# HELP {} {}\n# TYPE {} histogram\n",
+                d.name, d.help, d.name
+            ));
+            for (labels, h) in series {
+                h.render(&mut out, d.name, &labels);
+            }
+            out.push('\n');
+        }
+        out
     }
 
     fn key(name: &'static str, values: &[&str]) -> Key {
@@ -111,11 +136,6 @@ impl Registry {
             .register_counter(&Self::key(name, values), &META)
     }
 
-    pub fn new_histogram(&self, name: &'static str, values: &[&str]) -> Histogram {
-        self.recorder
-            .register_histogram(&Self::key(name, values), &META)
-    }
-
     pub fn new_gauge(&self, name: &'static str, values: &[&str]) -> Gauge {
         self.recorder
             .register_gauge(&Self::key(name, values), &META)
@@ -131,30 +151,22 @@ impl Registry {
         c.increment(n);
     }
 
-    /// Observe a value in a histogram labelled by one static value.
-    pub fn observe_static(&self, name: &'static str, value: &'static str, v: f64) {
-        let h = lock(&self.histograms)
-            .entry((name, value))
-            .or_insert_with(|| self.new_histogram(name, &[value]))
-            .clone();
-        self.observe(&h, v);
+    /// Observe an authentication time for `mechanism`.
+    pub fn observe_auth(&self, mechanism: &'static str, ms: f64) {
+        let mut v = lock(&self.auth_ms);
+        if let Some((_, h)) = v.iter().find(|(m, _)| *m == mechanism) {
+            h.record(ms);
+            return;
+        }
+        let h = Arc::new(Hist::new(defs::AUTH_MS));
+        h.record(ms);
+        v.push((mechanism, h));
     }
 
-    /// Record a histogram sample; folds buffered samples into buckets now and then (counted
-    /// per thread: no shared counter on the hot path).
+    /// Record a histogram sample.
     #[inline]
-    pub fn observe(&self, h: &Histogram, v: f64) {
+    pub fn observe(&self, h: &Hist, v: f64) {
         h.record(v);
-        let due = SAMPLES
-            .try_with(|n| {
-                let v = n.get() + 1;
-                n.set(if v >= UPKEEP_EVERY { 0 } else { v });
-                v >= UPKEEP_EVERY
-            })
-            .unwrap_or(false);
-        if due {
-            self.handle.run_upkeep();
-        }
     }
 
     fn entity_slow(&self, name: &str) -> Arc<EntityMetrics> {
@@ -190,18 +202,18 @@ pub(crate) struct EntityMetrics {
     pub paused: Counter,
     pub resumed: Counter,
     pub pause_timeouts: Counter,
-    pub startup_ms: Histogram,
-    pub total_ms: Histogram,
-    pub query_rows: Histogram,
-    pub query_bytes: Histogram,
-    pub chunk_ms: Histogram,
-    pub chunk_rows: Histogram,
-    pub json_parse_ms: Histogram,
-    pub filter_ms: Histogram,
-    pub deserialization_ms: Histogram,
-    pub send_latency_ms: Histogram,
-    pub occupancy: Histogram,
-    pub pause_ms: Histogram,
+    pub startup_ms: Hist,
+    pub total_ms: Hist,
+    pub query_rows: Hist,
+    pub query_bytes: Hist,
+    pub chunk_ms: Hist,
+    pub chunk_rows: Hist,
+    pub json_parse_ms: Hist,
+    pub filter_ms: Hist,
+    pub deserialization_ms: Hist,
+    pub send_latency_ms: Hist,
+    pub occupancy: Hist,
+    pub pause_ms: Hist,
     pub chunk_bytes: Gauge,
     /// `fraiseql_stream_buffered_items`: set from the two counters below at each render, so
     /// the reader (adding) and the consumer (taking) never write the same cache line.
@@ -217,7 +229,7 @@ pub(crate) struct EntityMetrics {
 impl EntityMetrics {
     fn new(r: &Registry, entity: &str) -> EntityMetrics {
         let c = |n| r.new_counter(n, &[entity]);
-        let h = |n| r.new_histogram(n, &[entity]);
+        let h = |n| Hist::new(defs::find(n).expect("metric is defined").buckets);
         let g = |n| r.new_gauge(n, &[entity]);
         EntityMetrics {
             name: entity.into(),
@@ -256,6 +268,25 @@ impl EntityMetrics {
             errors: Mutex::new(Vec::new()),
             deserialization_failed: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The histogram of this entity named `name`.
+    fn histogram(&self, name: &str) -> Option<&Hist> {
+        Some(match name {
+            "fraiseql_query_startup_duration_ms" => &self.startup_ms,
+            "fraiseql_query_total_duration_ms" => &self.total_ms,
+            "fraiseql_query_rows_processed" => &self.query_rows,
+            "fraiseql_query_bytes_received" => &self.query_bytes,
+            "fraiseql_chunk_processing_duration_ms" => &self.chunk_ms,
+            "fraiseql_chunk_size_rows" => &self.chunk_rows,
+            "fraiseql_json_parse_duration_ms" => &self.json_parse_ms,
+            "fraiseql_filter_duration_ms" => &self.filter_ms,
+            "fraiseql_deserialization_duration_ms" => &self.deserialization_ms,
+            "fraiseql_channel_send_latency_ms" => &self.send_latency_ms,
+            "fraiseql_channel_occupancy_rows" => &self.occupancy,
+            "fraiseql_stream_pause_duration_ms" => &self.pause_ms,
+            _ => return None,
+        })
     }
 
     /// Rows buffered in streams of this entity went up (positive) or down (negative).
@@ -308,8 +339,6 @@ impl EntityMetrics {
 struct Padded(AtomicI64);
 
 thread_local! {
-    /// Histogram samples this thread recorded since the last upkeep.
-    static SAMPLES: Cell<u32> = const { Cell::new(0) };
     /// The entity this thread recorded for last (a reader task or a consumer thread records
     /// for the same entity chunk after chunk).
     static LAST: RefCell<Option<Arc<EntityMetrics>>> = const { RefCell::new(None) };

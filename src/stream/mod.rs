@@ -538,8 +538,7 @@ impl Stream {
                 g.queued_bytes -= c.bytes;
                 g.held_bytes += c.bytes;
                 let occupancy = g.queued_rows;
-                crate::metrics::buffered_rows(&shared.entity, -(c.len() as i64));
-                crate::metrics::occupancy(&shared.entity, occupancy);
+                crate::metrics::chunk_taken(&shared.entity, c.len(), occupancy);
                 if let Some(a) = self.adaptive.as_mut() {
                     if let Some(adj) = a.observe(occupancy, Instant::now()) {
                         shared.chunk_size.store(adj.new, Ordering::Relaxed);

@@ -810,7 +810,6 @@ impl Reader {
         } else {
             g.warn_armed = true;
         }
-        metrics::buffered_rows(&self.shared.entity, n as i64);
         self.shared.wake_consumer(&mut g);
     }
 
