@@ -236,6 +236,9 @@ pub(crate) struct Reader {
     saw_first_row: bool,
     command_complete: bool,
     error: Option<Error>,
+    /// A chunk was queued for a waiting consumer without waking it (see the end of
+    /// [`Reader::emit_chunk`]); the wake is done before the reader waits for anything.
+    wake_pending: bool,
     /// Read buffers of `READ_SIZE` handed over (their chunks may still be alive), to be
     /// reused: see [`Reader::make_room`].
     spares: Vec<BytesMut>,
@@ -304,6 +307,7 @@ impl Reader {
             saw_first_row: false,
             command_complete: false,
             error: None,
+            wake_pending: false,
             spares: Vec::new(),
             buf_standard: false,
             rejected: 0,
@@ -453,6 +457,10 @@ impl Reader {
                         Some(t) => wait = Some(t - started.elapsed()),
                         None => wait = None,
                     }
+                    if self.wake_pending {
+                        self.wake_pending = false;
+                        self.shared.wake_consumer(&mut g);
+                    }
                 } else {
                     let free = budget.saturating_sub(held);
                     let len = self.conn.buf.len();
@@ -466,6 +474,10 @@ impl Reader {
                         return Ok(plan);
                     }
                     g.reader_waiting = true;
+                    if self.wake_pending {
+                        self.wake_pending = false;
+                        self.shared.wake_consumer(&mut g);
+                    }
                     waited_since.get_or_insert_with(Instant::now);
                     wait = None;
                 }
@@ -547,11 +559,32 @@ impl Reader {
         let buf = &mut self.conn.buf;
         let max = plan.max.min(buf.capacity() - buf.len()).max(1);
         let mut limited = (&mut self.conn.transport).take(max as u64);
-        let n = tokio::select! {
-            biased;
-            _ = self.shared.reader_wake.notified() => return Ok(()),
-            r = limited.read_buf(buf) => {
+        // Try the read once without waiting: only when the socket has nothing for us is a
+        // deferred wake of the consumer done (rows never wait behind an idle socket).
+        let first = {
+            let mut read = std::pin::pin!(limited.read_buf(&mut *buf));
+            std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::future::Future::poll(read.as_mut(), cx))
+            })
+            .await
+        };
+        let n = match first {
+            std::task::Poll::Ready(r) => {
                 r.map_err(|e| Error::io("could not read from the server", &e))?
+            }
+            std::task::Poll::Pending => {
+                if self.wake_pending {
+                    self.wake_pending = false;
+                    let mut g = self.shared.lock();
+                    self.shared.wake_consumer(&mut g);
+                }
+                tokio::select! {
+                    biased;
+                    _ = self.shared.reader_wake.notified() => return Ok(()),
+                    r = limited.read_buf(buf) => {
+                        r.map_err(|e| Error::io("could not read from the server", &e))?
+                    }
+                }
             }
         };
         if n == 0 {
@@ -810,7 +843,20 @@ impl Reader {
         } else {
             g.warn_armed = true;
         }
-        self.shared.wake_consumer(&mut g);
+        // A consumer blocked waiting for rows is woken for the first chunk, then once a
+        // quarter of the budget is queued; in between the wake is deferred until the reader
+        // is about to wait (socket empty, budget full, pause) or ends. A consumer faster than
+        // the socket then takes several chunks per wake-up instead of sleeping and waking
+        // for each one (a futex wake and two context switches per chunk).
+        if g.consumer_waiting
+            && g.chunks_received > 1
+            && g.queued_bytes < self.shared.options.memory.bytes / 4
+        {
+            self.wake_pending = true;
+        } else {
+            self.wake_pending = false;
+            self.shared.wake_consumer(&mut g);
+        }
     }
 
     /// Reset the count of rows the built-in predicates rejected since the last chunk; the
