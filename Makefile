@@ -13,7 +13,8 @@
 #     make test-bindings  run every bindings/*/test.sh that exists
 #     make test-packaging install into temporary prefixes and use it: pkg-config, CMake,
 #                         static and shared (tests/packaging/run.sh)
-#   make bench-smoke    benches/run --smoke, if it exists
+#   make bench-smoke    benches/run --smoke: every benchmark contender on tiny inputs
+#   make bench          the full benchmark suite (benches/run)
 #   make install        header, libraries, fraiseql-wire.pc and the CMake package under
 #                       $(DESTDIR)$(PREFIX) (packaging/install.sh); `make uninstall` removes them
 #
@@ -47,7 +48,7 @@ WITH_PG := scripts/with-pg
 # The second line is for the bindings' tests (bindings/*/test.sh fail without their
 # toolchain when CI=true).
 TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 \
-	python3 ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake
+	python3 ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus
 
 CSTD     := -std=c99 -D_POSIX_C_SOURCE=200809L
 CWARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Werror
@@ -74,7 +75,7 @@ VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
 	--num-callers=40 --suppressions=$(abspath tests/c/valgrind.supp)
 
 .PHONY: all build header demo deps test lint test-rust test-c test-valgrind test-examples \
-	test-bindings test-packaging bench-smoke install uninstall clean
+	test-bindings test-packaging bench-smoke bench install uninstall clean
 
 all: build
 
@@ -112,6 +113,7 @@ test: deps
 	$(MAKE) test-examples
 	$(MAKE) test-bindings
 	$(MAKE) test-packaging
+	$(MAKE) bench-smoke
 	@echo "make test: all passed"
 
 lint:
@@ -163,8 +165,13 @@ test-bindings:
 test-packaging: build
 	tests/packaging/run.sh
 
-bench-smoke:
-	@if [ -e benches/run ]; then benches/run --smoke; else echo "bench-smoke: no benches/run yet"; fi
+bench-smoke: build
+	benches/run --smoke
+
+# The full benchmark suite against the fake server and a throwaway PostgreSQL (tables in
+# target/bench/; numbers in docs/performance.md come from it).
+bench: build
+	benches/run
 
 # ---------------------------------------------------------------------------------------------
 # install
