@@ -241,9 +241,9 @@ pub(crate) struct Reader {
     wake_pending: bool,
     /// Read buffers of `READ_SIZE` handed over (their chunks may still be alive), to be
     /// reused: see [`Reader::make_room`].
-    spares: Vec<BytesMut>,
+    spares: Vec<(usize, BytesMut)>,
     /// The read buffer is a `READ_SIZE` buffer (one that may be recycled).
-    buf_standard: bool,
+    buf_block: usize,
     /// Rows of the chunk being built that the built-in JSON predicates rejected, and their
     /// JSON bytes: counted as received and filtered when the chunk is handed over.
     rejected: u64,
@@ -309,7 +309,7 @@ impl Reader {
             error: None,
             wake_pending: false,
             spares: Vec::new(),
-            buf_standard: false,
+            buf_block: 0,
             rejected: 0,
             rejected_bytes: 0,
             parsed_rows: 0,
@@ -504,34 +504,42 @@ impl Reader {
     /// the client's CPU time when every read got a new buffer. Normal reads use buffers of
     /// exactly `READ_SIZE` bytes, so that one whose chunks have all been consumed serves the
     /// next read; other sizes (a large pending row, a tight budget) are allocated exactly, as
-    /// the budget planned.
+    /// the budget planned, and reused the same way when they fit (rows of similar sizes).
     fn make_room(&mut self, want: usize, limit: usize) {
         let buf = &mut self.conn.buf;
         let need = buf.len() + want;
-        let standard = need <= READ_SIZE && READ_SIZE <= limit;
-        if standard && self.buf_standard && buf.try_reclaim(want) {
+        let fits = |block: usize| block >= need && block <= limit;
+        if fits(self.buf_block) && buf.try_reclaim(want) {
             return;
         }
+        // A buffer whose chunks are all gone and whose size fits this read.
         let mut next = None;
-        if standard {
-            if let Some(i) = self
-                .spares
-                .iter_mut()
-                .position(|b| b.try_reclaim(READ_SIZE))
-            {
-                next = Some(self.spares.swap_remove(i));
-            }
+        if let Some(i) = self
+            .spares
+            .iter_mut()
+            .position(|(block, b)| fits(*block) && b.try_reclaim(*block))
+        {
+            next = Some(self.spares.swap_remove(i));
         }
-        let mut next = next.unwrap_or_else(|| {
-            BytesMut::with_capacity(if standard { READ_SIZE } else { limit.max(need) })
+        let (block, mut next) = next.unwrap_or_else(|| {
+            let block = if need <= READ_SIZE && READ_SIZE <= limit {
+                READ_SIZE
+            } else {
+                limit.max(need)
+            };
+            (block, BytesMut::with_capacity(block))
         });
         next.extend_from_slice(buf);
         let mut old = std::mem::replace(buf, next);
-        if self.buf_standard && self.spares.len() < MAX_SPARES {
+        // Keep buffers of at most the budget (a large row's buffer serves the next large row).
+        if self.buf_block > 0 && self.buf_block <= self.shared.options.memory.bytes {
             old.clear();
-            self.spares.push(old);
+            if self.spares.len() >= MAX_SPARES {
+                self.spares.remove(0);
+            }
+            self.spares.push((self.buf_block, old));
         }
-        self.buf_standard = standard;
+        self.buf_block = block;
     }
 
     /// One socket read as `plan` says; returns early (without reading) when a pause, cancel
