@@ -417,9 +417,15 @@ impl Reader {
     /// Stream rows until ReadyForQuery, an error, a cancel, or the end of the connection.
     async fn stream_rows(&mut self) -> Result<()> {
         loop {
-            let need = match self.process_buffer()? {
-                Flow::Finished => return Ok(()),
-                Flow::NeedMore(n) => n,
+            let need = match self.process_buffer() {
+                Ok(Flow::Finished) => return Ok(()),
+                Ok(Flow::NeedMore(n)) => n,
+                Err(e) => {
+                    // Rows parsed before a malformed message are complete: deliver them
+                    // first, then the error (nothing received is dropped silently).
+                    self.emit_chunk();
+                    return Err(e);
+                }
             };
             let allowance = self.wait_for_room(need).await?;
             self.read_some(allowance).await?;
