@@ -26,11 +26,7 @@ fn start_sleep30(app: &str) -> (fraiseql_wire::Client, fraiseql_wire::Stream) {
         t0.elapsed()
     );
     assert!(
-        wait_until(Duration::from_secs(5), || active_queries(
-            pg(),
-            app,
-            "v_sleep30"
-        ) == 1),
+        active_queries_become(app, "v_sleep30", 1, Duration::from_secs(5)),
         "the v_sleep30 query never showed up as active in pg_stat_activity"
     );
     (client, stream)
@@ -59,11 +55,7 @@ fn cancel_from_another_thread_stops_the_server_query() {
 
     let t = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(1), || active_queries(
-            pg(),
-            app,
-            "v_sleep30"
-        ) == 0),
+        active_queries_become(app, "v_sleep30", 0, Duration::from_secs(1)),
         "the query is still active in pg_stat_activity 1 s after cancel"
     );
     assert!(t.elapsed() <= Duration::from_millis(1100));
@@ -97,11 +89,7 @@ fn dropping_a_running_stream_cancels_the_server_query() {
         t.elapsed()
     );
     assert!(
-        wait_until(Duration::from_secs(1), || active_queries(
-            pg(),
-            app,
-            "v_sleep30"
-        ) == 0),
+        active_queries_become(app, "v_sleep30", 0, Duration::from_secs(1)),
         "the query is still active 1 s after its stream was dropped"
     );
     let mut q = query("v_user");
@@ -125,11 +113,7 @@ fn cancel_twice_is_ok_and_next_reports_cancelled() {
     let err = stream.next(Wait::NoWait).expect_err("still cancelled");
     assert_eq!(err.kind(), ErrorKind::Cancelled);
     assert!(
-        wait_until(Duration::from_secs(1), || active_queries(
-            pg(),
-            app,
-            "v_sleep30"
-        ) == 0),
+        active_queries_become(app, "v_sleep30", 0, Duration::from_secs(1)),
         "the query is still active 1 s after cancel"
     );
     // Pause/resume on a cancelled stream are state errors.
@@ -237,11 +221,7 @@ fn dropping_a_stream_blocked_on_backpressure_stops_the_server_query() {
     );
     drop(stream);
     assert!(
-        wait_until(Duration::from_secs(1), || active_queries(
-            pg(),
-            app,
-            "v_bench_1m"
-        ) == 0),
+        active_queries_become(app, "v_bench_1m", 0, Duration::from_secs(1)),
         "the query is still active 1 s after its stream was dropped"
     );
     let mut q = query("v_user");

@@ -17,11 +17,7 @@ fn shutdown_cancels_live_streams_and_refuses_later_calls() {
     let client = socket_client_app(app);
     let stream = client.execute(&query("v_sleep30")).unwrap();
     assert!(
-        wait_until(Duration::from_secs(5), || active_queries(
-            pg(),
-            app,
-            "v_sleep30"
-        ) == 1),
+        active_queries_become(app, "v_sleep30", 1, Duration::from_secs(5)),
         "v_sleep30 never became active"
     );
     assert_eq!(runtime_threads().len(), runtime::WORKER_THREADS);
@@ -48,11 +44,7 @@ fn shutdown_cancels_live_streams_and_refuses_later_calls() {
 
     // The server query was cancelled, not left running for 30 s.
     assert!(
-        wait_until(Duration::from_secs(1), || active_queries(
-            pg(),
-            app,
-            "v_sleep30"
-        ) == 0),
+        active_queries_become(app, "v_sleep30", 0, Duration::from_secs(1)),
         "v_sleep30 still runs after shutdown"
     );
     // The worker threads are gone.

@@ -168,3 +168,9 @@ pub fn blocked_signals(tid: u32) -> u64 {
         .expect("SigBlk line");
     u64::from_str_radix(line["SigBlk:".len()..].trim(), 16).unwrap()
 }
+
+/// Wait up to `within` until `fragment` is running exactly `n` times for `app` in
+/// pg_stat_activity.
+pub fn active_queries_become(app: &str, fragment: &str, n: usize, within: Duration) -> bool {
+    wait_until(within, || active_queries(pg(), app, fragment) == n)
+}
