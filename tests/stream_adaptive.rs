@@ -16,8 +16,10 @@ use stream_support::*;
 fn a_slow_consumer_shrinks_the_chunks_the_reader_hands_over() {
     create_once(
         "t_adapt_small",
+        // Large enough that the reader is still receiving when the chunk sizes are checked
+        // (60k rows were sometimes all received, within the budget, before the check).
         "CREATE TABLE t_adapt_small AS SELECT jsonb_build_object('i', i) AS data \
-         FROM generate_series(1, 60000) AS i",
+         FROM generate_series(1, 400000) AS i",
     );
     let c = client();
     let mut q = Query::new("t_adapt_small").unwrap();
@@ -73,7 +75,10 @@ fn a_slow_consumer_shrinks_the_chunks_the_reader_hands_over() {
     let b = ctl.stats();
     let rows = b.total_rows_received - a.total_rows_received;
     let chunks = b.chunks_received - a.chunks_received;
-    assert!(rows > 0 && chunks > 0);
+    assert!(
+        rows > 0 && chunks > 0,
+        "the reader received nothing while 3000 rows were consumed ({a:?} -> {b:?})"
+    );
     assert!(rows <= 16 * chunks, "{rows} rows in {chunks} chunks");
     assert_eq!(b.current_chunk_size, 16, "stays at the bound");
     assert!(b.peak_memory <= 256 * 1024);
