@@ -165,9 +165,11 @@ fn stats_through_the_c_api_from_another_thread() {
     let mut s: *mut fw_stream = std::ptr::null_mut();
     assert_eq!(fw_query_execute(q, &mut s), FW_OK);
     let done = Arc::new(AtomicBool::new(false));
+    let polled_main = Arc::new(AtomicBool::new(false));
     let poller = {
         let p = Ptr(s);
         let done = done.clone();
+        let polled = polled_main.clone();
         std::thread::spawn(move || {
             let p = p;
             let mut n = 0;
@@ -180,10 +182,16 @@ fn stats_through_the_c_api_from_another_thread() {
                     st.total_rows_received - st.total_rows_yielded - st.total_rows_filtered
                 );
                 n += 1;
+                polled.store(true, Ordering::Release);
             }
             n
         })
     };
+    // Consume only once the poller runs, so the two really overlap (on a loaded machine the
+    // thread could otherwise start after the whole stream was consumed).
+    while !polled_main.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
     let mut row = fw_row {
         data: std::ptr::null(),
         len: 0,
