@@ -38,6 +38,9 @@ usage: fakepg [options]
   --fault SPEC         faults applied to every query, e.g. cut500 or error10__slow100
                        (a workload name's own faults are added to these)
   --write-size BYTES   largest single write (default 1048576)
+  --ignore-flush       do not send anything on Flush: the whole answer to a query goes out
+                       at Sync, in one write when it fits (a client then gets a small result
+                       in a single read, whatever the timing)
   --watch-pid PID      exit when process PID has exited
   --pregen SIZES       generate the row blocks for these document sizes at start,
                        comma-separated (e.g. 430,4k,1mb), so the first query is not slowed
@@ -93,6 +96,7 @@ fn main() {
     let mut password: Option<String> = None;
     let mut faults = Faults::default();
     let mut write_size = 1 << 20;
+    let mut ignore_flush = false;
     let mut watch_pid: Option<u32> = None;
     let mut pregen: Vec<usize> = Vec::new();
     let mut verbose = false;
@@ -122,6 +126,7 @@ fn main() {
                 pregen = val("--pregen").split(',').filter(|s| !s.is_empty()).map(parse_size_arg).collect()
             }
             "--verbose" => verbose = true,
+            "--ignore-flush" => ignore_flush = true,
             "--check" => {
                 let mut so = std::io::stdout().lock();
                 for size in [430usize, 4096, 1 << 20] {
@@ -146,6 +151,7 @@ fn main() {
         write_size,
         auth,
         verbose,
+        ignore_flush,
     });
 
     for size in pregen {

@@ -30,6 +30,8 @@ pub struct Config {
     pub write_size: usize,
     pub auth: Auth,
     pub verbose: bool,
+    /// `--ignore-flush`: Flush sends nothing (the answer goes out at Sync).
+    pub ignore_flush: bool,
 }
 
 pub enum Sock {
@@ -454,6 +456,7 @@ impl Session {
                 proto::ready(&mut self.out, st);
                 self.flush()?;
             }
+            b'H' if self.cfg.ignore_flush => {}
             b'H' => self.flush()?,
             b'C' => {
                 let kind = p.byte();

@@ -1,0 +1,80 @@
+//! The fake server of the benchmark suite (`benches/fakepg`) for tests (included with
+//! `mod fakepg_support;`): built on first use, one per call, on a Unix socket in a temp
+//! directory, killed when dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub struct FakePg {
+    child: Child,
+    pub dir: String,
+    pub port: String,
+}
+
+impl FakePg {
+    /// Trust over its Unix socket.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={} port={} user=bench dbname=bench",
+            self.dir, self.port
+        )
+    }
+}
+
+impl Drop for FakePg {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Start a fake server with these extra arguments (e.g. `--ignore-flush`).
+pub fn fakepg_with(args: &[&str]) -> FakePg {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let target = format!("{root}/target/fakepg");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(format!("{root}/benches/fakepg/Cargo.toml"))
+        .args(["--target-dir", &target])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "could not build benches/fakepg");
+    let dir = std::env::temp_dir().join(format!(
+        "fw-fake-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(format!("{target}/release/fakepg"))
+        .arg("--unix-dir")
+        .arg(&dir)
+        .args(["--watch-pid", &std::process::id().to_string()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("fakepg starts");
+    let mut port = None;
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..3 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        if let Some(p) = line.trim().strip_prefix("FAKEPG_PORT=") {
+            port = Some(p.to_string());
+        }
+    }
+    FakePg {
+        child,
+        dir: dir.display().to_string(),
+        port: port.expect("fakepg printed its port"),
+    }
+}
+
+/// A fake server with default settings.
+pub fn fakepg() -> FakePg {
+    fakepg_with(&[])
+}
