@@ -42,8 +42,13 @@ impl Pool {
         None
     }
 
-    pub(crate) fn put(&self, conn: Connection) {
+    pub(crate) fn put(&self, mut conn: Connection) {
         if conn.owner_pid != std::process::id() || runtime::is_shut_down() {
+            return;
+        }
+        // Idle plain sockets leave the runtime's epoll set (see `Transport::detach`); one
+        // that cannot is not kept.
+        if conn.transport.detach().is_err() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -131,21 +136,40 @@ impl Client {
         let pool = self.pool.clone();
         crate::metrics::query_started(&entity);
         let t0 = Instant::now();
-        let result = runtime::block_on(async move {
-            if let Some(conn) = pool.take() {
-                let sent = start(conn, &pool, &entity, options, &json_filters, &sql).await;
-                // A pooled connection the server has closed meanwhile (idle timeout, restart)
-                // fails before any answer: the read-only query is retried once on a new one.
-                match sent {
+        let result = (|| {
+            // The usual case, an idle pooled connection on a plain socket: the query starts
+            // on this thread (see `Reader::run_inline`); a small result is read here whole.
+            let mut pooled = pool.take();
+            if pooled.as_ref().is_some_and(Connection::is_plain) {
+                runtime::handle()?;
+                let conn = pooled.take().expect("checked above");
+                let shared = new_shared(&conn, &entity, options, &json_filters);
+                match Reader::new(conn, shared.clone(), pool.clone()).run_inline(&sql) {
+                    Ok(()) => return Ok(shared),
+                    // Stale (closed by the server meanwhile): retried once below.
                     Err(e) if e.kind() == ErrorKind::Io => {}
-                    other => return other.inspect_err(query_phase_error),
+                    Err(e) => {
+                        query_phase_error(&e);
+                        return Err(e);
+                    }
                 }
             }
-            let conn = Connection::connect(&config).await?;
-            start(conn, &pool, &entity, options, &json_filters, &sql)
-                .await
-                .inspect_err(query_phase_error)
-        });
+            runtime::block_on(async move {
+                if let Some(conn) = pooled {
+                    let sent = start(conn, &pool, &entity, options, &json_filters, &sql).await;
+                    // A pooled connection the server has closed meanwhile (idle timeout, restart)
+                    // fails before any answer: the read-only query is retried once on a new one.
+                    match sent {
+                        Err(e) if e.kind() == ErrorKind::Io => {}
+                        other => return other.inspect_err(query_phase_error),
+                    }
+                }
+                let conn = Connection::connect(&config).await?;
+                start(conn, &pool, &entity, options, &json_filters, &sql)
+                    .await
+                    .inspect_err(query_phase_error)
+            })
+        })();
         match result {
             Ok(shared) => {
                 runtime::register_stream(&shared);
@@ -181,10 +205,7 @@ async fn start(
     json_filters: &[Arc<crate::query::JsonFilter>],
     sql: &str,
 ) -> Result<Arc<Shared>> {
-    let shared = Arc::new(
-        Shared::new(entity.to_string(), options, conn.cancel_token().clone())
-            .with_json_filters(json_filters.to_vec()),
-    );
+    let shared = new_shared(&conn, entity, options, json_filters);
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(Reader::new(conn, shared.clone(), pool.clone()).run(sql.to_string(), tx));
     match rx.await {
@@ -195,4 +216,16 @@ async fn start(
             "the stream's reader task ended before the query started",
         )),
     }
+}
+
+fn new_shared(
+    conn: &Connection,
+    entity: &str,
+    options: crate::stream::options::StreamOptions,
+    json_filters: &[Arc<crate::query::JsonFilter>],
+) -> Arc<Shared> {
+    Arc::new(
+        Shared::new(entity.to_string(), options, conn.cancel_token().clone())
+            .with_json_filters(json_filters.to_vec()),
+    )
 }

@@ -61,6 +61,47 @@ pub(crate) fn startup_error(body: ErrorResponseBody) -> Error {
     }
 }
 
+fn closed() -> Error {
+    Error::new(
+        ErrorKind::Io,
+        "the server closed the connection unexpectedly",
+    )
+}
+
+fn not_plain() -> Error {
+    Error::new(ErrorKind::Panic, "blocking I/O on a TLS connection")
+}
+
+/// Wait in slices of at most 100 ms until the socket is ready (`Ok(true)`) or `deadline`
+/// passed (`Ok(false)`); fails once the runtime is shut down.
+fn wait_blocking(
+    sock: &socket2::SockRef<'_>,
+    write: bool,
+    deadline: Option<Instant>,
+) -> Result<bool> {
+    const SLICE: Duration = Duration::from_millis(100);
+    loop {
+        if crate::runtime::is_shut_down() {
+            return Err(Error::shutdown());
+        }
+        let slice = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                left.min(SLICE)
+            }
+            None => SLICE,
+        };
+        match transport::wait_socket(sock, write, slice) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(e) => return Err(Error::io("could not wait for the server", &e)),
+        }
+    }
+}
+
 fn socket_path(dir: &Path, port: u16) -> std::path::PathBuf {
     dir.join(format!(".s.PGSQL.{port}"))
 }
@@ -89,25 +130,105 @@ impl Connection {
     /// buffer itself).
     pub(crate) async fn read_message(&mut self) -> Result<Message> {
         loop {
-            if let Some(m) = Message::parse(&mut self.buf).map_err(|e| {
-                crate::metrics::protocol_error("malformed");
-                Error::protocol(format!("malformed message from the server: {e}"))
-            })? {
+            if let Some(m) = self.parse_message()? {
                 return Ok(m);
             }
-            self.buf.reserve(8192);
-            let n = self
-                .transport
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|e| Error::io("could not read from the server", &e))?;
-            if n == 0 {
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    "the server closed the connection unexpectedly",
-                ));
+            self.read_more().await?;
+        }
+    }
+
+    /// The next whole message in the buffer, if it holds one.
+    pub(crate) fn parse_message(&mut self) -> Result<Option<Message>> {
+        Message::parse(&mut self.buf).map_err(|e| {
+            crate::metrics::protocol_error("malformed");
+            Error::protocol(format!("malformed message from the server: {e}"))
+        })
+    }
+
+    /// Read what the socket has (up to 8 KiB more room), waiting for at least one byte.
+    pub(crate) async fn read_more(&mut self) -> Result<()> {
+        self.buf.reserve(8192);
+        let n = self
+            .transport
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(|e| Error::io("could not read from the server", &e))?;
+        if n == 0 {
+            return Err(closed());
+        }
+        Ok(())
+    }
+
+    /// Whether the blocking calls below can be used (plain TCP or Unix socket, not TLS).
+    pub(crate) fn is_plain(&self) -> bool {
+        self.transport.plain_socket().is_some()
+    }
+
+    /// [`Connection::send`] from a thread outside the runtime: blocking writes on the socket
+    /// (plain transports only, see [`Connection::is_plain`]).
+    pub(crate) fn send_blocking(&mut self, mut bytes: &[u8]) -> Result<()> {
+        let fail = |e: &std::io::Error| Error::io("could not send to the server", e);
+        let sock = self.transport.plain_socket().ok_or_else(not_plain)?;
+        while !bytes.is_empty() {
+            // MSG_NOSIGNAL: a closed peer is an error here, never a SIGPIPE in the host.
+            match sock.send_with_flags(bytes, libc::MSG_NOSIGNAL) {
+                Ok(0) => return Err(closed()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    wait_blocking(&sock, true, None)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(fail(&e)),
             }
         }
+        Ok(())
+    }
+
+    /// [`Connection::read_more`] from a thread outside the runtime: waits in poll(2) (in
+    /// slices, so that `fw_shutdown` interrupts it), then reads what the socket has.
+    pub(crate) fn read_more_blocking(&mut self) -> Result<()> {
+        self.read_more_within(None, Duration::ZERO).map(|_| ())
+    }
+
+    /// [`Connection::read_more_blocking`], waiting at most `limit` when given: `Ok(false)`
+    /// when nothing arrived in that time. The first `spin` of the wait retries the read
+    /// instead of sleeping in poll(2): for an answer due within microseconds, a sleep and
+    /// wake-up of the thread costs more CPU than the spin and adds its latency.
+    pub(crate) fn read_more_within(
+        &mut self,
+        limit: Option<Duration>,
+        spin: Duration,
+    ) -> Result<bool> {
+        use std::io::Read;
+        let fail = |e: &std::io::Error| Error::io("could not read from the server", e);
+        let sock = self.transport.plain_socket().ok_or_else(not_plain)?;
+        let deadline = limit.map(|d| Instant::now() + d);
+        let mut spin_start: Option<Instant> = None;
+        let old = self.buf.len();
+        // Zeroed room (8 KiB, like `read_more`): safe code cannot read into spare capacity.
+        self.buf.resize(old + 8192, 0);
+        let result = loop {
+            match (&*sock).read(&mut self.buf[old..]) {
+                Ok(0) => break Err(closed()),
+                Ok(n) => break Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let spun = *spin_start.get_or_insert_with(Instant::now);
+                    if spun.elapsed() < spin && deadline.map_or(true, |d| Instant::now() < d) {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    match wait_blocking(&sock, false, deadline) {
+                        Ok(true) => {}
+                        Ok(false) => break Ok(0),
+                        Err(e) => break Err(e),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(fail(&e)),
+            }
+        };
+        self.buf.truncate(old + *result.as_ref().unwrap_or(&0));
+        result.map(|n| n > 0)
     }
 
     /// Open a connection to the first host of `config` that answers, start the session and
@@ -314,10 +435,12 @@ impl Connection {
     pub(crate) fn abandon_after_fork(self) {
         let fd = self.transport.raw_fd();
         std::mem::forget(self);
-        // SAFETY: `fd` is owned by the forgotten transport, which can never use or close it
-        // again; closing it in this (child) process only drops this process's reference.
-        unsafe {
-            libc::close(fd);
+        if let Some(fd) = fd {
+            // SAFETY: `fd` is owned by the forgotten transport, which can never use or close
+            // it again; closing it in this (child) process only drops this process's reference.
+            unsafe {
+                libc::close(fd);
+            }
         }
     }
 }

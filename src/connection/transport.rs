@@ -31,25 +31,103 @@ pub enum Transport {
     Tcp(TcpStream),
     Unix(UnixStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A plain socket out of the runtime's epoll set: idle in the pool, or used by blocking
+    /// calls on the caller's thread (see [`Transport::detach`]). Attached again by its first
+    /// asynchronous read or write.
+    Detached(Detached),
+    /// Only while a socket changes between the two forms, or after that failed (the socket
+    /// is then closed and every call fails).
+    Gone(TransportKind),
+}
+
+/// A plain socket not registered with the runtime (still in non-blocking mode).
+pub enum Detached {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
 }
 
 impl Transport {
     pub fn kind(&self) -> TransportKind {
         match self {
-            Transport::Tcp(_) => TransportKind::Tcp,
-            Transport::Unix(_) => TransportKind::Unix,
+            Transport::Tcp(_) | Transport::Detached(Detached::Tcp(_)) => TransportKind::Tcp,
+            Transport::Unix(_) | Transport::Detached(Detached::Unix(_)) => TransportKind::Unix,
             Transport::Tls(_) => TransportKind::Tls,
+            Transport::Gone(k) => *k,
+        }
+    }
+
+    /// Take a plain socket out of the runtime's epoll set (TLS stays as it is). An idle
+    /// socket in the set wakes a runtime thread for nothing on every readiness change, and a
+    /// query run on the caller's thread (see [`crate::stream::inline`]) causes two such
+    /// changes: detached, it costs no runtime thread anything.
+    pub fn detach(&mut self) -> io::Result<()> {
+        if !matches!(self, Transport::Tcp(_) | Transport::Unix(_)) {
+            return Ok(());
+        }
+        *self = match std::mem::replace(self, Transport::Gone(self.kind())) {
+            Transport::Tcp(s) => Transport::Detached(Detached::Tcp(s.into_std()?)),
+            Transport::Unix(s) => Transport::Detached(Detached::Unix(s.into_std()?)),
+            _ => unreachable!("checked above"),
+        };
+        Ok(())
+    }
+
+    /// Register a detached socket with the runtime again. Must run within the runtime
+    /// (it does: only asynchronous reads and writes call it).
+    fn attach(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Detached(_) => {}
+            Transport::Gone(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the socket was lost while leaving or joining the runtime",
+                ))
+            }
+            _ => return Ok(()),
+        }
+        *self = match std::mem::replace(self, Transport::Gone(self.kind())) {
+            Transport::Detached(Detached::Tcp(s)) => Transport::Tcp(TcpStream::from_std(s)?),
+            Transport::Detached(Detached::Unix(s)) => Transport::Unix(UnixStream::from_std(s)?),
+            _ => unreachable!("checked above"),
+        };
+        Ok(())
+    }
+
+    /// The transport ready for an asynchronous call (attached if it was detached).
+    fn attached(self: Pin<&mut Self>) -> io::Result<&mut Self> {
+        let this = self.get_mut();
+        this.attach()?;
+        Ok(this)
+    }
+
+    /// The socket itself when the transport is plain TCP or a Unix socket (not TLS), for
+    /// blocking I/O from a thread outside the runtime: see [`crate::stream::inline`].
+    ///
+    /// Reading or writing through it bypasses tokio's cached readiness, which stays correct:
+    /// tokio only ever turns readiness off after its own read or write saw `WouldBlock`, and
+    /// an edge from the epoll set turns it on again, so at worst a task later tries a read
+    /// that finds nothing and waits as usual.
+    pub fn plain_socket(&self) -> Option<socket2::SockRef<'_>> {
+        match self {
+            Transport::Tcp(s) => Some(socket2::SockRef::from(s)),
+            Transport::Unix(s) => Some(socket2::SockRef::from(s)),
+            Transport::Detached(Detached::Tcp(s)) => Some(socket2::SockRef::from(s)),
+            Transport::Detached(Detached::Unix(s)) => Some(socket2::SockRef::from(s)),
+            Transport::Tls(_) | Transport::Gone(_) => None,
         }
     }
 
     /// The OS file descriptor of the socket (used to abandon inherited sockets after fork).
-    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
-        match self {
+        Some(match self {
             Transport::Tcp(s) => s.as_raw_fd(),
             Transport::Unix(s) => s.as_raw_fd(),
             Transport::Tls(s) => s.get_ref().0.as_raw_fd(),
-        }
+            Transport::Detached(Detached::Tcp(s)) => s.as_raw_fd(),
+            Transport::Detached(Detached::Unix(s)) => s.as_raw_fd(),
+            Transport::Gone(_) => return None,
+        })
     }
 }
 
@@ -59,7 +137,12 @@ impl AsyncRead for Transport {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
+        let this = match self.attached() {
+            Ok(t) => t,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        match this {
+            Transport::Detached(_) | Transport::Gone(_) => unreachable!("attached above"),
             Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Unix(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -73,7 +156,12 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
+        let this = match self.attached() {
+            Ok(t) => t,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        match this {
+            Transport::Detached(_) | Transport::Gone(_) => unreachable!("attached above"),
             Transport::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Unix(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -82,6 +170,8 @@ impl AsyncWrite for Transport {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
+            // Nothing buffered in a plain socket.
+            Transport::Detached(_) | Transport::Gone(_) => Poll::Ready(Ok(())),
             Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
             Transport::Unix(s) => Pin::new(s).poll_flush(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
@@ -89,10 +179,48 @@ impl AsyncWrite for Transport {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
+        let this = match self.attached() {
+            Ok(t) => t,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        match this {
+            Transport::Detached(_) | Transport::Gone(_) => unreachable!("attached above"),
             Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Unix(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
+}
+
+/// Wait until `sock` is readable (or writable when `write`), at most `timeout`. Returns
+/// whether it is. Used only by the inline start of a query, on the caller's thread.
+pub fn wait_socket(
+    sock: &socket2::SockRef<'_>,
+    write: bool,
+    timeout: std::time::Duration,
+) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: if write { libc::POLLOUT } else { libc::POLLIN },
+        revents: 0,
+    };
+    // ppoll: microsecond timeouts (poll(2) counts whole milliseconds).
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `pfd` and `ts` are valid, initialised values that live for the whole call, the
+    // count passed is 1, and a null signal mask means "keep the current one"; ppoll(2) only
+    // writes `pfd.revents`.
+    let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    // Errors and hang-ups count as ready: the read or write that follows reports them.
+    Ok(n > 0)
 }

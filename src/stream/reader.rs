@@ -22,6 +22,13 @@ use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result, ServerError};
 use crate::metrics;
 
+/// How long `run_inline` waits on the caller's thread for the rest of a small result.
+const INLINE_GRACE: Duration = Duration::from_millis(1);
+/// How long of that wait `run_inline` spins instead of sleeping (see
+/// `Connection::read_more_within`).
+const INLINE_SPIN: Duration = Duration::from_micros(50);
+/// How much of a result `run_inline` reads on the caller's thread at most.
+const INLINE_BYTES: usize = 64 * 1024;
 /// Largest single socket read.
 pub(crate) const READ_SIZE: usize = 256 * 1024;
 /// Do not bother reading into less free budget than this (unless the budget is smaller).
@@ -326,16 +333,23 @@ impl Reader {
         started: tokio::sync::oneshot::Sender<StartResult>,
     ) {
         let _guard = TerminalGuard(self.shared.clone());
-        match self.start(&sql).await {
-            Ok(()) => {
-                let _ = started.send(Ok(()));
-            }
-            Err(e) => {
-                self.finish_start_error(e, started).await;
-                return;
-            }
+        if let Err(e) = self.start(&sql).await {
+            self.finish_start_error(e, started).await;
+            return;
         }
-        let outcome = self.stream_rows().await;
+        // The rows that came with the description (a small result often arrives whole, up to
+        // ReadyForQuery) are handed over, and such a query ended, before the caller is told:
+        // its first `next` then finds them without another wake-up of either thread.
+        let first = self.process_buffer();
+        if let Ok(Flow::Finished) = first {
+            // The caller learns the outcome from the stream; the connection is back in the
+            // pool before `execute` returns, ready for the caller's next query.
+            self.finish(Ok(()));
+            let _ = started.send(Ok(()));
+            return;
+        }
+        let _ = started.send(Ok(()));
+        let outcome = self.stream_rows(first).await;
         self.finish(outcome);
     }
 
@@ -343,11 +357,20 @@ impl Reader {
         let msg = encode_query(sql)?;
         self.query_sent = Instant::now();
         self.conn.send(&msg).await?;
-        loop {
-            match self.conn.read_message().await? {
+        while !self.parse_start()? {
+            self.conn.read_more().await?;
+        }
+        Ok(())
+    }
+
+    /// Parse what the buffer holds of the answer up to the RowDescription: `Ok(true)` once
+    /// the result is described (and has the right shape), `Ok(false)` when more is needed.
+    fn parse_start(&mut self) -> Result<bool> {
+        while let Some(msg) = self.conn.parse_message()? {
+            match msg {
                 Message::ParseComplete | Message::BindComplete => {}
                 Message::NoticeResponse(_) | Message::ParameterStatus(_) => {}
-                Message::RowDescription(body) => return check_schema(&body),
+                Message::RowDescription(body) => return check_schema(&body).map(|()| true),
                 Message::NoData => {
                     return Err(Error::new(
                         ErrorKind::Schema,
@@ -363,6 +386,87 @@ impl Reader {
                 }
             }
         }
+        Ok(false)
+    }
+
+    /// Start the query on the calling thread, as libpq does: send it, wait for the answer in
+    /// poll(2), parse up to the RowDescription and hand over the rows that came with it. A
+    /// result that ended there (a small query) is finished here, with no other thread
+    /// involved; otherwise a reader task takes the connection over for the rest. Only for
+    /// plain sockets ([`Connection::is_plain`]). The outcome is what `run` reports through
+    /// `started`; an `Io` error means the connection failed before any answer (the caller
+    /// may retry on a new one).
+    pub(crate) fn run_inline(mut self, sql: &str) -> StartResult {
+        let msg = encode_query(sql)?;
+        self.query_sent = Instant::now();
+        self.conn.send_blocking(&msg)?;
+        let started = loop {
+            match self.parse_start() {
+                Ok(true) => break Ok(()),
+                Ok(false) => {}
+                Err(e) => break Err(e),
+            }
+            if let Err(e) = self.conn.read_more_blocking() {
+                break Err(e);
+            }
+        };
+        if let Err(e) = started {
+            if e.kind() == ErrorKind::Io {
+                return Err(e);
+            }
+            // Draining to ReadyForQuery or cancelling the unwanted rows: done by the
+            // runtime as for any query (errors are not the path to make fast).
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            crate::runtime::spawn_detached(self.finish_start_error(e.clone(), tx));
+            return Err(rx.blocking_recv().ok().and_then(|r| r.err()).unwrap_or(e));
+        }
+        let mut first = self.process_buffer();
+        // The server sends the description at once (the Flush after Describe) and the rows
+        // once executed: a small result usually follows within about the time the
+        // description took. Wait that long (at most INLINE_GRACE) and for at most
+        // INLINE_BYTES here, rather than hand a few rows to the reader task (two thread
+        // wake-ups). A slow query costs `execute` that much more.
+        let grace = self.query_sent.elapsed().min(INLINE_GRACE);
+        let deadline = Instant::now() + grace;
+        let limit = INLINE_BYTES.min(self.shared.options.memory.bytes / 4);
+        let mut read = 0;
+        while let Ok(Flow::NeedMore(_)) = first {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || read >= limit {
+                break;
+            }
+            let before = self.conn.buf.len();
+            match self.conn.read_more_within(Some(left), INLINE_SPIN) {
+                Ok(true) => {
+                    read += self.conn.buf.len() - before;
+                    first = self.process_buffer();
+                }
+                Ok(false) => break,
+                Err(e) => first = Err(e),
+            }
+        }
+        match first {
+            Ok(Flow::Finished) => {
+                self.finish(Ok(()));
+                return Ok(());
+            }
+            Err(e) => {
+                // Described, then failed: the stream reports it after the rows before it.
+                self.emit_chunk();
+                self.finish(Err(e));
+                return Ok(());
+            }
+            Ok(Flow::NeedMore(_)) => {}
+        }
+        // If the task cannot run (shut down meanwhile), the guard dropped with it ends the
+        // stream with an error instead of leaving the consumer waiting.
+        let guard = TerminalGuard(self.shared.clone());
+        crate::runtime::spawn_detached(async move {
+            let _guard = guard;
+            let outcome = self.stream_rows(first).await;
+            self.finish(outcome);
+        });
+        Ok(())
     }
 
     /// The query failed before any row. A server error leaves the connection usable once
@@ -415,9 +519,11 @@ impl Reader {
     }
 
     /// Stream rows until ReadyForQuery, an error, a cancel, or the end of the connection.
-    async fn stream_rows(&mut self) -> Result<()> {
+    /// `first` is the outcome of a `process_buffer` already done.
+    async fn stream_rows(&mut self, first: Result<Flow>) -> Result<()> {
+        let mut flow = first;
         loop {
-            let need = match self.process_buffer() {
+            let need = match flow {
                 Ok(Flow::Finished) => return Ok(()),
                 Ok(Flow::NeedMore(n)) => n,
                 Err(e) => {
@@ -429,6 +535,7 @@ impl Reader {
             };
             let allowance = self.wait_for_room(need).await?;
             self.read_some(allowance).await?;
+            flow = self.process_buffer();
         }
     }
 

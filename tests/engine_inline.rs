@@ -1,0 +1,210 @@
+//! Queries start on the calling thread (issue 5, small-query latency): on an idle pooled
+//! connection over a plain socket, `execute` sends the query, waits for the answer in poll(2)
+//! and parses it itself; a small result is read whole there (the stream is complete and its
+//! connection back in the pool when `execute` returns), a larger one continues on a reader
+//! task. Idle and inline connections are out of the runtime's epoll set, so the runtime's
+//! threads do not even wake up for a small query.
+
+mod common;
+mod engine_support;
+mod fakepg_support;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::pg;
+use engine_support::*;
+use fakepg_support::fakepg_with;
+use fraiseql_wire::stream::StreamState;
+use fraiseql_wire::{Client, Next, Wait};
+
+/// The tests below count the runtime threads' context switches: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn clients() -> Vec<(&'static str, Client)> {
+    vec![
+        ("unix", socket_client()),
+        (
+            "tcp",
+            Client::connect(&pg().tcp_conninfo("fw_trust", "")).expect("tcp client"),
+        ),
+    ]
+}
+
+#[test]
+fn a_small_result_is_complete_when_execute_returns() {
+    let _g = serial();
+    // The fake server sends the whole answer in one write (no flush after the description),
+    // so the result is there when the description is, whatever the timing.
+    let f = fakepg_with(&["--ignore-flush"]);
+    let client = Client::connect(&f.conninfo()).unwrap();
+    let mut q = query("w_10_430");
+    q.limit(10).unwrap();
+    // The first query and the following ones on the pooled connection.
+    for round in 0..3 {
+        let mut s = client.execute(&q).unwrap();
+        let st = s.stats();
+        assert_eq!(st.state, Some(StreamState::Completed), "round {round}");
+        assert_eq!(st.total_rows_received, 10, "round {round}");
+        assert_eq!(
+            client.pool().idle_count(),
+            1,
+            "the connection is back in the pool before the rows are read"
+        );
+        let (rows, end) = drain(&mut s);
+        end.unwrap();
+        assert_eq!(rows.len(), 10);
+        assert!(
+            rows.iter().all(|r| r.len() == 430),
+            "documents of 430 bytes"
+        );
+    }
+}
+
+#[test]
+fn small_results_from_postgres_on_both_socket_kinds() {
+    let _g = serial();
+    for (name, client) in clients() {
+        let mut q = query("v_user");
+        q.order_by(
+            "(data->>'id')::int",
+            None,
+            fraiseql_wire::query::SortDir::Asc,
+        )
+        .unwrap();
+        q.limit(10).unwrap();
+        for _ in 0..5 {
+            let ids: Vec<i64> = rows_of(&client, &q)
+                .iter()
+                .map(|r| int_field(r, "id"))
+                .collect();
+            assert_eq!(ids, (1..=10).collect::<Vec<i64>>(), "{name}");
+            assert_eq!(client.pool().idle_count(), 1, "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_large_result_continues_on_the_reader_task() {
+    let _g = serial();
+    for (name, client) in clients() {
+        let mut q = query("v_bench_1m");
+        q.limit(200_000).unwrap();
+        let mut s = client.execute(&q).unwrap();
+        let st = s.stats();
+        assert_eq!(st.state, Some(StreamState::Running), "{name}: {st:?}");
+        assert!(st.total_rows_received < 200_000, "{name}: {st:?}");
+        assert_eq!(client.pool().idle_count(), 0, "{name}: the stream holds it");
+        let mut n = 0u64;
+        loop {
+            match s.next(Wait::Forever).unwrap() {
+                Next::Row(_) => n += 1,
+                Next::Done => break,
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert_eq!(n, 200_000, "{name}");
+        drop(s);
+        assert!(
+            wait_until(Duration::from_secs(5), || client.pool().idle_count() == 1),
+            "{name}: the connection went back to the pool"
+        );
+        // And the pooled connection (re-attached to the runtime and detached again) serves
+        // both kinds of query again.
+        assert_eq!(rows_of(&client, &q).len(), 200_000, "{name}");
+        let mut small = query("v_user");
+        small.limit(3).unwrap();
+        assert_eq!(rows_of(&client, &small).len(), 3, "{name}");
+    }
+}
+
+#[test]
+fn a_slow_query_returns_from_execute_once_described() {
+    let _g = serial();
+    let app = "fw_inline_slow";
+    let client = socket_client_app(app);
+    let t = Instant::now();
+    let mut s = client.execute(&query("v_sleep30")).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "execute waited for the rows: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(s.stats().state, Some(StreamState::Running));
+    assert!(matches!(
+        s.next(Wait::For(Duration::from_millis(100))),
+        Ok(Next::Timeout)
+    ));
+    s.control().cancel().unwrap();
+    assert!(
+        active_queries_become(app, "v_sleep30", 0, Duration::from_secs(5)),
+        "the cancel reached the server"
+    );
+}
+
+#[test]
+fn server_errors_found_inline_leave_the_connection_usable() {
+    let _g = serial();
+    let app = "fw_inline_errors";
+    let client = socket_client_app(app);
+    let before = backends_of(pg(), app);
+    for _ in 0..3 {
+        let Err(e) = client.execute(&query("no_such_view")) else {
+            panic!("a missing relation executes");
+        };
+        assert_eq!(
+            e.server_error().map(|s| s.sqlstate.as_str()),
+            Some("42P01"),
+            "{e:?}"
+        );
+        assert!(
+            wait_until(Duration::from_secs(5), || client.pool().idle_count() == 1),
+            "the connection is back in the pool"
+        );
+        let mut q = query("v_user");
+        q.limit(2).unwrap();
+        assert_eq!(rows_of(&client, &q).len(), 2);
+    }
+    assert_eq!(backends_of(pg(), app), before, "no other connection opened");
+}
+
+/// Voluntary plus involuntary context switches of the runtime's worker threads.
+fn runtime_switches() -> u64 {
+    runtime_threads()
+        .into_iter()
+        .map(|tid| {
+            let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+                .unwrap_or_default();
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+#[test]
+fn small_queries_do_not_wake_the_runtime_threads() {
+    let _g = serial();
+    let f = fakepg_with(&["--ignore-flush"]);
+    let client = Client::connect(&f.conninfo()).unwrap();
+    let mut q = query("w_10_430");
+    q.limit(10).unwrap();
+    rows_of(&client, &q);
+    let before = runtime_switches();
+    for _ in 0..200 {
+        assert_eq!(rows_of(&client, &q).len(), 10);
+    }
+    let woken = runtime_switches() - before;
+    // Each query run by the runtime costs its threads at least two wake-ups; inline (and
+    // with the idle connection out of the epoll set) only unrelated timers may wake them.
+    assert!(
+        woken < 40,
+        "the runtime threads switched {woken} times for 200 small queries"
+    );
+}
