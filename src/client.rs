@@ -128,56 +128,17 @@ impl Client {
     /// the server has described the result. Errors known at that point (a missing relation,
     /// a wrong result shape, a connection failure) are returned here.
     pub fn execute(&self, query: &Query) -> Result<Stream> {
-        let sql = query.sql();
-        let entity = query.source().as_str().to_string();
-        let options = *query.options();
-        let json_filters = query.json_filters().to_vec();
-        let config = self.config.clone();
-        let pool = self.pool.clone();
-        crate::metrics::query_started(&entity);
+        let entity = query.source().as_str();
+        crate::metrics::query_started(entity);
         let t0 = Instant::now();
-        let result = (|| {
-            // The usual case, an idle pooled connection on a plain socket: the query starts
-            // on this thread (see `Reader::run_inline`); a small result is read here whole.
-            let mut pooled = pool.take();
-            if pooled.as_ref().is_some_and(Connection::is_plain) {
-                runtime::handle()?;
-                let conn = pooled.take().expect("checked above");
-                let shared = new_shared(&conn, &entity, options, &json_filters);
-                match Reader::new(conn, shared.clone(), pool.clone()).run_inline(&sql) {
-                    Ok(()) => return Ok(shared),
-                    // Stale (closed by the server meanwhile): retried once below.
-                    Err(e) if e.kind() == ErrorKind::Io => {}
-                    Err(e) => {
-                        query_phase_error(&e);
-                        return Err(e);
-                    }
-                }
-            }
-            runtime::block_on(async move {
-                if let Some(conn) = pooled {
-                    let sent = start(conn, &pool, &entity, options, &json_filters, &sql).await;
-                    // A pooled connection the server has closed meanwhile (idle timeout, restart)
-                    // fails before any answer: the read-only query is retried once on a new one.
-                    match sent {
-                        Err(e) if e.kind() == ErrorKind::Io => {}
-                        other => return other.inspect_err(query_phase_error),
-                    }
-                }
-                let conn = Connection::connect(&config).await?;
-                start(conn, &pool, &entity, options, &json_filters, &sql)
-                    .await
-                    .inspect_err(query_phase_error)
-            })
-        })();
-        match result {
+        match self.start(query) {
             Ok(shared) => {
                 runtime::register_stream(&shared);
                 Ok(Stream::new(shared, query.filters().to_vec()))
             }
             Err(e) => {
                 crate::metrics::query_finished(
-                    query.source().as_str(),
+                    entity,
                     "error",
                     Some(e.kind().category()),
                     t0.elapsed(),
@@ -187,6 +148,49 @@ impl Client {
                 Err(e)
             }
         }
+    }
+
+    /// Start `query` on a connection and return the stream's shared state once the result
+    /// is described.
+    fn start(&self, query: &Query) -> Result<Arc<Shared>> {
+        let sql = query.sql();
+        let entity = query.source().as_str().to_string();
+        let options = *query.options();
+        let json_filters = query.json_filters().to_vec();
+        // The usual case, an idle pooled connection on a plain socket: the query starts on
+        // this thread (see `Reader::run_inline`); a small result is read here whole.
+        let mut pooled = self.pool.take();
+        if pooled.as_ref().is_some_and(Connection::is_plain) {
+            runtime::handle()?;
+            let conn = pooled.take().expect("checked above");
+            let shared = new_shared(&conn, &entity, options, &json_filters);
+            match Reader::new(conn, shared.clone(), self.pool.clone()).run_inline(&sql) {
+                Ok(()) => return Ok(shared),
+                // Stale (closed by the server meanwhile): retried once below.
+                Err(e) if e.kind() == ErrorKind::Io => {}
+                Err(e) => {
+                    query_phase_error(&e);
+                    return Err(e);
+                }
+            }
+        }
+        let config = self.config.clone();
+        let pool = self.pool.clone();
+        runtime::block_on(async move {
+            if let Some(conn) = pooled {
+                let sent = start(conn, &pool, &entity, options, &json_filters, &sql).await;
+                // A pooled connection the server has closed meanwhile (idle timeout, restart)
+                // fails before any answer: the read-only query is retried once on a new one.
+                match sent {
+                    Err(e) if e.kind() == ErrorKind::Io => {}
+                    other => return other.inspect_err(query_phase_error),
+                }
+            }
+            let conn = Connection::connect(&config).await?;
+            start(conn, &pool, &entity, options, &json_filters, &sql)
+                .await
+                .inspect_err(query_phase_error)
+        })
     }
 }
 
