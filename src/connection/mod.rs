@@ -187,17 +187,20 @@ impl Connection {
     /// [`Connection::read_more`] from a thread outside the runtime: waits in poll(2) (in
     /// slices, so that `fw_shutdown` interrupts it), then reads what the socket has.
     pub(crate) fn read_more_blocking(&mut self) -> Result<()> {
-        self.read_more_within(None, Duration::ZERO).map(|_| ())
+        self.read_more_within(None, Duration::ZERO, 8192)
+            .map(|_| ())
     }
 
-    /// [`Connection::read_more_blocking`], waiting at most `limit` when given: `Ok(false)`
-    /// when nothing arrived in that time. The first `spin` of the wait retries the read
-    /// instead of sleeping in poll(2): for an answer due within microseconds, a sleep and
-    /// wake-up of the thread costs more CPU than the spin and adds its latency.
+    /// [`Connection::read_more_blocking`] of at most `max` bytes (the buffer grows only if
+    /// its spare capacity is smaller), waiting at most `limit` when given: `Ok(false)` when
+    /// nothing arrived in that time. The first `spin` of the wait retries the read instead
+    /// of sleeping in poll(2): for an answer due within microseconds, a sleep and wake-up of
+    /// the thread costs more CPU than the spin and adds its latency.
     pub(crate) fn read_more_within(
         &mut self,
         limit: Option<Duration>,
         spin: Duration,
+        max: usize,
     ) -> Result<bool> {
         use std::io::Read;
         let fail = |e: &std::io::Error| Error::io("could not read from the server", e);
@@ -205,8 +208,8 @@ impl Connection {
         let deadline = limit.map(|d| Instant::now() + d);
         let mut spin_start: Option<Instant> = None;
         let old = self.buf.len();
-        // Zeroed room (8 KiB, like `read_more`): safe code cannot read into spare capacity.
-        self.buf.resize(old + 8192, 0);
+        // Zeroed room: safe code cannot read into spare capacity.
+        self.buf.resize(old + max, 0);
         let result = loop {
             match (&*sock).read(&mut self.buf[old..]) {
                 Ok(0) => break Err(closed()),

@@ -2,8 +2,10 @@
 //!
 //! A chunk is a region of the socket read buffer (no copy). The reader writes a NUL after each
 //! row's JSON text in place before handing the chunk over: for every row but the last, that
-//! byte is the tag of the next message, already parsed; the last row is moved one byte back
-//! over its (already parsed) column-length field, so its NUL also lands inside the chunk.
+//! byte is the tag of the next message, already parsed. The last row gets the byte after it
+//! when the reader could append one (the row ends the read buffer and the buffer has room:
+//! always so for a large row, whose buffer is sized for it); otherwise it is moved one byte
+//! back over its (already parsed) column-length field, so its NUL also lands in the chunk.
 
 use bytes::Bytes;
 
@@ -58,8 +60,10 @@ pub(crate) fn terminate_rows(region: &mut [u8], rows: &mut [(u32, u32)]) {
         }
         let start = *off as usize;
         let stop = start + *len as usize;
-        if i + 1 < n {
-            // The next message's tag byte: parsed already, free to overwrite.
+        if i + 1 < n || stop < region.len() {
+            // The next message's tag byte (parsed already, free to overwrite), or for the last
+            // row a byte the reader appended for this NUL (see `Reader::emit_chunk`) or the
+            // tag of a rejected row that follows it.
             region[stop] = 0;
         } else {
             // Move the last row one byte back, over the low byte of its column length.

@@ -115,7 +115,10 @@ pub(crate) fn plan_read(
     }
     if spare >= want {
         let mut r = spare.min(READ_SIZE);
-        if one_message {
+        if one_message || spare == rest + 1 {
+            // The rest of a large message; or the end of a large row whose buffer keeps one
+            // byte for its NUL (see below): reading a byte of the next message there would
+            // cost a move of the whole row.
             r = spare.min(rest);
         }
         if table_cost(r, one_message) > free {
@@ -134,9 +137,12 @@ pub(crate) fn plan_read(
     }
     let limit = max_read(free + spare, one_message);
     let extra = if one_message { rest } else { READ_SIZE }.min(limit);
+    // The rest of a large row gets one byte more when the budget allows: the row then ends
+    // the buffer with room for its NUL, and is handed over without being moved.
+    let nul = usize::from(one_message && extra == rest && extra < limit);
     (extra >= want).then_some(ReadPlan {
         max: extra,
-        capacity: Some(len + extra),
+        capacity: Some(len + extra + nul),
     })
 }
 
@@ -428,15 +434,19 @@ impl Reader {
         // wake-ups). A slow query costs `execute` that much more.
         let grace = self.query_sent.elapsed().min(INLINE_GRACE);
         let deadline = Instant::now() + grace;
-        let limit = INLINE_BYTES.min(self.shared.options.memory.bytes / 4);
         let mut read = 0;
-        while let Ok(Flow::NeedMore(_)) = first {
+        while let Ok(Flow::NeedMore(need)) = first {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || read >= limit {
+            if left.is_zero() || read >= INLINE_BYTES {
                 break;
             }
+            // Within the stream's budget, as the reader task would read.
+            let Some(plan) = self.plan_now(need) else {
+                break;
+            };
+            let max = self.apply_plan(plan).min(INLINE_BYTES - read);
             let before = self.conn.buf.len();
-            match self.conn.read_more_within(Some(left), INLINE_SPIN) {
+            match self.conn.read_more_within(Some(left), INLINE_SPIN, max) {
                 Ok(true) => {
                     read += self.conn.buf.len() - before;
                     first = self.process_buffer();
@@ -655,9 +665,9 @@ impl Reader {
         self.buf_block = block;
     }
 
-    /// One socket read as `plan` says; returns early (without reading) when a pause, cancel
-    /// or other control event arrives meanwhile.
-    async fn read_some(&mut self, plan: ReadPlan) -> Result<()> {
+    /// Give the read buffer the capacity `plan` asks for (see [`plan_read`]) and return how
+    /// many bytes to read at most.
+    fn apply_plan(&mut self, plan: ReadPlan) -> usize {
         if let Some(cap) = plan.capacity {
             // No doubling: the budget was checked for this capacity. The unparsed tail moves
             // over; chunks keep the old buffer alive until consumed. The rest of a large
@@ -677,8 +687,30 @@ impl Reader {
                 g.peak_bytes = held;
             }
         }
+        let buf = &self.conn.buf;
+        plan.max.min(buf.capacity() - buf.len()).max(1)
+    }
+
+    /// The read the budget allows now, without waiting (`None`: no room, or paused or
+    /// cancelled: the reader task will wait for that).
+    fn plan_now(&mut self, need: Option<Pending>) -> Option<ReadPlan> {
+        let budget = self.shared.options.memory.bytes;
+        let mut g = self.shared.lock();
+        g.reader_bytes = self.footprint();
+        if g.state == StreamState::Cancelled || g.pause_started.is_some() {
+            return None;
+        }
+        let free = budget.saturating_sub(g.held_total());
+        let len = self.conn.buf.len();
+        let spare = self.conn.buf.capacity() - len;
+        plan_read(budget, free, spare, len, need)
+    }
+
+    /// One socket read as `plan` says; returns early (without reading) when a pause, cancel
+    /// or other control event arrives meanwhile.
+    async fn read_some(&mut self, plan: ReadPlan) -> Result<()> {
+        let max = self.apply_plan(plan);
         let buf = &mut self.conn.buf;
-        let max = plan.max.min(buf.capacity() - buf.len()).max(1);
         let mut limited = (&mut self.conn.transport).take(max as u64);
         // Try the read once without waiting: only when the socket has nothing for us is a
         // deferred wake of the consumer done (rows never wait behind an idle socket).
@@ -903,9 +935,15 @@ impl Reader {
             }
             return;
         }
-        let end = self.pos;
+        let mut end = self.pos;
         let mut rows = std::mem::take(&mut self.rows);
         rows.shrink_to_fit();
+        // Nothing after the chunk in the buffer and room for a byte: the last row's NUL goes
+        // there instead of moving the row (a 1 MiB row would be copied whole).
+        if end == self.conn.buf.len() && self.conn.buf.capacity() > end {
+            self.conn.buf.extend_from_slice(&[0]);
+            end += 1;
+        }
         terminate_rows(&mut self.conn.buf[..end], &mut rows);
         let region = self.conn.buf.split_to(end).freeze();
         let (rejected, rejected_bytes) = self.take_rejected();
@@ -1155,12 +1193,13 @@ mod tests {
 
     const MIB: usize = 1024 * 1024;
 
-    /// The budget cost of carrying out `plan` from a buffer with `spare` free bytes.
-    fn cost(plan: ReadPlan, spare: usize, one_message: bool) -> isize {
+    /// The budget cost of carrying out `plan` from a buffer holding `len` bytes with `spare`
+    /// free bytes: the new buffer's capacity replaces the old one's, plus the row tables.
+    fn cost(plan: ReadPlan, len: usize, spare: usize, one_message: bool) -> isize {
         let tables = table_cost(plan.max, one_message) as isize;
         match plan.capacity {
             None => tables,
-            Some(cap) => cap as isize - (cap - plan.max) as isize - spare as isize + tables,
+            Some(cap) => cap as isize - (len + spare) as isize + tables,
         }
     }
 
@@ -1204,7 +1243,7 @@ mod tests {
                         if let Some(p) = plan_read(budget, free, spare, len, pending) {
                             let rest = pending.map_or(0, |p| p.total - len);
                             let one = rest >= MIN_READ;
-                            let c = cost(p, spare, one);
+                            let c = cost(p, len, spare, one);
                             assert!(
                                 c <= free as isize,
                                 "budget {budget} free {free} spare {spare} {pending:?}: {p:?} costs {c}"
@@ -1225,7 +1264,8 @@ mod tests {
         // Everything else consumed: the old buffer (len + spare) is the only thing held.
         let (len, spare) = (200_000, 1000);
         let p = plan_read(budget, budget - len - spare, spare, len, pending).unwrap();
-        assert_eq!(p.capacity, Some(total));
+        // One byte more than the row: its NUL goes there (no move of the row).
+        assert_eq!(p.capacity, Some(total + 1));
         assert_eq!(p.max, total - len);
         // A row of the whole budget (less its table entry) still fits once alone.
         let total = budget - TABLE_SLACK;
