@@ -25,12 +25,22 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Plain sockets (the inline start) and TLS (the runtime path).
 fn clients() -> Vec<(&'static str, Client)> {
+    let tcp = format!(
+        "host=127.0.0.1 port={} dbname={} user=fw_trust",
+        pg().port(),
+        pg().var("FW_PG_DB")
+    );
     vec![
         ("unix", socket_client()),
         (
             "tcp",
-            Client::connect(&pg().tcp_conninfo("fw_trust", "")).expect("tcp client"),
+            Client::connect(&format!("{tcp} sslmode=disable")).expect("tcp client"),
+        ),
+        (
+            "tls",
+            Client::connect(&format!("{tcp} sslmode=require")).expect("tls client"),
         ),
     ]
 }
@@ -66,7 +76,7 @@ fn a_small_result_is_complete_when_execute_returns() {
 }
 
 #[test]
-fn small_results_from_postgres_on_both_socket_kinds() {
+fn small_results_from_postgres_over_every_transport() {
     let _g = serial();
     for (name, client) in clients() {
         let mut q = query("v_user");
