@@ -35,6 +35,7 @@ impl Pool {
                 continue;
             }
             if c.created.elapsed() > IDLE_TIMEOUT * 12 {
+                c.close();
                 continue;
             }
             return Some(c);
@@ -54,6 +55,8 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(conn);
+        } else {
+            conn.close();
         }
     }
 
@@ -67,11 +70,12 @@ impl Pool {
         let conns: Vec<Connection> =
             std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
         for c in conns {
-            if c.owner_pid != pid || runtime::is_shut_down() {
-                // After fork, or once the runtime is gone: never touch the reactor.
+            if c.owner_pid != pid || (runtime::is_shut_down() && c.is_attached()) {
+                // After fork, or once the runtime is gone (for a socket registered with it):
+                // never touch the reactor.
                 c.abandon_after_fork();
             } else {
-                drop(c);
+                c.close();
             }
         }
     }

@@ -4,6 +4,7 @@
 
 mod common;
 mod engine_support;
+mod fakepg_support;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Barrier};
@@ -285,5 +286,33 @@ fn a_reused_connection_does_not_bring_its_old_buffer_into_a_smaller_budget() {
         stats.peak_memory <= 16 * 1024,
         "peak {} above the 16 KiB budget",
         stats.peak_memory
+    );
+}
+
+#[test]
+fn closing_a_client_says_goodbye_to_the_server() {
+    // As libpq does: Terminate before closing each idle connection (fakepg logs which).
+    let f = fakepg_support::fakepg_with(&["--verbose"]);
+    let client = Client::connect(&f.conninfo()).unwrap();
+    let mut q = query("w_10_430");
+    q.limit(5).unwrap();
+    assert_eq!(rows_of(&client, &q).len(), 5);
+    // A second connection in the pool too: two streams open at once.
+    let a = client.execute(&query("w_10_430")).unwrap();
+    let b = client.execute(&query("w_10_430")).unwrap();
+    drop((a, b));
+    drop(client);
+    let said = |what: &str| f.stderr_lines().iter().filter(|l| l.contains(what)).count();
+    assert!(
+        wait_until(Duration::from_secs(5), || said("terminated by the client")
+            >= 1),
+        "no Terminate: {:?}",
+        f.stderr_lines()
+    );
+    assert_eq!(
+        said("closed without Terminate"),
+        0,
+        "{:?}",
+        f.stderr_lines()
     );
 }

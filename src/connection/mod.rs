@@ -159,6 +159,24 @@ impl Connection {
         Ok(())
     }
 
+    /// Close as libpq does: a Terminate message first when it can be written at once (plain
+    /// sockets; writing to a TLS socket needs the runtime), then the socket.
+    pub(crate) fn close(self) {
+        if let Some(sock) = self.transport.plain_socket() {
+            const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+            let _ = sock.send_with_flags(&TERMINATE, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+        }
+    }
+
+    /// Whether the socket is registered with the runtime (TLS, or a plain socket in use by
+    /// a reader task): dropping it then needs the runtime.
+    pub(crate) fn is_attached(&self) -> bool {
+        matches!(
+            self.transport,
+            Transport::Tcp(_) | Transport::Unix(_) | Transport::Tls(_)
+        )
+    }
+
     /// Whether the blocking calls below can be used (plain TCP or Unix socket, not TLS).
     pub(crate) fn is_plain(&self) -> bool {
         self.transport.plain_socket().is_some()

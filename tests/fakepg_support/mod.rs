@@ -7,14 +7,22 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 pub struct FakePg {
     child: Child,
     pub dir: String,
     pub port: String,
+    /// What it printed on stderr so far (its session log with `--verbose`).
+    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakePg {
+    /// The lines it printed on stderr so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
     /// Trust over its Unix socket.
     pub fn conninfo(&self) -> String {
         format!(
@@ -56,8 +64,20 @@ pub fn fakepg_with(args: &[&str]) -> FakePg {
         .args(["--watch-pid", &std::process::id().to_string()])
         .args(args)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("fakepg starts");
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    {
+        let lines = stderr.clone();
+        let err = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
     let mut port = None;
     let mut out = BufReader::new(child.stdout.take().unwrap());
     for _ in 0..3 {
@@ -71,6 +91,7 @@ pub fn fakepg_with(args: &[&str]) -> FakePg {
         child,
         dir: dir.display().to_string(),
         port: port.expect("fakepg printed its port"),
+        stderr,
     }
 }
 

@@ -249,6 +249,9 @@ impl Session {
             let mut hdr = [0u8; 5];
             if let Err(e) = self.r.read_exact(&mut hdr) {
                 return if e.kind() == io::ErrorKind::UnexpectedEof {
+                    if self.cfg.verbose {
+                        eprintln!("fakepg: session {} closed without Terminate", self.pid);
+                    }
                     Ok(())
                 } else {
                     Err(e)
@@ -386,6 +389,9 @@ impl Session {
     /// Handle one frontend message. `Ok(false)`: close the connection.
     fn message(&mut self, tag: u8, body: &[u8]) -> io::Result<bool> {
         if tag == b'X' {
+            if self.cfg.verbose {
+                eprintln!("fakepg: session {} terminated by the client", self.pid);
+            }
             return Ok(false);
         }
         if self.skip_to_sync && tag != b'S' {
