@@ -899,6 +899,13 @@ impl Reader {
         let buf = &self.conn.buf[..];
         let mut p = self.pos;
         let mut room = chunk_size.saturating_sub(self.rows.len());
+        if self.rows.capacity() == 0 {
+            // A new chunk's row table, allocated once at the size it can reach from what the
+            // buffer holds (not grown by doubling from 4 entries, then shrunk): within what
+            // `plan_read` counted for the tables of this read.
+            let fit = (buf.len() - p) / MIN_DATA_ROW + 1;
+            self.rows.reserve_exact(room.min(fit));
+        }
         while room > 0 {
             let Some(h) = buf.get(p..p + 11) else { break };
             let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
@@ -944,7 +951,11 @@ impl Reader {
         }
         let mut end = self.pos;
         let mut rows = std::mem::take(&mut self.rows);
-        rows.shrink_to_fit();
+        if rows.capacity() > 2 * rows.len() {
+            // Sized for more rows than came (the chunk ended at a message of another kind or
+            // at the end of the buffer): give the rest back before the chunk is queued.
+            rows.shrink_to_fit();
+        }
         // Nothing after the chunk in the buffer and room for a byte: the last row's NUL goes
         // there instead of moving the row (a 1 MiB row would be copied whole).
         if end == self.conn.buf.len() && self.conn.buf.capacity() > end {
