@@ -5,6 +5,7 @@
  *   --mode foreach   fw_stream_for_each with a callback
  *   --mode latency   --repeat sequential streams (use --limit 10) on one client, fw_stream_next
  *   --mode connect   --repeat times: fw_client_new + query + stream + free everything
+ * FW_BENCH_LOG=1 in the environment installs a (counting) log callback at debug level.
  *
  * --threads K runs K streams at once on one client (each on its own connection, opened before
  * the clock starts).
@@ -154,9 +155,19 @@ static void latency(result *r, int reconnect) {
     free(lat);
 }
 
+static unsigned long g_log_messages;
+static void count_log(void *userdata, enum fw_log_level level, const char *message) {
+    (void)userdata; (void)level; (void)message;
+    g_log_messages++;
+}
+
 int main(int argc, char **argv) {
     O = parse_opts(argc, argv);
     if (!O.conninfo) usage_exit(argv[0]);
+    /* FW_BENCH_LOG=1: run with a log callback installed (debug level), as a host that logs. */
+    const char *log = getenv("FW_BENCH_LOG");
+    if (log && *log && strcmp(log, "0") != 0)
+        CHECK("fw_set_log_callback", fw_set_log_callback(FW_LOG_DEBUG, count_log, NULL));
     result r;
     memset(&r, 0, sizeof r);
     int reconnect = strcmp(O.mode, "connect") == 0;

@@ -84,7 +84,7 @@ pub extern "C" fn fw_set_log_callback(
 
 /// Hand queued messages to the callback (on the calling host thread).
 pub(crate) fn deliver() {
-    if !core_log::enabled(Level::Error) {
+    if !core_log::pending() {
         return;
     }
     let msgs = core_log::drain();

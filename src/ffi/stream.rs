@@ -146,9 +146,9 @@ impl fw_stream {
     /// two threads consuming at once). Nothing here can panic.
     #[inline]
     fn fast_next(&self) -> Option<fw_row> {
-        // Log messages are delivered at the end of the next full call; with a log callback
-        // installed every call takes the full path so that they are never delayed.
-        if crate::log::enabled(crate::log::Level::Error) {
+        // Log messages are delivered at the end of a full call: when some are waiting, this
+        // call takes the full path so that they are not delayed.
+        if crate::log::pending() {
             return None;
         }
         if self.busy.swap(true, Ordering::Acquire) {
@@ -171,7 +171,7 @@ impl fw_stream {
     /// `rows` must have room for `cap` entries.
     #[inline]
     unsafe fn fast_batch(&self, rows: *mut fw_row, cap: usize) -> usize {
-        if crate::log::enabled(crate::log::Level::Error) {
+        if crate::log::pending() {
             return 0;
         }
         if self.busy.swap(true, Ordering::Acquire) {
