@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::pg;
 use engine_support::*;
-use fakepg_support::fakepg_with;
+use fakepg_support::{fakepg_with, FakePg};
 use fraiseql_wire::stream::StreamState;
 use fraiseql_wire::{Client, Next, Wait};
 
@@ -45,15 +45,21 @@ fn clients() -> Vec<(&'static str, Client)> {
     ]
 }
 
-#[test]
-fn a_small_result_is_complete_when_execute_returns() {
-    let _g = serial();
-    // The fake server sends the whole answer in one write (no flush after the description),
-    // so the result is there when the description is, whatever the timing.
+/// A fake server that sends the whole answer to a query in one write (no flush after the
+/// description), so a small result is there when the description is, whatever the timing;
+/// a client of it, and a `LIMIT 10` query of 430-byte documents.
+fn small_query_on_a_one_write_server() -> (FakePg, Client, fraiseql_wire::Query) {
     let f = fakepg_with(&["--ignore-flush"]);
     let client = Client::connect(&f.conninfo()).unwrap();
     let mut q = query("w_10_430");
     q.limit(10).unwrap();
+    (f, client, q)
+}
+
+#[test]
+fn a_small_result_is_complete_when_execute_returns() {
+    let _g = serial();
+    let (_f, client, q) = small_query_on_a_one_write_server();
     // The first query and the following ones on the pooled connection.
     for round in 0..3 {
         let mut s = client.execute(&q).unwrap();
@@ -201,10 +207,7 @@ fn runtime_switches() -> u64 {
 #[test]
 fn small_queries_do_not_wake_the_runtime_threads() {
     let _g = serial();
-    let f = fakepg_with(&["--ignore-flush"]);
-    let client = Client::connect(&f.conninfo()).unwrap();
-    let mut q = query("w_10_430");
-    q.limit(10).unwrap();
+    let (_f, client, q) = small_query_on_a_one_write_server();
     rows_of(&client, &q);
     let before = runtime_switches();
     for _ in 0..200 {
