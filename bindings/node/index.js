@@ -378,13 +378,16 @@ class Stream {
   }
 
   async _next() {
+    if (!this._h.ptr) throw closedError('stream');
     for (;;) {
       if (this._pos < this._pending.length) {
         const row = this._pending[this._pos];
         this._pending[this._pos++] = undefined;
         return row;
       }
-      if (!this._h.ptr) throw closedError('stream');
+      // Closed while this call waited (between two fetch slices, or during one): the wait
+      // was cancelled, as when close() lands during a fetch.
+      if (!this._h.ptr) throw new CancelledError(-10, 'the stream was closed while waiting for rows');
       if (this._error) throw this._error;
       if (this._done) return null;
       const r = await this._fetch();
