@@ -23,6 +23,34 @@ pub struct fw_row {
     pub len: usize,
 }
 
+impl fw_row {
+    /// The C view of a row borrowed from the stream (valid as long as the row is).
+    #[inline]
+    fn of(r: &[u8]) -> fw_row {
+        fw_row {
+            data: r.as_ptr().cast(),
+            len: r.len(),
+        }
+    }
+}
+
+/// Copy the rows that are ready without waiting (the rest of the chunk being read) into
+/// `rows[from..cap]`; returns the new count.
+///
+/// # Safety
+/// `rows` must have room for `cap` entries.
+#[inline]
+unsafe fn fill_ready(stream: &mut Stream, rows: *mut fw_row, from: usize, cap: usize) -> usize {
+    let mut k = from;
+    while k < cap {
+        let Some(r) = stream.next_ready() else { break };
+        // SAFETY: `k < cap` and the caller guarantees room for `cap` entries.
+        unsafe { rows.add(k).write(fw_row::of(r)) };
+        k += 1;
+    }
+    k
+}
+
 /// A row callback for `fw_stream_for_each`: return 0 to go on, anything else to stop.
 #[allow(non_camel_case_types)]
 pub type fw_row_callback =
@@ -156,10 +184,7 @@ impl fw_stream {
         }
         // SAFETY: `busy` grants this call exclusive access to the consumer.
         let stream = unsafe { &mut *self.consumer.get() };
-        let row = stream.next_ready().map(|r| fw_row {
-            data: r.as_ptr().cast(),
-            len: r.len(),
-        });
+        let row = stream.next_ready().map(fw_row::of);
         self.busy.store(false, Ordering::Release);
         row
     }
@@ -179,22 +204,8 @@ impl fw_stream {
         }
         // SAFETY: `busy` grants this call exclusive access to the consumer.
         let stream = unsafe { &mut *self.consumer.get() };
-        let mut n = 0;
-        while n < cap {
-            match stream.next_ready() {
-                Some(r) => {
-                    // SAFETY: `n < cap` and the caller guarantees room for `cap` entries.
-                    unsafe {
-                        rows.add(n).write(fw_row {
-                            data: r.as_ptr().cast(),
-                            len: r.len(),
-                        })
-                    };
-                    n += 1;
-                }
-                None => break,
-            }
-        }
+        // SAFETY: the caller guarantees room for `cap` entries.
+        let n = unsafe { fill_ready(stream, rows, 0, cap) };
         self.busy.store(false, Ordering::Release);
         n
     }
@@ -227,15 +238,7 @@ fn next_impl(s: *mut fw_stream, out: *mut fw_row, wait: Wait) -> fw_status {
             let n = stream.next(wait)?;
             if let Next::Row(r) = n {
                 // SAFETY: `out` checked non-null; the row stays valid until the next call.
-                unsafe {
-                    write_out(
-                        out,
-                        fw_row {
-                            data: r.as_ptr().cast(),
-                            len: r.len(),
-                        },
-                    )
-                };
+                unsafe { write_out(out, fw_row::of(r)) };
             }
             Ok(status_of(&n))
         })
@@ -318,28 +321,9 @@ pub extern "C" fn fw_stream_next_batch(
             match stream.next(Wait::from_millis(timeout_ms))? {
                 Next::Row(r) => {
                     // SAFETY: `rows` has room for `cap >= 1` entries (caller's contract).
-                    unsafe {
-                        rows.write(fw_row {
-                            data: r.as_ptr().cast(),
-                            len: r.len(),
-                        })
-                    };
-                    let mut k = 1;
-                    while k < cap {
-                        match stream.next_ready() {
-                            Some(r) => {
-                                // SAFETY: `k < cap`, see above.
-                                unsafe {
-                                    rows.add(k).write(fw_row {
-                                        data: r.as_ptr().cast(),
-                                        len: r.len(),
-                                    })
-                                };
-                                k += 1;
-                            }
-                            None => break,
-                        }
-                    }
+                    unsafe { rows.write(fw_row::of(r)) };
+                    // SAFETY: as above.
+                    let k = unsafe { fill_ready(stream, rows, 1, cap) };
                     // SAFETY: `n` checked non-null.
                     unsafe { write_out(n, k) };
                     Ok(fw_status::FW_OK)
@@ -367,12 +351,7 @@ fn batch_filtered(
             for (i, r) in batch.iter().enumerate() {
                 // SAFETY: `rows` has room for `cap` entries (caller's contract) and
                 // `batch.len() <= cap`.
-                unsafe {
-                    rows.add(i).write(fw_row {
-                        data: r.as_ptr().cast(),
-                        len: r.len(),
-                    })
-                };
+                unsafe { rows.add(i).write(fw_row::of(r)) };
             }
             // SAFETY: `n` checked non-null.
             unsafe { write_out(n, batch.len()) };
