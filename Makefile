@@ -13,7 +13,8 @@
 #     make test-bindings  run every bindings/*/test.sh that exists
 #     make test-packaging install into temporary prefixes and use it: pkg-config, CMake,
 #                         static and shared (tests/packaging/run.sh)
-#   make bench-smoke    benches/run --smoke: every benchmark contender on tiny inputs
+#   make bench-smoke    benches/run --smoke: every benchmark contender on tiny inputs, and
+#                       benches/instructions on 2000 rows
 #   make bench          the full benchmark suite (benches/run)
 #   make install        header, libraries, fraiseql-wire.pc and the CMake package under
 #                       $(DESTDIR)$(PREFIX) (packaging/install.sh); `make uninstall` removes them
@@ -167,6 +168,7 @@ test-packaging: build
 
 bench-smoke: build
 	benches/run --smoke
+	ROWS=2000 benches/instructions
 
 # The full benchmark suite against the fake server and a throwaway PostgreSQL (tables in
 # target/bench/; numbers in docs/performance.md come from it).
