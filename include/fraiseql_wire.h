@@ -247,6 +247,12 @@ enum fw_status fw_query_max_memory(struct fw_query *q,
                                    double warn_ratio,
                                    double fail_ratio);
 
+// The longest wait, in microseconds, before a socket read on a steady server-bound stream,
+// so that one read takes several of the server's 8 KiB packets (far fewer wake-ups of the
+// library's thread and of the consumer). Also the most a row can be delayed by it. Default
+// 1000 (1 ms); 0 reads every packet as it arrives; at most 100000.
+enum fw_status fw_query_read_coalesce(struct fw_query *q, uint32_t max_us);
+
 // Add a client-side predicate (several AND together). Rows it rejects are counted as
 // filtered and never handed out.
 enum fw_status fw_query_filter(struct fw_query *q, fw_row_predicate pred, void *userdata);

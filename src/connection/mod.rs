@@ -252,6 +252,42 @@ impl Connection {
         result.map(|n| n > 0)
     }
 
+    /// Whether the socket is out of the runtime's epoll set (see [`Transport::detach`]).
+    pub(crate) fn is_detached(&self) -> bool {
+        matches!(self.transport, Transport::Detached(_))
+    }
+
+    /// Read at most `max` bytes of what a plain socket has now into the buffer's spare
+    /// capacity, without waiting: `Ok(None)` when it has nothing. The buffer must have `max`
+    /// bytes of spare capacity. Used by a reader task on a detached socket (see
+    /// [`crate::stream::coalesce`]).
+    pub(crate) fn read_now(&mut self, max: usize) -> Result<Option<usize>> {
+        let sock = self.transport.plain_socket().ok_or_else(not_plain)?;
+        let spare = self.buf.spare_capacity_mut();
+        let room = spare.len().min(max);
+        loop {
+            match sock.recv(&mut spare[..room]) {
+                Ok(n) => {
+                    // SAFETY: recv(2) initialised the first `n` bytes of the spare capacity
+                    // (n <= room <= spare capacity).
+                    unsafe { self.buf.set_len(self.buf.len() + n) };
+                    return Ok(Some(n));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("could not read from the server", &e)),
+            }
+        }
+    }
+
+    /// Take a plain socket out of the runtime's epoll set (see [`Transport::detach`]); its
+    /// next asynchronous read or write puts it back.
+    pub(crate) fn detach(&mut self) -> Result<()> {
+        self.transport
+            .detach()
+            .map_err(|e| Error::io("could not take the socket out of the runtime", &e))
+    }
+
     /// Open a connection to the first host of `config` that answers, start the session and
     /// authenticate. `connect_timeout` applies to each host.
     pub async fn connect(config: &ConnConfig) -> Result<Connection> {

@@ -158,6 +158,18 @@ pub extern "C" fn fw_query_max_memory(
     })
 }
 
+/// The longest wait, in microseconds, before a socket read on a steady server-bound stream,
+/// so that one read takes several of the server's 8 KiB packets (far fewer wake-ups of the
+/// library's thread and of the consumer). Also the most a row can be delayed by it. Default
+/// 1000 (1 ms); 0 reads every packet as it arrives; at most 100000.
+#[no_mangle]
+pub extern "C" fn fw_query_read_coalesce(q: *mut fw_query, max_us: u32) -> fw_status {
+    with_query(q, |q| {
+        q.read_coalesce(std::time::Duration::from_micros(max_us.into()))
+            .map(|_| ())
+    })
+}
+
 struct CPredicate {
     f: unsafe extern "C" fn(*mut c_void, *const c_char, usize) -> bool,
     userdata: *mut c_void,

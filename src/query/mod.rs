@@ -31,6 +31,9 @@ struct OrderBy {
     dir: SortDir,
 }
 
+/// Longest accepted [`Query::read_coalesce`] wait.
+pub const MAX_READ_COALESCE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A query description. Cheap to clone; executing it does not consume it.
 #[derive(Clone)]
 pub struct Query {
@@ -190,6 +193,20 @@ impl Query {
         fail_ratio: f64,
     ) -> Result<&mut Self> {
         self.options.memory = MemoryLimits::new(bytes, warn_ratio, fail_ratio)?;
+        Ok(self)
+    }
+
+    /// The longest wait before a socket read on a steady server-bound stream, so that one
+    /// read takes several of the server's packets (default 1 ms; see
+    /// [`crate::stream::coalesce`]). It is also the most a row can be delayed by it;
+    /// `Duration::ZERO` reads every packet as it arrives. At most 100 ms.
+    pub fn read_coalesce(&mut self, max: std::time::Duration) -> Result<&mut Self> {
+        if max > MAX_READ_COALESCE {
+            return Err(Error::invalid(
+                "read coalescing wait must be at most 100 ms",
+            ));
+        }
+        self.options.read_coalesce = max;
         Ok(self)
     }
 

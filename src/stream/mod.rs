@@ -3,6 +3,7 @@
 
 pub mod adaptive;
 pub mod chunk;
+pub mod coalesce;
 pub mod options;
 pub(crate) mod reader;
 pub(crate) mod shared;

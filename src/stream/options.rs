@@ -128,6 +128,10 @@ pub struct StreamOptions {
     /// Shortest time between two adaptive changes.
     pub adaptive_interval: std::time::Duration,
     pub memory: MemoryLimits,
+    /// Longest wait before a socket read on a steady server-bound stream, so that one read
+    /// takes several of the server's packets (see [`super::coalesce`]); also the most a row
+    /// is delayed by it. `Duration::ZERO` reads every packet as it arrives.
+    pub read_coalesce: std::time::Duration,
 }
 
 impl Default for StreamOptions {
@@ -137,6 +141,7 @@ impl Default for StreamOptions {
             adaptive: Some(AdaptiveChunking::default()),
             adaptive_interval: super::adaptive::MIN_INTERVAL,
             memory: MemoryLimits::default(),
+            read_coalesce: super::coalesce::DEFAULT_MAX_LINGER,
         }
     }
 }

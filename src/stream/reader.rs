@@ -16,6 +16,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::AsyncReadExt;
 
 use super::chunk::{terminate_rows, Chunk, NULL_ROW};
+use super::coalesce::{Coalescer, Timer};
 use super::shared::{Shared, StreamState, Terminal};
 use crate::client::Pool;
 use crate::connection::Connection;
@@ -267,6 +268,10 @@ pub(crate) struct Reader {
     parsed_rows: u64,
     parse_time: Duration,
     parse_failure_logged: bool,
+    /// When to wait before a read so that it takes several packets (see [`super::coalesce`]).
+    coalesce: Coalescer,
+    /// Its timer, created at the first wait.
+    timer: Option<Timer>,
 }
 
 /// Sets a terminal state if the task ends without one (runtime shutdown, panic), so that a
@@ -312,6 +317,7 @@ impl Reader {
             conn.buf = BytesMut::new();
         }
         Reader {
+            coalesce: Coalescer::new(shared.options.read_coalesce),
             conn,
             shared,
             pool,
@@ -330,6 +336,7 @@ impl Reader {
             parsed_rows: 0,
             parse_time: Duration::ZERO,
             parse_failure_logged: false,
+            timer: None,
         }
     }
 
@@ -717,27 +724,40 @@ impl Reader {
     /// or other control event arrives meanwhile.
     async fn read_some(&mut self, plan: ReadPlan) -> Result<()> {
         let max = self.apply_plan(plan);
-        let buf = &mut self.conn.buf;
-        let mut limited = (&mut self.conn.transport).take(max as u64);
         // Try the read once without waiting: only when the socket has nothing for us is a
         // deferred wake of the consumer done (rows never wait behind an idle socket).
-        let first = {
-            let mut read = std::pin::pin!(limited.read_buf(&mut *buf));
-            std::future::poll_fn(|cx| {
-                std::task::Poll::Ready(std::future::Future::poll(read.as_mut(), cx))
-            })
-            .await
-        };
-        let n = match first {
-            std::task::Poll::Ready(r) => {
-                r.map_err(|e| Error::io("could not read from the server", &e))?
+        let mut got = self.read_now(max).await?;
+        if got.is_none() {
+            if self.wake_pending {
+                self.wake_pending = false;
+                let mut g = self.shared.lock();
+                self.shared.wake_consumer(&mut g);
             }
-            std::task::Poll::Pending => {
-                if self.wake_pending {
-                    self.wake_pending = false;
-                    let mut g = self.shared.lock();
-                    self.shared.wake_consumer(&mut g);
+            if let Some(d) = self.coalesce.linger() {
+                // A steady flow we keep up with: let a few packets gather (see
+                // super::coalesce). A plain socket leaves the epoll set meanwhile, or every
+                // packet would still wake a runtime thread. Without a timer (fd limit), the
+                // packets are read as they come.
+                if self.timer.is_none() {
+                    self.timer = Timer::new().ok();
                 }
+                if let Some(timer) = &self.timer {
+                    self.conn.detach()?;
+                    tokio::select! {
+                        biased;
+                        _ = self.shared.reader_wake.notified() => return Ok(()),
+                        r = timer.sleep(d) => if r.is_err() { self.timer = None },
+                    }
+                    got = self.read_now(max).await?;
+                }
+            }
+        }
+        let n = match got {
+            Some(n) => n,
+            None => {
+                // Wait for the socket (attaching it again if it was detached).
+                let buf = &mut self.conn.buf;
+                let mut limited = (&mut self.conn.transport).take(max as u64);
                 tokio::select! {
                     biased;
                     _ = self.shared.reader_wake.notified() => return Ok(()),
@@ -747,6 +767,7 @@ impl Reader {
                 }
             }
         };
+        self.coalesce.after_read(n, max, Instant::now());
         if n == 0 {
             return Err(Error::new(
                 ErrorKind::Io,
@@ -760,6 +781,27 @@ impl Reader {
             self.chunk_started = Some(Instant::now());
         }
         Ok(())
+    }
+
+    /// Read at most `max` bytes of what the socket has now, without waiting (`None`:
+    /// nothing). A detached socket is read directly, leaving it out of the epoll set.
+    async fn read_now(&mut self, max: usize) -> Result<Option<usize>> {
+        if self.conn.is_detached() {
+            return self.conn.read_now(max);
+        }
+        let buf = &mut self.conn.buf;
+        let mut limited = (&mut self.conn.transport).take(max as u64);
+        let mut read = std::pin::pin!(limited.read_buf(buf));
+        let polled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(read.as_mut(), cx))
+        })
+        .await;
+        match polled {
+            std::task::Poll::Ready(r) => r
+                .map(Some)
+                .map_err(|e| Error::io("could not read from the server", &e)),
+            std::task::Poll::Pending => Ok(None),
+        }
     }
 
     /// Split every complete message in the buffer. DataRows are collected into the chunk
