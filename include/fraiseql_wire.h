@@ -253,6 +253,12 @@ enum fw_status fw_query_max_memory(struct fw_query *q,
 // 1000 (1 ms); 0 reads every packet as it arrives; at most 100000.
 enum fw_status fw_query_read_coalesce(struct fw_query *q, uint32_t max_us);
 
+// How far the reader reads ahead of a slower consumer: the most bytes of chunks queued
+// before it stops reading the socket. Default 524288 (512 KiB); at least 1. The memory
+// budget (`fw_query_max_memory`) still bounds everything; a read-ahead at or above it lets
+// the queue fill the whole budget.
+enum fw_status fw_query_read_ahead(struct fw_query *q, size_t bytes);
+
 // Add a client-side predicate (several AND together). Rows it rejects are counted as
 // filtered and never handed out.
 enum fw_status fw_query_filter(struct fw_query *q, fw_row_predicate pred, void *userdata);

@@ -399,7 +399,10 @@ fn buffered_items_gauge_follows_the_channel() {
     let ent = "m_buffered";
     view(ent, "SELECT data FROM users");
     let c = client();
-    let mut s = c.execute(&query(ent)).expect("execute");
+    // All 1000 rows queued while nobody consumes: a read-ahead of the whole budget.
+    let mut q = query(ent);
+    q.read_ahead(usize::MAX).unwrap();
+    let mut s = c.execute(&q).expect("execute");
     assert!(wait_until(Duration::from_secs(10), || {
         s.stats().total_rows_received == 1000
     }));
@@ -413,7 +416,7 @@ fn buffered_items_gauge_follows_the_channel() {
     let g = dump().value("fraiseql_stream_buffered_items", en);
     assert!((1000.0 - 256.0..1000.0).contains(&g), "{g}");
     // A second stream of the same entity adds up.
-    let mut s2 = c.execute(&query(ent)).expect("execute");
+    let mut s2 = c.execute(&q).expect("execute");
     assert!(wait_until(Duration::from_secs(10), || {
         s2.stats().total_rows_received == 1000
     }));

@@ -288,3 +288,63 @@ fn default_budget_applies() {
     );
     assert!(st.peak_memory <= st.memory_limit);
 }
+
+/// Bytes of rows received and not consumed after the consumer has slept a while: the reader
+/// has stopped by then (the queue is at its limit).
+fn queued_after_a_sleep(q: &Query) -> fraiseql_wire::stream::StreamStats {
+    let c = client();
+    let mut s = execute(&c, q);
+    assert!(matches!(s.next(Wait::Forever).unwrap(), Next::Row(_)));
+    let ctl = s.control().clone();
+    std::thread::sleep(Duration::from_millis(500));
+    let a = ctl.stats();
+    std::thread::sleep(Duration::from_millis(300));
+    let b = ctl.stats();
+    assert_eq!(
+        a.total_rows_received, b.total_rows_received,
+        "still reading"
+    );
+    let rows = drain(&mut s);
+    assert_eq!(rows.len() + 1, 100_000, "every row after the wait");
+    b
+}
+
+#[test]
+fn the_reader_stays_only_the_read_ahead_in_front_of_the_consumer() {
+    // 100k rows of ~430 B (43 MB) and a 4 MiB budget. By default the queue stops at the
+    // read-ahead of 512 KiB (plus the read buffer being split), far below the budget.
+    let mut q = Query::new("v_bench_1m").unwrap();
+    q.limit(100_000).unwrap();
+    q.max_memory(4096 * KIB, 0.9, 1.0).unwrap();
+    let st = queued_after_a_sleep(&q);
+    assert!(
+        st.bytes_buffered >= 400 * KIB as u64 && st.bytes_buffered <= 800 * KIB as u64,
+        "{st:?}"
+    );
+    assert!(st.peak_memory <= 1100 * KIB as u64, "{st:?}");
+    assert_eq!(st.memory_warnings, 0, "{st:?}");
+    // A read-ahead of the whole budget fills it (and crosses the 90 % warning).
+    q.read_ahead(usize::MAX).unwrap();
+    let st = queued_after_a_sleep(&q);
+    assert!(st.estimated_memory >= 3500 * KIB as u64, "{st:?}");
+    assert!(st.peak_memory <= 4096 * KIB as u64, "{st:?}");
+    assert_eq!(st.memory_warnings, 1, "{st:?}");
+    // Under a budget smaller than the read-ahead, the budget is the limit.
+    let mut q = Query::new("v_bench_1m").unwrap();
+    q.limit(100_000).unwrap();
+    q.max_memory(256 * KIB, 0.8, 1.0).unwrap();
+    let st = queued_after_a_sleep(&q);
+    assert!(st.estimated_memory >= 128 * KIB as u64, "{st:?}");
+    assert!(st.peak_memory <= 256 * KIB as u64, "{st:?}");
+}
+
+#[test]
+fn read_ahead_is_validated() {
+    let mut q = Query::new("v_user").unwrap();
+    assert_eq!(
+        q.read_ahead(0).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    q.read_ahead(1).unwrap();
+    assert_eq!(q.options().read_ahead, 1);
+}

@@ -170,6 +170,15 @@ pub extern "C" fn fw_query_read_coalesce(q: *mut fw_query, max_us: u32) -> fw_st
     })
 }
 
+/// How far the reader reads ahead of a slower consumer: the most bytes of chunks queued
+/// before it stops reading the socket. Default 524288 (512 KiB); at least 1. The memory
+/// budget (`fw_query_max_memory`) still bounds everything; a read-ahead at or above it lets
+/// the queue fill the whole budget.
+#[no_mangle]
+pub extern "C" fn fw_query_read_ahead(q: *mut fw_query, bytes: usize) -> fw_status {
+    with_query(q, |q| q.read_ahead(bytes).map(|_| ()))
+}
+
 struct CPredicate {
     f: unsafe extern "C" fn(*mut c_void, *const c_char, usize) -> bool,
     userdata: *mut c_void,

@@ -210,6 +210,18 @@ impl Query {
         Ok(self)
     }
 
+    /// How far the reader reads ahead of a slower consumer: the most bytes of chunks queued
+    /// before it stops reading the socket (default 512 KiB, at least 1). The memory budget
+    /// ([`Query::max_memory`]) still bounds everything; a read-ahead at or above it lets the
+    /// queue fill the whole budget.
+    pub fn read_ahead(&mut self, bytes: usize) -> Result<&mut Self> {
+        if bytes == 0 {
+            return Err(Error::invalid("read-ahead must be at least 1 byte"));
+        }
+        self.options.read_ahead = bytes;
+        Ok(self)
+    }
+
     /// The shortest time between two adaptive chunk-size changes (default 5 s). Rust-only,
     /// meant for tests and tuning; the C API keeps the default.
     pub fn adaptive_interval(&mut self, interval: std::time::Duration) -> &mut Self {

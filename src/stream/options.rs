@@ -12,6 +12,8 @@ pub const DEFAULT_ADAPTIVE_MAX: usize = 1024;
 /// (the allocator keeps up to about twice the live bytes: tests/stream_rss.rs), large enough
 /// to keep the socket busy (reads are at most 256 KiB; see docs/performance.md).
 pub const DEFAULT_MAX_MEMORY: usize = 2 * 1024 * 1024;
+/// Default [`StreamOptions::read_ahead`]: two read buffers' worth.
+pub const DEFAULT_READ_AHEAD: usize = 512 * 1024;
 pub const DEFAULT_WARN_RATIO: f64 = 0.8;
 pub const DEFAULT_FAIL_RATIO: f64 = 1.0;
 /// Smallest budget accepted: one socket read must fit.
@@ -132,6 +134,11 @@ pub struct StreamOptions {
     /// takes several of the server's packets (see [`super::coalesce`]); also the most a row
     /// is delayed by it. `Duration::ZERO` reads every packet as it arrives.
     pub read_coalesce: std::time::Duration,
+    /// Most bytes of chunks queued for the consumer before the reader stops reading: the
+    /// reader stays this far ahead of a slower consumer. The memory budget still bounds
+    /// everything (a large row may use all of it); this only keeps the queue, and so the
+    /// process's memory and the data's trip through the CPU caches, short.
+    pub read_ahead: usize,
 }
 
 impl Default for StreamOptions {
@@ -142,11 +149,17 @@ impl Default for StreamOptions {
             adaptive_interval: super::adaptive::MIN_INTERVAL,
             memory: MemoryLimits::default(),
             read_coalesce: super::coalesce::DEFAULT_MAX_LINGER,
+            read_ahead: DEFAULT_READ_AHEAD,
         }
     }
 }
 
 impl StreamOptions {
+    /// The most the queue of chunks holds: the read-ahead within the budget.
+    pub fn queue_limit(&self) -> usize {
+        self.read_ahead.min(self.memory.bytes)
+    }
+
     /// The chunk size the stream starts with.
     pub fn initial_chunk_size(&self) -> usize {
         match self.adaptive {

@@ -602,7 +602,12 @@ impl Reader {
                     let free = budget.saturating_sub(held);
                     let len = self.conn.buf.len();
                     let spare = self.conn.buf.capacity() - len;
-                    if let Some(plan) = plan_read(budget, free, spare, len, need) {
+                    // Far enough ahead of the consumer: wait for it (see read_ahead).
+                    let ahead = g.queued_bytes < self.shared.options.read_ahead;
+                    if let Some(plan) = ahead
+                        .then(|| plan_read(budget, free, spare, len, need))
+                        .flatten()
+                    {
                         g.reader_waiting = false;
                         drop(g);
                         if let Some(since) = waited_since {
@@ -711,7 +716,10 @@ impl Reader {
         let budget = self.shared.options.memory.bytes;
         let mut g = self.shared.lock();
         g.reader_bytes = self.footprint();
-        if g.state == StreamState::Cancelled || g.pause_started.is_some() {
+        if g.state == StreamState::Cancelled
+            || g.pause_started.is_some()
+            || g.queued_bytes >= self.shared.options.read_ahead
+        {
             return None;
         }
         let free = budget.saturating_sub(g.held_total());
@@ -1069,7 +1077,7 @@ impl Reader {
         // for each one (a futex wake and two context switches per chunk).
         if g.consumer_waiting
             && g.chunks_received > 1
-            && g.queued_bytes < self.shared.options.memory.bytes / 4
+            && g.queued_bytes < self.shared.options.queue_limit() / 4
         {
             self.wake_pending = true;
         } else {

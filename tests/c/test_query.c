@@ -78,6 +78,11 @@ void test_query_setters_validation(void) {
     CHECK(fw_last_error() && strstr(fw_error_message(fw_last_error()), "100 ms") != NULL);
     CHECK_ST(fw_query_read_coalesce(q, 1000), FW_OK);
 
+    CHECK_ST(fw_query_read_ahead(q, 1), FW_OK);
+    CHECK_ST(fw_query_read_ahead(q, 0), FW_E_INVALID_ARGUMENT);
+    CHECK_ST(fw_query_read_ahead(q, SIZE_MAX), FW_OK);
+    CHECK_ST(fw_query_read_ahead(q, 512 * 1024), FW_OK);
+
     CHECK_ST(fw_query_max_memory(q, 1 << 20, 0.8, 1.0), FW_OK);
     CHECK_ST(fw_query_max_memory(q, 16 * 1024, 1.0, 1.0), FW_OK);
     CHECK_ST(fw_query_max_memory(q, 16 * 1024 - 1, 0.8, 1.0), FW_E_INVALID_ARGUMENT);

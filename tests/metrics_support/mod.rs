@@ -492,6 +492,8 @@ pub fn run_adaptive(entity: &str) -> StreamStats {
     q.chunk_size(16).unwrap();
     q.adaptive_chunking(true, 1, 1024).unwrap();
     q.max_memory(1024 * 1024, 0.9, 1.0).unwrap();
+    // The whole budget may be queued ahead (the default read-ahead is half of it).
+    q.read_ahead(1024 * 1024).unwrap();
     let mut s = c.execute(&q).expect("execute");
     assert!(
         wait_until(Duration::from_secs(10), || s.stats().items_buffered >= 1500),
