@@ -78,13 +78,16 @@ typedef struct opts {
     size_t batch;        /* next_batch capacity */
     size_t chunk_rows;   /* 0 = library default */
     size_t max_memory;   /* 0 = library default */
+    size_t read_ahead;   /* 0 = library default */
+    long coalesce_us;    /* -1 = library default */
 } opts;
 
 static void usage_exit(const char *prog) {
     fprintf(stderr,
             "usage: %s --mode M [--conninfo S | --host H --port P --user U --db D] --source REL\n"
             "          [--limit N] [--threads K] [--repeat N] [--batch N] [--touch all]\n"
-            "          [--chunk-rows N] [--max-memory BYTES]\n",
+            "          [--chunk-rows N] [--max-memory BYTES] [--read-ahead BYTES]\n"
+            "          [--coalesce-us US]\n",
             prog);
     exit(2);
 }
@@ -94,6 +97,7 @@ static opts parse_opts(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     o.mode = "";
     o.limit = -1;
+    o.coalesce_us = -1;
     o.threads = 1;
     o.repeat = 1;
     o.batch = 1024;
@@ -116,6 +120,8 @@ static opts parse_opts(int argc, char **argv) {
         else if (ARG("--batch")) o.batch = (size_t)atoll(argv[++i]);
         else if (ARG("--chunk-rows")) o.chunk_rows = (size_t)atoll(argv[++i]);
         else if (ARG("--max-memory")) o.max_memory = (size_t)atoll(argv[++i]);
+        else if (ARG("--read-ahead")) o.read_ahead = (size_t)atoll(argv[++i]);
+        else if (ARG("--coalesce-us")) o.coalesce_us = atol(argv[++i]);
         else if (ARG("--touch")) g_touch_all = strcmp(argv[++i], "all") == 0;
         else usage_exit(argv[0]);
 #undef ARG

@@ -35,6 +35,9 @@ static fw_query *make_query(fw_client *c) {
     if (O.limit >= 0) CHECK("fw_query_limit", fw_query_limit(q, (uint64_t)O.limit));
     if (O.chunk_rows) CHECK("fw_query_chunk_size", fw_query_chunk_size(q, O.chunk_rows));
     if (O.max_memory) CHECK("fw_query_max_memory", fw_query_max_memory(q, O.max_memory, 0.8, 1.0));
+    if (O.read_ahead) CHECK("fw_query_read_ahead", fw_query_read_ahead(q, O.read_ahead));
+    if (O.coalesce_us >= 0)
+        CHECK("fw_query_read_coalesce", fw_query_read_coalesce(q, (uint32_t)O.coalesce_us));
     return q;
 }
 

@@ -12,8 +12,10 @@
 //! [`DEFAULT_MAX_LINGER`]), which is also the most a row is delayed by it.
 //!
 //! Nothing is held back when data is already waiting (the reader reads at once), when the
-//! flow is a trickle (reads of less than a packet: slow queries, the end of a result), or
-//! when the budget allows only small reads.
+//! consumer is not blocked waiting for rows (it is the slower side: the reader is never the
+//! one to make it wait), when the flow is a trickle (less than a packet a millisecond: slow
+//! queries), when a read brought far more than aimed at (a server that writes in bursts
+//! larger than the socket buffer), or when the budget allows only small reads.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -23,11 +25,12 @@ use tokio::io::unix::AsyncFd;
 
 /// The default (and largest useful) wait: the most a row can be delayed by coalescing.
 pub const DEFAULT_MAX_LINGER: Duration = Duration::from_millis(1);
-/// Bytes one coalesced read aims at: about 60 % of what a Unix socket's default send buffer
+/// Bytes one coalesced read aims at: about half of what a Unix socket's default send buffer
 /// holds (net.core.wmem_default, 208 KiB of buffer memory: ~190 KB of 8 KiB packets), so the
-/// server keeps writing while the reader waits (TCP buffers are larger). 64 KiB gave ~1.6x
-/// more wake-ups for the same wall time (docs/performance.md).
-pub(crate) const TARGET_BYTES: usize = 128 * 1024;
+/// server keeps writing while the reader waits (TCP buffers are larger). 64 KiB left ~1.6x
+/// more wake-ups than 128 KiB; reads of more than 1.5x this turn the wait off (see
+/// `after_read`), which with 128 KiB came too close to a full Unix socket buffer.
+pub(crate) const TARGET_BYTES: usize = 96 * 1024;
 /// A read of at least this much means the server sent at least a full packet since the last
 /// read (PostgreSQL's send buffer is 8 KiB): a steady flow, not a trickle.
 pub(crate) const STEADY_BYTES: usize = 8 * 1024;
@@ -88,9 +91,10 @@ impl Coalescer {
                 }
             }
         }
-        if n >= allowed || n >= 2 * TARGET_BYTES || allowed < 2 * STEADY_BYTES {
-            // More may be waiting, or the flow is faster than measured (catch up first); or
-            // a budget too small to gain anything.
+        if n >= allowed || n >= TARGET_BYTES * 3 / 2 || allowed < 2 * STEADY_BYTES {
+            // More may be waiting; or far more came than aimed at: the flow is faster than
+            // measured, or the socket buffer filled and the server had to wait (a server
+            // that writes in large bursts); or a budget too small to gain anything.
             return;
         }
         if self.rate < TRICKLE_RATE {
@@ -213,16 +217,16 @@ mod tests {
     fn steady_packets_get_a_wait_sized_to_the_rate() {
         let mut c = Coalescer::new(MAX);
         let mut t = Instant::now();
-        // 8 KiB every 50 us: ~164 MB/s; 128 KiB take 800 us.
+        // 8 KiB every 50 us: ~164 MB/s; 96 KiB take 600 us.
         let d = feed(&mut c, &mut t, 8192, Duration::from_micros(50), 100).unwrap();
         assert!(
-            d >= Duration::from_micros(700) && d <= Duration::from_micros(900),
+            d >= Duration::from_micros(500) && d <= Duration::from_micros(700),
             "{d:?}"
         );
         // Coalesced reads of the same flow keep the same wait.
-        let d = feed(&mut c, &mut t, 128 * 1024, Duration::from_micros(800), 10).unwrap();
+        let d = feed(&mut c, &mut t, 96 * 1024, Duration::from_micros(600), 10).unwrap();
         assert!(
-            d >= Duration::from_micros(700) && d <= Duration::from_micros(900),
+            d >= Duration::from_micros(500) && d <= Duration::from_micros(700),
             "{d:?}"
         );
     }
@@ -231,7 +235,7 @@ mod tests {
     fn slower_flows_wait_at_most_the_maximum() {
         let mut c = Coalescer::new(MAX);
         let mut t = Instant::now();
-        // 8 KiB every 500 us (16 MB/s): 128 KiB would take 8 ms.
+        // 8 KiB every 500 us (16 MB/s): 96 KiB would take 6 ms.
         assert_eq!(
             feed(&mut c, &mut t, 8192, Duration::from_micros(500), 20),
             Some(MAX)
@@ -246,7 +250,7 @@ mod tests {
 
     #[test]
     fn fast_flows_do_not_wait() {
-        // 64 KiB every 20 us: the next 128 KiB arrive sooner than a timer is worth.
+        // 64 KiB every 20 us: the next 96 KiB arrive sooner than a timer is worth.
         let mut c = Coalescer::new(MAX);
         let mut t = Instant::now();
         assert_eq!(
@@ -285,10 +289,11 @@ mod tests {
         t += Duration::from_micros(50);
         c.after_read(32 * 1024, 32 * 1024, t);
         assert_eq!(c.linger(), None);
-        // Far more than aimed at: the flow is faster than measured.
+        // Far more than aimed at: the flow is faster than measured, or the server waited
+        // for a full socket buffer.
         feed(&mut c, &mut t, 8192, Duration::from_micros(50), 1).unwrap();
-        t += Duration::from_micros(800);
-        c.after_read(2 * TARGET_BYTES, ALLOWED, t);
+        t += Duration::from_micros(600);
+        c.after_read(TARGET_BYTES * 3 / 2, ALLOWED, t);
         assert_eq!(c.linger(), None);
         // A small budget: allowances under two packets never wait.
         let mut c = Coalescer::new(MAX);

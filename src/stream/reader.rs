@@ -736,12 +736,14 @@ impl Reader {
         // deferred wake of the consumer done (rows never wait behind an idle socket).
         let mut got = self.read_now(max).await?;
         if got.is_none() {
+            // The consumer is blocked waiting for these rows: it keeps up with the server.
+            let starved = self.wake_pending;
             if self.wake_pending {
                 self.wake_pending = false;
                 let mut g = self.shared.lock();
                 self.shared.wake_consumer(&mut g);
             }
-            if let Some(d) = self.coalesce.linger() {
+            if let Some(d) = self.coalesce.linger().filter(|_| starved) {
                 // A steady flow we keep up with: let a few packets gather (see
                 // super::coalesce). A plain socket leaves the epoll set meanwhile, or every
                 // packet would still wake a runtime thread. Without a timer (fd limit), the
