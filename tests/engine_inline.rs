@@ -188,22 +188,6 @@ fn server_errors_found_inline_leave_the_connection_usable() {
     assert_eq!(backends_of(pg(), app), before, "no other connection opened");
 }
 
-/// Voluntary plus involuntary context switches of the runtime's worker threads.
-fn runtime_switches() -> u64 {
-    runtime_threads()
-        .into_iter()
-        .map(|tid| {
-            let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
-                .unwrap_or_default();
-            status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-                .sum::<u64>()
-        })
-        .sum()
-}
-
 #[test]
 fn small_queries_do_not_wake_the_runtime_threads() {
     let _g = serial();

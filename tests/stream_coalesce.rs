@@ -22,22 +22,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Voluntary plus involuntary context switches of the runtime's worker threads.
-fn runtime_switches() -> u64 {
-    runtime_threads()
-        .into_iter()
-        .map(|tid| {
-            let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
-                .unwrap_or_default();
-            status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-                .sum::<u64>()
-        })
-        .sum()
-}
-
 /// 20,000 documents of ~430 bytes (~8.8 MB) in 8 KiB pieces, 100 us apart.
 const PACED: &str = "w_20k_430__slow100";
 const PIECES: u64 = 8_800_000 / 8192;

@@ -159,6 +159,22 @@ pub fn runtime_threads() -> Vec<u32> {
         .collect()
 }
 
+/// Voluntary plus involuntary context switches of the runtime's worker threads.
+pub fn runtime_switches() -> u64 {
+    runtime_threads()
+        .into_iter()
+        .map(|tid| {
+            let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+                .unwrap_or_default();
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// The blocked-signal mask of thread `tid` (`SigBlk` in its status file).
 pub fn blocked_signals(tid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
