@@ -220,36 +220,25 @@ impl Connection {
         spin: Duration,
         max: usize,
     ) -> Result<bool> {
-        use std::io::Read;
-        let fail = |e: &std::io::Error| Error::io("could not read from the server", e);
-        let sock = self.transport.plain_socket().ok_or_else(not_plain)?;
         let deadline = limit.map(|d| Instant::now() + d);
         let mut spin_start: Option<Instant> = None;
-        let old = self.buf.len();
-        // Zeroed room: safe code cannot read into spare capacity.
-        self.buf.resize(old + max, 0);
-        let result = loop {
-            match (&*sock).read(&mut self.buf[old..]) {
-                Ok(0) => break Err(closed()),
-                Ok(n) => break Ok(n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let spun = *spin_start.get_or_insert_with(Instant::now);
-                    if spun.elapsed() < spin && deadline.map_or(true, |d| Instant::now() < d) {
-                        std::hint::spin_loop();
-                        continue;
-                    }
-                    match wait_blocking(&sock, false, deadline) {
-                        Ok(true) => {}
-                        Ok(false) => break Ok(0),
-                        Err(e) => break Err(e),
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(fail(&e)),
+        self.buf.reserve(max);
+        loop {
+            match self.read_now(max)? {
+                Some(0) => return Err(closed()),
+                Some(_) => return Ok(true),
+                None => {}
             }
-        };
-        self.buf.truncate(old + *result.as_ref().unwrap_or(&0));
-        result.map(|n| n > 0)
+            let spun = *spin_start.get_or_insert_with(Instant::now);
+            if spun.elapsed() < spin && deadline.map_or(true, |d| Instant::now() < d) {
+                std::hint::spin_loop();
+                continue;
+            }
+            let sock = self.transport.plain_socket().ok_or_else(not_plain)?;
+            if !wait_blocking(&sock, false, deadline)? {
+                return Ok(false);
+            }
+        }
     }
 
     /// Whether the socket is out of the runtime's epoll set (see [`Transport::detach`]).
@@ -258,9 +247,9 @@ impl Connection {
     }
 
     /// Read at most `max` bytes of what a plain socket has now into the buffer's spare
-    /// capacity, without waiting: `Ok(None)` when it has nothing. The buffer must have `max`
-    /// bytes of spare capacity. Used by a reader task on a detached socket (see
-    /// [`crate::stream::coalesce`]).
+    /// capacity (less if it has less room), without waiting: `Ok(None)` when it has nothing,
+    /// `Ok(Some(0))` at the end of the stream. Used by the blocking reads on the caller's
+    /// thread and by a reader task on a detached socket (see [`crate::stream::coalesce`]).
     pub(crate) fn read_now(&mut self, max: usize) -> Result<Option<usize>> {
         let sock = self.transport.plain_socket().ok_or_else(not_plain)?;
         let spare = self.buf.spare_capacity_mut();

@@ -603,11 +603,12 @@ impl Reader {
                     let len = self.conn.buf.len();
                     let spare = self.conn.buf.capacity() - len;
                     // Far enough ahead of the consumer: wait for it (see read_ahead).
-                    let ahead = g.queued_bytes < self.shared.options.read_ahead;
-                    if let Some(plan) = ahead
-                        .then(|| plan_read(budget, free, spare, len, need))
-                        .flatten()
-                    {
+                    let plan = if g.queued_bytes < self.shared.options.read_ahead {
+                        plan_read(budget, free, spare, len, need)
+                    } else {
+                        None
+                    };
+                    if let Some(plan) = plan {
                         g.reader_waiting = false;
                         drop(g);
                         if let Some(since) = waited_since {
