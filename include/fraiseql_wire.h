@@ -259,12 +259,23 @@ enum fw_status fw_query_read_coalesce(struct fw_query *q, uint32_t max_us);
 // the queue fill the whole budget.
 enum fw_status fw_query_read_ahead(struct fw_query *q, size_t bytes);
 
+// How long `fw_query_execute` waits, in milliseconds, for the server's first answer before
+// it returns the stream anyway. Default 20; -1 waits as long as it takes; 0 returns right
+// after sending the query; at most 3600000 (one hour). The server describes the result
+// together with its first rows (one packet for a small result), so a query slower than this
+// is returned undescribed: its errors, a wrong result shape (`FW_E_SCHEMA`) included, then
+// come from the stream's first `next` instead of from `fw_query_execute`.
+enum fw_status fw_query_describe_wait(struct fw_query *q, int64_t timeout_ms);
+
 // Add a client-side predicate (several AND together). Rows it rejects are counted as
 // filtered and never handed out.
 enum fw_status fw_query_filter(struct fw_query *q, fw_row_predicate pred, void *userdata);
 
-// Execute the query: returns once the server has described the result, with the stream in
-// `*out`. A missing relation, a wrong result shape or a connection failure is reported here.
+// Execute the query: returns once the server has described the result (it does so with the
+// first rows), or after the query's describe wait (`fw_query_describe_wait`, 20 ms by
+// default) if that comes first, with the stream in `*out`. A connection failure, and what
+// the server has reported by then (a missing relation, a wrong result shape), is reported
+// here; anything later by the stream.
 enum fw_status fw_query_execute(const struct fw_query *q, struct fw_stream **out);
 
 // Free a query. NULL is a no-op. Streams already executed are not affected.

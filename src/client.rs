@@ -129,8 +129,10 @@ impl Client {
     }
 
     /// Run `query`: take (or open) a connection, send the query, and return the stream once
-    /// the server has described the result. Errors known at that point (a missing relation,
-    /// a wrong result shape, a connection failure) are returned here.
+    /// the server has described the result, or after the query's
+    /// [`describe_wait`](Query::describe_wait). Errors known at that point (a missing
+    /// relation, a wrong result shape, a connection failure) are returned here; later ones
+    /// by the stream.
     pub fn execute(&self, query: &Query) -> Result<Stream> {
         let entity = query.source().as_str();
         crate::metrics::query_started(entity);

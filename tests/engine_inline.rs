@@ -16,13 +16,22 @@ use common::pg;
 use engine_support::*;
 use fakepg_support::{fakepg_with, FakePg};
 use fraiseql_wire::stream::StreamState;
-use fraiseql_wire::{Client, Next, Wait};
+use fraiseql_wire::{Client, ErrorKind, Next, Wait};
 
 /// The tests below count the runtime threads' context switches: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn tls_client_app(app: &str) -> Client {
+    Client::connect(&format!(
+        "host=127.0.0.1 port={} dbname={} user=fw_trust application_name={app} sslmode=require",
+        pg().port(),
+        pg().var("FW_PG_DB")
+    ))
+    .expect("tls client")
 }
 
 /// Plain sockets (the inline start) and TLS (the runtime path).
@@ -138,28 +147,158 @@ fn a_large_result_continues_on_the_reader_task() {
     }
 }
 
+/// The server describes the result with its first rows (no Flush after Describe): a query
+/// slower than the describe wait (20 ms by default) returns from `execute` undescribed, on
+/// the caller's thread (plain sockets) and through the runtime (TLS) alike.
 #[test]
-fn a_slow_query_returns_from_execute_once_described() {
+fn a_slow_query_returns_from_execute_after_the_describe_wait() {
     let _g = serial();
     let app = "fw_inline_slow";
-    let client = socket_client_app(app);
-    let t = Instant::now();
-    let mut s = client.execute(&query("v_sleep30")).unwrap();
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "execute waited for the rows: {:?}",
-        t.elapsed()
-    );
-    assert_eq!(s.stats().state, Some(StreamState::Running));
-    assert!(matches!(
-        s.next(Wait::For(Duration::from_millis(100))),
-        Ok(Next::Timeout)
-    ));
-    s.control().cancel().unwrap();
-    assert!(
-        active_queries_become(app, "v_sleep30", 0, Duration::from_secs(5)),
-        "the cancel reached the server"
-    );
+    for (name, client) in [
+        ("unix", socket_client_app(app)),
+        ("tls", tls_client_app(app)),
+    ] {
+        let t = Instant::now();
+        let mut s = client.execute(&query("v_sleep30")).unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{name}: execute waited for the rows: {:?}",
+            t.elapsed()
+        );
+        let st = s.stats();
+        assert_eq!(st.state, Some(StreamState::Running), "{name}");
+        assert_eq!(st.total_rows_received, 0, "{name}");
+        assert!(matches!(
+            s.next(Wait::For(Duration::from_millis(100))),
+            Ok(Next::Timeout)
+        ));
+        s.control().cancel().unwrap();
+        assert!(
+            active_queries_become(app, "v_sleep30", 0, Duration::from_secs(5)),
+            "{name}: the cancel reached the server"
+        );
+    }
+}
+
+/// `describe_wait(None)`: `execute` returns with the description, i.e. with the first rows.
+/// v_slow makes a 9 KB row every 100 ms: the first fills the server's 8 KiB output buffer
+/// and goes out alone, 100 ms after the query started.
+#[test]
+fn describe_wait_none_returns_with_the_first_rows() {
+    let _g = serial();
+    for (name, client) in clients() {
+        let mut q = query("v_slow");
+        q.limit(3).unwrap();
+        let mut waiting = q.clone();
+        waiting.describe_wait(None).unwrap();
+        let t = Instant::now();
+        let mut s = client.execute(&waiting).unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(100),
+            "{name}: execute returned before the first row existed ({:?})",
+            t.elapsed()
+        );
+        let (rows, end) = drain(&mut s);
+        assert_eq!(rows.len(), 3, "{name}: {end:?}");
+        assert!(end.is_ok(), "{name}: {end:?}");
+        // The default wait returns before that row exists.
+        let mut s = client.execute(&q).unwrap();
+        assert_eq!(s.stats().total_rows_received, 0, "{name}");
+        let (rows, end) = drain(&mut s);
+        assert_eq!(rows.len(), 3, "{name}: {end:?}");
+        assert!(end.is_ok(), "{name}: {end:?}");
+    }
+}
+
+/// A wrong result shape that the server describes only after `execute` returned is the
+/// stream's error (`Schema` from `next`, same message as from `execute`); the query is
+/// cancelled on the server and the client goes on.
+#[test]
+fn a_slow_wrong_shape_is_reported_by_the_stream() {
+    let _g = serial();
+    let app = "fw_inline_slow_shape";
+    for (name, client) in [
+        ("unix", socket_client_app(app)),
+        ("tls", tls_client_app(app)),
+    ] {
+        let mut s = client
+            .execute(&query("v_slow_not_json"))
+            .expect("execute returns before the description");
+        assert_eq!(s.stats().state, Some(StreamState::Running), "{name}");
+        let err = match s.next(Wait::Forever) {
+            Err(e) => e,
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(err.kind(), ErrorKind::Schema, "{name}: {err}");
+        assert_eq!(
+            err.message(),
+            "the result must be exactly one column named \"data\" of type json or jsonb; \
+             got 1 column(s): data (text)"
+        );
+        assert_eq!(s.stats().state, Some(StreamState::Failed), "{name}");
+        assert!(
+            active_queries_become(app, "v_slow_not_json", 0, Duration::from_secs(5)),
+            "{name}: the query does not linger"
+        );
+        let mut q = query("v_user");
+        q.limit(2).unwrap();
+        assert_eq!(rows_of(&client, &q).len(), 2, "{name}");
+    }
+}
+
+/// `describe_wait(Some(ZERO))`: `execute` returns right after sending; everything the server
+/// says (rows, a refusal) comes through the stream, and the connection is reused after.
+#[test]
+fn describe_wait_zero_hands_everything_to_the_stream() {
+    let _g = serial();
+    let app = "fw_inline_wait_zero";
+    for (name, client) in [
+        ("unix", socket_client_app(app)),
+        ("tls", tls_client_app(app)),
+    ] {
+        let mut q = query("v_user");
+        q.where_sql("(data->>'n')::int <= 3")
+            .unwrap()
+            .describe_wait(Some(Duration::ZERO))
+            .unwrap();
+        let ns: Vec<i64> = rows_of(&client, &q)
+            .iter()
+            .map(|r| int_field(r, "n"))
+            .collect();
+        assert_eq!(ns, vec![1, 2, 3], "{name}");
+        let before = backends_of(pg(), app);
+        let mut missing = query("no_such_view");
+        missing.describe_wait(Some(Duration::ZERO)).unwrap();
+        // Usually from the stream; from `execute` when the answer was already there at the
+        // first look (over TLS the runtime reads once before it gives up).
+        let e = match client.execute(&missing) {
+            Ok(mut s) => {
+                let (rows, end) = drain(&mut s);
+                assert!(rows.is_empty(), "{name}");
+                end.expect_err("a missing relation streamed")
+            }
+            Err(e) => e,
+        };
+        assert_eq!(
+            e.server_error().map(|s| s.sqlstate.as_str()),
+            Some("42P01"),
+            "{name}: {e:?}"
+        );
+        assert_eq!(rows_of(&client, &q).len(), 3, "{name}");
+        assert_eq!(
+            backends_of(pg(), app),
+            before,
+            "{name}: the connection was reused"
+        );
+    }
+}
+
+#[test]
+fn describe_wait_is_validated() {
+    let mut q = query("v_user");
+    assert!(q.describe_wait(Some(Duration::from_secs(3601))).is_err());
+    assert!(q.describe_wait(Some(Duration::from_secs(3600))).is_ok());
+    assert!(q.describe_wait(None).is_ok());
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `runtime::shutdown` while a query waits on the calling thread (the inline start of
 //! `execute`, see tests/engine_inline.rs): the wait is interrupted and `execute` fails with
 //! `Shutdown` at once instead of waiting for the server. Process-global, so it has this test
-//! binary to itself. The query waits because another session holds a lock on its table.
+//! binary to itself. The query waits because another session holds a lock on its table (and
+//! `execute` waits for its description however long it takes: `describe_wait(None)`).
 
 mod common;
 mod engine_support;
@@ -52,7 +53,9 @@ fn shutdown_interrupts_an_execute_waiting_on_the_server() {
 
     let waiter = std::thread::spawn(move || {
         let t = Instant::now();
-        let r = client.execute(&query("t_inline_lock"));
+        let mut q = query("t_inline_lock");
+        q.describe_wait(None).unwrap();
+        let r = client.execute(&q);
         (r.err(), t.elapsed())
     });
     // The query is waiting for the lock on the server.

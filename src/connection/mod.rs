@@ -34,6 +34,9 @@ pub struct Connection {
     pub(crate) owner_pid: u32,
     pub(crate) mechanism: Mechanism,
     pub(crate) created: Instant,
+    /// How long the server took to answer the last query started on the caller's thread
+    /// (send to first bytes): whether the next one is worth spinning for.
+    pub(crate) answer_time: Option<Duration>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -202,15 +205,9 @@ impl Connection {
         Ok(())
     }
 
-    /// [`Connection::read_more`] from a thread outside the runtime: waits in poll(2) (in
-    /// slices, so that `fw_shutdown` interrupts it), then reads what the socket has.
-    pub(crate) fn read_more_blocking(&mut self) -> Result<()> {
-        self.read_more_within(None, Duration::ZERO, 8192)
-            .map(|_| ())
-    }
-
-    /// [`Connection::read_more_blocking`] of at most `max` bytes (the buffer grows only if
-    /// its spare capacity is smaller), waiting at most `limit` when given: `Ok(false)` when
+    /// [`Connection::read_more`] from a thread outside the runtime, of at most `max` bytes
+    /// (the buffer grows only if its spare capacity is smaller): waits in poll(2) (in
+    /// slices, so that `fw_shutdown` interrupts it), at most `limit` when given: `Ok(false)` when
     /// nothing arrived in that time. The first `spin` of the wait retries the read instead
     /// of sleeping in poll(2): for an answer due within microseconds, a sleep and wake-up of
     /// the thread costs more CPU than the spin and adds its latency.
@@ -239,6 +236,22 @@ impl Connection {
                 return Ok(false);
             }
         }
+    }
+
+    /// [`Connection::read_more_within`] (without spinning) for an answer that cannot have
+    /// arrived yet: poll(2) first, then read, rather than a read that finds nothing first.
+    pub(crate) fn read_more_after_wait(
+        &mut self,
+        limit: Option<Duration>,
+        max: usize,
+    ) -> Result<bool> {
+        let deadline = limit.map(|d| Instant::now() + d);
+        let sock = self.transport.plain_socket().ok_or_else(not_plain)?;
+        if !wait_blocking(&sock, false, deadline)? {
+            return Ok(false);
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        self.read_more_within(left, Duration::ZERO, max)
     }
 
     /// Whether the socket is out of the runtime's epoll set (see [`Transport::detach`]).
@@ -352,6 +365,7 @@ impl Connection {
             owner_pid: std::process::id(),
             mechanism: Mechanism::Trust,
             created: Instant::now(),
+            answer_time: None,
         }
     }
 

@@ -179,6 +179,28 @@ pub extern "C" fn fw_query_read_ahead(q: *mut fw_query, bytes: usize) -> fw_stat
     with_query(q, |q| q.read_ahead(bytes).map(|_| ()))
 }
 
+/// How long `fw_query_execute` waits, in milliseconds, for the server's first answer before
+/// it returns the stream anyway. Default 20; -1 waits as long as it takes; 0 returns right
+/// after sending the query; at most 3600000 (one hour). The server describes the result
+/// together with its first rows (one packet for a small result), so a query slower than this
+/// is returned undescribed: its errors, a wrong result shape (`FW_E_SCHEMA`) included, then
+/// come from the stream's first `next` instead of from `fw_query_execute`.
+#[no_mangle]
+pub extern "C" fn fw_query_describe_wait(q: *mut fw_query, timeout_ms: i64) -> fw_status {
+    with_query(q, |q| {
+        let wait = match timeout_ms {
+            -1 => None,
+            ms if ms >= 0 => Some(std::time::Duration::from_millis(ms as u64)),
+            _ => {
+                return Err(Error::invalid(
+                    "describe wait must be -1 (no limit) or at least 0 ms",
+                ))
+            }
+        };
+        q.describe_wait(wait).map(|_| ())
+    })
+}
+
 struct CPredicate {
     f: unsafe extern "C" fn(*mut c_void, *const c_char, usize) -> bool,
     userdata: *mut c_void,
@@ -214,8 +236,11 @@ pub extern "C" fn fw_query_filter(
     })
 }
 
-/// Execute the query: returns once the server has described the result, with the stream in
-/// `*out`. A missing relation, a wrong result shape or a connection failure is reported here.
+/// Execute the query: returns once the server has described the result (it does so with the
+/// first rows), or after the query's describe wait (`fw_query_describe_wait`, 20 ms by
+/// default) if that comes first, with the stream in `*out`. A connection failure, and what
+/// the server has reported by then (a missing relation, a wrong result shape), is reported
+/// here; anything later by the stream.
 #[no_mangle]
 pub extern "C" fn fw_query_execute(q: *const fw_query, out: *mut *mut fw_stream) -> fw_status {
     guard(|| {

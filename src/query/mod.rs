@@ -34,6 +34,9 @@ struct OrderBy {
 /// Longest accepted [`Query::read_coalesce`] wait.
 pub const MAX_READ_COALESCE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Longest accepted bounded [`Query::describe_wait`].
+pub const MAX_DESCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// A query description. Cheap to clone; executing it does not consume it.
 #[derive(Clone)]
 pub struct Query {
@@ -219,6 +222,20 @@ impl Query {
             return Err(Error::invalid("read-ahead must be at least 1 byte"));
         }
         self.options.read_ahead = bytes;
+        Ok(self)
+    }
+
+    /// How long [`crate::Client::execute`] waits for the server's first answer before it
+    /// returns the stream anyway (default 20 ms; `None`: as long as it takes; at most one
+    /// hour). The server describes the result together with its first rows, so a query that
+    /// takes longer to produce them is returned undescribed: a wrong result shape is then
+    /// reported by the stream (`Schema` from `next`) rather than by `execute`. `Some(ZERO)`
+    /// returns right after sending the query (the stream's fd tells when rows arrive).
+    pub fn describe_wait(&mut self, wait: Option<std::time::Duration>) -> Result<&mut Self> {
+        if wait.is_some_and(|w| w > MAX_DESCRIBE_WAIT) {
+            return Err(Error::invalid("describe wait must be at most one hour"));
+        }
+        self.options.describe_wait = wait;
         Ok(self)
     }
 

@@ -16,6 +16,8 @@ pub const DEFAULT_MAX_MEMORY: usize = 2 * 1024 * 1024;
 pub const DEFAULT_READ_AHEAD: usize = 512 * 1024;
 pub const DEFAULT_WARN_RATIO: f64 = 0.8;
 pub const DEFAULT_FAIL_RATIO: f64 = 1.0;
+/// Default [`StreamOptions::describe_wait`].
+pub const DEFAULT_DESCRIBE_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 /// Smallest budget accepted: one socket read must fit.
 pub const MIN_MAX_MEMORY: usize = 16 * 1024;
 
@@ -139,6 +141,14 @@ pub struct StreamOptions {
     /// everything (a large row may use all of it); this only keeps the queue, and so the
     /// process's memory and the data's trip through the CPU caches, short.
     pub read_ahead: usize,
+    /// How long `execute` waits for the server's first answer (the result's description, or
+    /// a refusal) before it returns the stream anyway; `None` waits as long as it takes.
+    /// The query is sent without a Flush after Describe, so the server sends the
+    /// description together with the first rows (one packet for a small result, as for
+    /// libpq's simple query); a slow query is then described only with its first rows, and
+    /// this bounds how long `execute` blocks on it. Errors the server reports by then are
+    /// returned by `execute`; later ones (a wrong result shape included) by the stream.
+    pub describe_wait: Option<std::time::Duration>,
 }
 
 impl Default for StreamOptions {
@@ -150,6 +160,7 @@ impl Default for StreamOptions {
             memory: MemoryLimits::default(),
             read_coalesce: super::coalesce::DEFAULT_MAX_LINGER,
             read_ahead: DEFAULT_READ_AHEAD,
+            describe_wait: Some(DEFAULT_DESCRIBE_WAIT),
         }
     }
 }

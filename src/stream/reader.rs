@@ -155,9 +155,15 @@ const JSONB_OID: u32 = 3802;
 /// What the executing thread learns once the server has described the result (or refused).
 pub(crate) type StartResult = Result<()>;
 
-/// Encode Parse/Bind/Describe/Flush/Execute/Sync for `sql` as an unnamed statement: the extended
+/// Encode Parse/Bind/Describe/Execute/Sync for `sql` as an unnamed statement: the extended
 /// protocol refuses more than one command in a prepared statement, so the statement cannot be
 /// split into two whatever the user's predicate contains.
+///
+/// No Flush after Describe: the server keeps the description in its output buffer and sends
+/// it with the first rows, so a small result comes in one packet (a Flush made it two: one
+/// more send for the server and one more wake-up for us, 5-10% of a small query over TCP).
+/// A slow query is then described only when its first rows are ready; how long `execute`
+/// waits for that is [`super::options::StreamOptions::describe_wait`].
 pub(crate) fn encode_query(sql: &str) -> Result<BytesMut> {
     let mut out = BytesMut::with_capacity(sql.len() + 64);
     let enc = |e: std::io::Error| Error::invalid(format!("could not encode the query: {e}"));
@@ -173,9 +179,6 @@ pub(crate) fn encode_query(sql: &str) -> Result<BytesMut> {
     )
     .map_err(|_| Error::invalid("could not encode the query"))?;
     frontend::describe(b'P', "", &mut out).map_err(enc)?;
-    // Flush: the server buffers its replies until Sync or a full send buffer, so without it
-    // the RowDescription of a slow query (and thus `execute`) would wait for its first rows.
-    frontend::flush(&mut out);
     frontend::execute("", 0, &mut out).map_err(enc)?;
     frontend::sync(&mut out);
     Ok(out)
@@ -222,6 +225,13 @@ fn check_schema(body: &postgres_protocol::message::backend::RowDescriptionBody) 
     ))
 }
 
+fn no_columns() -> Error {
+    Error::new(
+        ErrorKind::Schema,
+        "the statement returns no rows description (no columns)",
+    )
+}
+
 fn type_name(oid: u32) -> String {
     match oid {
         JSON_OID => "json".into(),
@@ -250,6 +260,11 @@ pub(crate) struct Reader {
     chunk_started: Option<Instant>,
     query_sent: Instant,
     saw_first_row: bool,
+    /// The RowDescription was received and checked. A stream handed over before (see
+    /// [`StreamOptions::describe_wait`]) gets it in `process_buffer`.
+    ///
+    /// [`StreamOptions::describe_wait`]: super::options::StreamOptions::describe_wait
+    described: bool,
     command_complete: bool,
     error: Option<Error>,
     /// A chunk was queued for a waiting consumer without waking it (see the end of
@@ -326,6 +341,7 @@ impl Reader {
             chunk_started: None,
             query_sent: Instant::now(),
             saw_first_row: false,
+            described: false,
             command_complete: false,
             error: None,
             wake_pending: false,
@@ -372,10 +388,19 @@ impl Reader {
         let msg = encode_query(sql)?;
         self.query_sent = Instant::now();
         self.conn.send(&msg).await?;
-        while !self.parse_start()? {
-            self.conn.read_more().await?;
+        let wait = self.shared.options.describe_wait;
+        let describe = async {
+            while !self.parse_start()? {
+                self.conn.read_more().await?;
+            }
+            Ok(())
+        };
+        match wait {
+            None => describe.await,
+            // Not described in time: the stream goes on without (`process_buffer` checks
+            // the description when it comes). Reads are cancel-safe: nothing is lost.
+            Some(w) => tokio::time::timeout(w, describe).await.unwrap_or(Ok(())),
         }
-        Ok(())
     }
 
     /// Parse what the buffer holds of the answer up to the RowDescription: `Ok(true)` once
@@ -385,13 +410,12 @@ impl Reader {
             match msg {
                 Message::ParseComplete | Message::BindComplete => {}
                 Message::NoticeResponse(_) | Message::ParameterStatus(_) => {}
-                Message::RowDescription(body) => return check_schema(&body).map(|()| true),
-                Message::NoData => {
-                    return Err(Error::new(
-                        ErrorKind::Schema,
-                        "the statement returns no rows description (no columns)",
-                    ))
+                Message::RowDescription(body) => {
+                    check_schema(&body)?;
+                    self.described = true;
+                    return Ok(true);
                 }
+                Message::NoData => return Err(no_columns()),
                 Message::ErrorResponse(body) => return Err(server_error(body)),
                 _ => {
                     metrics::protocol_error("unexpected_before_rows");
@@ -407,22 +431,53 @@ impl Reader {
     /// Start the query on the calling thread, as libpq does: send it, wait for the answer in
     /// poll(2), parse up to the RowDescription and hand over the rows that came with it. A
     /// result that ended there (a small query) is finished here, with no other thread
-    /// involved; otherwise a reader task takes the connection over for the rest. Only for
-    /// plain sockets ([`Connection::is_plain`]). The outcome is what `run` reports through
+    /// involved; otherwise a reader task takes the connection over for the rest (also when
+    /// the server has not answered within the stream's `describe_wait`). Only for plain
+    /// sockets ([`Connection::is_plain`]). The outcome is what `run` reports through
     /// `started`; an `Io` error means the connection failed before any answer (the caller
     /// may retry on a new one).
     pub(crate) fn run_inline(mut self, sql: &str) -> StartResult {
         let msg = encode_query(sql)?;
         self.query_sent = Instant::now();
         self.conn.send_blocking(&msg)?;
+        let deadline = self
+            .shared
+            .options
+            .describe_wait
+            .map(|w| self.query_sent + w);
+        // A server that answered the last query within microseconds is spun for (the first
+        // INLINE_SPIN of the wait): sleeping in poll(2) until then costs a wake-up of an idle
+        // CPU, which on virtual machines takes longer than such an answer. One that took
+        // longer is waited for in poll(2) at once, as libpq does, costing no CPU. A new
+        // connection (no answer yet) is spun for once.
+        let spin = match self.conn.answer_time {
+            Some(t) if t > 2 * INLINE_SPIN => Duration::ZERO,
+            _ => INLINE_SPIN,
+        };
+        let mut waited = false;
         let started = loop {
             match self.parse_start() {
                 Ok(true) => break Ok(()),
                 Ok(false) => {}
                 Err(e) => break Err(e),
             }
-            if let Err(e) = self.conn.read_more_blocking() {
-                break Err(e);
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // The answer cannot be there yet right after the send: poll(2) first, then read
+            // (one syscall less than a read that finds nothing).
+            let read = if waited || !spin.is_zero() {
+                self.conn.read_more_within(left, spin, 8192)
+            } else {
+                self.conn.read_more_after_wait(left, 8192)
+            };
+            match read {
+                Ok(true) if !waited => {
+                    waited = true;
+                    self.conn.answer_time = Some(self.query_sent.elapsed());
+                }
+                Ok(true) => {}
+                // Not described in time: the reader task below takes over undescribed.
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
             }
         };
         if let Err(e) = started {
@@ -436,20 +491,19 @@ impl Reader {
             return Err(rx.blocking_recv().ok().and_then(|r| r.err()).unwrap_or(e));
         }
         let mut first = self.process_buffer();
-        // The server sends the description at once (the Flush after Describe) and the rows
-        // once executed: a small result usually follows within about the time the
-        // description took. Wait that long (INLINE_GRACE_MIN..INLINE_GRACE) and for at most
-        // INLINE_BYTES here, rather than hand a few rows to the reader task (two thread
-        // wake-ups). A slow query costs `execute` that much more. (With 200 us at least,
-        // 500 of 500 `LIMIT 10` queries on the test server complete here over the socket
-        // and over TCP; with the description time alone, 380-490 over the socket.)
+        // The description comes with the first rows, and the rest of a result larger than
+        // one packet usually follows within about the time the first one took. Wait that
+        // long (INLINE_GRACE_MIN..INLINE_GRACE) and for at most INLINE_BYTES here, rather
+        // than hand a few rows to the reader task (two thread wake-ups). A slow query costs
+        // `execute` that much more.
         let grace = self
             .query_sent
             .elapsed()
             .clamp(INLINE_GRACE_MIN, INLINE_GRACE);
         let deadline = Instant::now() + grace;
         let mut read = 0;
-        while let Ok(Flow::NeedMore(need)) = first {
+        while let (true, Ok(Flow::NeedMore(need))) = (self.described, &first) {
+            let need = *need;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || read >= INLINE_BYTES {
                 break;
@@ -829,7 +883,7 @@ impl Reader {
             .min(self.shared.options.memory.bytes - TABLE_SLACK);
         let plain = self.shared.json_filters.is_empty();
         loop {
-            if plain {
+            if plain && self.described {
                 self.take_plain_rows(chunk_size, max_row);
                 if self.rows.len() >= chunk_size {
                     self.emit_chunk();
@@ -876,6 +930,10 @@ impl Reader {
                 })));
             }
             if tag == b'D' {
+                if !self.described {
+                    metrics::protocol_error("unexpected_before_rows");
+                    return Err(Error::protocol("DataRow before the result description"));
+                }
                 if len < 10 || buf[p + 5] != 0 || buf[p + 6] != 1 {
                     metrics::protocol_error("data_row");
                     return Err(Error::protocol(
@@ -918,6 +976,14 @@ impl Reader {
                 })?
                 .ok_or_else(|| Error::protocol("incomplete message after length check"))?;
             match msg {
+                // Only for a stream handed over before it was described (see
+                // `StreamOptions::describe_wait`).
+                Message::ParseComplete | Message::BindComplete if !self.described => {}
+                Message::RowDescription(body) if !self.described => {
+                    check_schema(&body)?;
+                    self.described = true;
+                }
+                Message::NoData if !self.described => return Err(no_columns()),
                 Message::CommandComplete(_) => self.command_complete = true,
                 Message::ErrorResponse(body) => {
                     let e = server_error(body);
@@ -1195,6 +1261,7 @@ impl Reader {
             Err(e) if e.kind() == ErrorKind::Cancelled => ("cancelled", None),
             Err(e) => ("error", Some(e.kind().category())),
         };
+        let schema_error = matches!(&result, Err(e) if e.kind() == ErrorKind::Schema);
         let reusable = match &result {
             Ok(()) => true,
             // The server reported an error and then ReadyForQuery: the session is clean.
@@ -1251,6 +1318,14 @@ impl Reader {
             // An idle connection holds no buffer memory.
             conn.buf = BytesMut::new();
             pool.put(conn);
+        } else if schema_error && !was_cancelled {
+            // Described only after `execute` returned, with the wrong shape: the rows that
+            // follow are unwanted, so the server is told to stop, as when `execute` refuses.
+            let token = conn.cancel_token().clone();
+            drop(conn);
+            crate::runtime::spawn_detached(async move {
+                let _ = token.send().await;
+            });
         }
         shared.wake_consumer(&mut g);
         drop(g);

@@ -112,6 +112,7 @@ void test_null_arguments(void) {
     CHECK_ST(fw_query_max_memory(NULL, 1 << 20, 0.5, 1.0), FW_E_NULL);
     CHECK_ST(fw_query_read_coalesce(NULL, 1000), FW_E_NULL);
     CHECK_ST(fw_query_read_ahead(NULL, 1), FW_E_NULL);
+    CHECK_ST(fw_query_describe_wait(NULL, 20), FW_E_NULL);
     CHECK_ST(fw_query_filter(NULL, NULL, NULL), FW_E_NULL);
     CHECK_ST(fw_query_execute(NULL, &sentinel_s), FW_E_NULL);
     CHECK(sentinel_s == (fw_stream *)&sentinel_s);

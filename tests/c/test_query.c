@@ -83,6 +83,14 @@ void test_query_setters_validation(void) {
     CHECK_ST(fw_query_read_ahead(q, SIZE_MAX), FW_OK);
     CHECK_ST(fw_query_read_ahead(q, 512 * 1024), FW_OK);
 
+    CHECK_ST(fw_query_describe_wait(q, -1), FW_OK);
+    CHECK_ST(fw_query_describe_wait(q, 0), FW_OK);
+    CHECK_ST(fw_query_describe_wait(q, 3600000), FW_OK);
+    CHECK_ST(fw_query_describe_wait(q, 3600001), FW_E_INVALID_ARGUMENT);
+    CHECK_ST(fw_query_describe_wait(q, -2), FW_E_INVALID_ARGUMENT);
+    CHECK_ST(fw_query_describe_wait(q, INT64_MIN), FW_E_INVALID_ARGUMENT);
+    CHECK_ST(fw_query_describe_wait(q, 20), FW_OK);
+
     CHECK_ST(fw_query_max_memory(q, 1 << 20, 0.8, 1.0), FW_OK);
     CHECK_ST(fw_query_max_memory(q, 16 * 1024, 1.0, 1.0), FW_OK);
     CHECK_ST(fw_query_max_memory(q, 16 * 1024 - 1, 0.8, 1.0), FW_E_INVALID_ARGUMENT);
@@ -268,6 +276,21 @@ void test_query_schema_errors(void) {
     CHECK_STR(row.data, "{\"i\": 1}");
     CHECK_ST(fw_stream_next(s, &row, -1), FW_DONE);
     fw_stream_free(s);
+    fw_query_free(q);
+    /* A wrong shape the server describes only with its first row, 0.5 s after the query
+     * started: fw_query_execute returns after its describe wait (20 ms by default), and the
+     * stream reports the shape; with a wait of -1 fw_query_execute does. */
+    REQUIRE_ST(fw_query_new(fwt_client(), "v_slow_not_json", &q), FW_OK);
+    REQUIRE_ST(fw_query_execute(q, &s), FW_OK);
+    CHECK_ST(fw_stream_next(s, &row, -1), FW_E_SCHEMA);
+    CHECK(fw_stream_error(s) && fw_error_code(fw_stream_error(s)) == FW_E_SCHEMA);
+    CHECK(strstr(fw_error_message(fw_stream_error(s)), "data (text)") != NULL);
+    CHECK_INT(fw_stream_state_snapshot(s), FW_STATE_FAILED);
+    fw_stream_free(s);
+    CHECK_ST(fw_query_describe_wait(q, -1), FW_OK);
+    s = (fw_stream *)&s;
+    CHECK_ST(fw_query_execute(q, &s), FW_E_SCHEMA);
+    CHECK(s == (fw_stream *)&s);
     fw_query_free(q);
     /* and the pooled connection is still good afterwards */
     CHECK_INT(fwt_server_true("true"), 1);
