@@ -6,6 +6,7 @@
  *   --mode latency         --repeat sequential PQexec (use --limit 10) on one connection
  *   --mode latency-params  the same with PQexecParams (extended protocol, as fraiseql-wire)
  *   --mode connect         --repeat times: PQconnectdb + PQexec + PQfinish
+ *   --mode connect-params  the same with PQexecParams (extended protocol, as fraiseql-wire)
  *
  * --threads K: K connections (opened before the clock starts), one query each, at once.
  */
@@ -137,8 +138,8 @@ static void throughput(result *r) {
 }
 
 static void latency(result *r) {
-    int reconnect = !strcmp(O.mode, "connect");
-    int params = !strcmp(O.mode, "latency-params");
+    int reconnect = !strcmp(O.mode, "connect") || !strcmp(O.mode, "connect-params");
+    int params = !strcmp(O.mode, "latency-params") || !strcmp(O.mode, "connect-params");
     uint64_t *lat = malloc((size_t)O.repeat * sizeof *lat);
     PGconn *c = NULL;
     if (!reconnect) {
@@ -174,7 +175,8 @@ int main(int argc, char **argv) {
     build_sql(&O, SQL, sizeof SQL);
     result r;
     memset(&r, 0, sizeof r);
-    if (!strcmp(O.mode, "latency") || !strcmp(O.mode, "latency-params") || !strcmp(O.mode, "connect"))
+    if (!strcmp(O.mode, "latency") || !strcmp(O.mode, "latency-params") || !strcmp(O.mode, "connect") ||
+        !strcmp(O.mode, "connect-params"))
         latency(&r);
     else
         throughput(&r);

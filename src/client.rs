@@ -85,6 +85,8 @@ impl Pool {
 #[derive(Clone)]
 pub struct Client {
     config: Arc<ConnConfig>,
+    /// New connections are opened on the caller's thread (see [`Connection::connect_inline`]).
+    inline: bool,
     pool: Arc<Pool>,
     _closer: Arc<PoolCloser>,
 }
@@ -108,13 +110,22 @@ impl Client {
     pub fn with_config(config: ConnConfig) -> Result<Client> {
         let config = Arc::new(config);
         let pool = Arc::new(Pool::default());
-        let conn = runtime::block_on({
-            let config = config.clone();
-            async move { Connection::connect(&config).await }
-        })?;
+        let inline = Connection::can_connect_inline(&config);
+        let conn = if inline {
+            if runtime::is_shut_down() {
+                return Err(Error::shutdown());
+            }
+            Connection::connect_inline(&config)?
+        } else {
+            runtime::block_on({
+                let config = config.clone();
+                async move { Connection::connect(&config).await }
+            })?
+        };
         pool.put(conn);
         Ok(Client {
             config,
+            inline,
             _closer: Arc::new(PoolCloser(pool.clone())),
             pool,
         })
@@ -179,6 +190,16 @@ impl Client {
                     return Err(e);
                 }
             }
+        }
+        // A new connection on a plain socket: opened and started here too.
+        if pooled.is_none() && self.inline {
+            runtime::handle()?;
+            let conn = Connection::connect_inline(&self.config)?;
+            let shared = new_shared(&conn, &entity, options, &json_filters);
+            return Reader::new(conn, shared.clone(), self.pool.clone())
+                .run_inline(&sql)
+                .map(|()| shared)
+                .inspect_err(query_phase_error);
         }
         let config = self.config.clone();
         let pool = self.pool.clone();

@@ -179,18 +179,41 @@ fn connect_timeout_is_honoured() {
     // startup packet is sent, and no answer ever comes.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let t = Instant::now();
-    let err = Client::connect(&format!(
-        "host=127.0.0.1 port={port} user=u dbname=d sslmode=disable connect_timeout=2"
-    ))
-    .err()
-    .expect("a silent server cannot be connected to");
-    let took = t.elapsed();
-    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
-    assert!(err.message().contains("timed out"), "{err}");
-    assert!(
-        took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
-        "connect_timeout=2 gave up after {took:?}"
-    );
+    // A Unix socket likewise.
+    let dir = tempfile_dir();
+    let unix_port = 5999;
+    let unix =
+        std::os::unix::net::UnixListener::bind(dir.join(format!(".s.PGSQL.{unix_port}"))).unwrap();
+    // Plain TCP and Unix sockets are opened on the calling thread; sslmode=prefer asks for
+    // TLS first (no answer either) through the runtime.
+    for conninfo in [
+        format!("host=127.0.0.1 port={port} user=u dbname=d sslmode=disable connect_timeout=2"),
+        format!("host=127.0.0.1 port={port} user=u dbname=d sslmode=prefer connect_timeout=2"),
+        format!(
+            "host={} port={unix_port} user=u dbname=d connect_timeout=2",
+            dir.display()
+        ),
+    ] {
+        let t = Instant::now();
+        let err = Client::connect(&conninfo)
+            .err()
+            .expect("a silent server cannot be connected to");
+        let took = t.elapsed();
+        assert_eq!(err.kind(), ErrorKind::Connect, "{conninfo}: {err}");
+        assert!(err.message().contains("timed out"), "{conninfo}: {err}");
+        assert!(
+            took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
+            "{conninfo}: connect_timeout=2 gave up after {took:?}"
+        );
+    }
     drop(listener);
+    drop(unix);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh private directory for a Unix socket.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("fw-connect-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

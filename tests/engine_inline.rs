@@ -344,3 +344,36 @@ fn small_queries_do_not_wake_the_runtime_threads() {
         "the runtime threads switched {woken} times for 200 small queries"
     );
 }
+
+/// Connections to a plain socket are opened on the calling thread too (connect, startup,
+/// authentication: `Connection::connect_inline`), by `Client::connect` and by `execute` when
+/// the pool is empty: connect + small query + close wakes no runtime thread.
+#[test]
+fn new_plain_connections_do_not_wake_the_runtime_threads() {
+    let _g = serial();
+    let (f, client, q) = small_query_on_a_one_write_server();
+    rows_of(&client, &q);
+    for conninfo in [f.conninfo(), f.tcp_conninfo()] {
+        let before = runtime_switches();
+        for _ in 0..50 {
+            let c = Client::connect(&conninfo).unwrap();
+            assert_eq!(rows_of(&c, &q).len(), 10);
+            drop(c);
+        }
+        // Two streams at once on one client: the second opens a connection in `execute`.
+        let c = Client::connect(&conninfo).unwrap();
+        for _ in 0..25 {
+            let mut a = c.execute(&q).unwrap();
+            let mut b = c.execute(&q).unwrap();
+            assert_eq!(drain(&mut a).0.len(), 10);
+            assert_eq!(drain(&mut b).0.len(), 10);
+        }
+        let woken = runtime_switches() - before;
+        // Through the runtime, each connection costs its threads several wake-ups (the
+        // connect, each answer of the server).
+        assert!(
+            woken < 40,
+            "{conninfo}: the runtime threads switched {woken} times for 75 new connections"
+        );
+    }
+}

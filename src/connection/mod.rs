@@ -37,6 +37,35 @@ pub struct Connection {
     /// How long the server took to answer the last query started on the caller's thread
     /// (send to first bytes): whether the next one is worth spinning for.
     pub(crate) answer_time: Option<Duration>,
+    /// Set while the connection is being opened on the caller's thread
+    /// ([`Connection::connect_inline`]): `send` and `read_more` then block on the socket
+    /// instead of waiting on the runtime. The deadline is the host's `connect_timeout`.
+    inline: Option<InlineOpen>,
+}
+
+/// See [`Connection::inline`].
+#[derive(Clone, Copy, Debug)]
+struct InlineOpen {
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+}
+
+impl InlineOpen {
+    fn left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    fn timed_out(&self) -> Error {
+        timed_out(self.timeout.unwrap_or_default())
+    }
+}
+
+fn timed_out(t: Duration) -> Error {
+    Error::new(
+        ErrorKind::Connect,
+        format!("timed out after {} s", t.as_secs_f64()),
+    )
 }
 
 impl std::fmt::Debug for Connection {
@@ -123,6 +152,9 @@ impl Connection {
     }
 
     pub(crate) async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(open) = self.inline {
+            return self.send_blocking_until(bytes, open);
+        }
         self.transport
             .write_all(bytes)
             .await
@@ -150,6 +182,12 @@ impl Connection {
 
     /// Read what the socket has (up to 8 KiB more room), waiting for at least one byte.
     pub(crate) async fn read_more(&mut self) -> Result<()> {
+        if let Some(open) = self.inline {
+            return match self.read_more_within(open.left(), Duration::ZERO, 8192)? {
+                true => Ok(()),
+                false => Err(open.timed_out()),
+            };
+        }
         self.buf.reserve(8192);
         let n = self
             .transport
@@ -187,7 +225,15 @@ impl Connection {
 
     /// [`Connection::send`] from a thread outside the runtime: blocking writes on the socket
     /// (plain transports only, see [`Connection::is_plain`]).
-    pub(crate) fn send_blocking(&mut self, mut bytes: &[u8]) -> Result<()> {
+    pub(crate) fn send_blocking(&mut self, bytes: &[u8]) -> Result<()> {
+        let open = InlineOpen {
+            deadline: None,
+            timeout: None,
+        };
+        self.send_blocking_until(bytes, open)
+    }
+
+    fn send_blocking_until(&mut self, mut bytes: &[u8], open: InlineOpen) -> Result<()> {
         let fail = |e: &std::io::Error| Error::io("could not send to the server", e);
         let sock = self.transport.plain_socket().ok_or_else(not_plain)?;
         while !bytes.is_empty() {
@@ -196,7 +242,9 @@ impl Connection {
                 Ok(0) => return Err(closed()),
                 Ok(n) => bytes = &bytes[n..],
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    wait_blocking(&sock, true, None)?;
+                    if !wait_blocking(&sock, true, open.deadline)? {
+                        return Err(open.timed_out());
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(fail(&e)),
@@ -293,18 +341,63 @@ impl Connection {
     /// Open a connection to the first host of `config` that answers, start the session and
     /// authenticate. `connect_timeout` applies to each host.
     pub async fn connect(config: &ConnConfig) -> Result<Connection> {
+        Self::connect_with(config, false).await
+    }
+
+    /// Whether [`Connection::connect_inline`] can open connections for `config`: every host
+    /// is a Unix socket, or TCP with `sslmode=disable` (TLS needs the runtime, and so do
+    /// the second attempts of `allow` and `prefer`).
+    pub(crate) fn can_connect_inline(config: &ConnConfig) -> bool {
+        let plain_tcp = matches!(tls::effective_mode(config), Ok(SslMode::Disable));
+        config
+            .hosts
+            .iter()
+            .all(|(h, _)| matches!(h, Host::Unix(_)) || plain_tcp)
+    }
+
+    /// [`Connection::connect`] on the calling thread, as libpq does (for configurations that
+    /// [`Connection::can_connect_inline`]): blocking connect, startup and authentication
+    /// with the socket out of the runtime, so that no runtime thread takes part (each
+    /// hand-over between threads costs a wake-up). The steps are the same code as the
+    /// runtime's: the future is polled once, and every wait in it blocks in poll(2) instead
+    /// of returning `Pending` (see [`Connection::inline`]).
+    pub(crate) fn connect_inline(config: &ConnConfig) -> Result<Connection> {
+        use std::future::Future;
+        let mut attempt = std::pin::pin!(Self::connect_with(config, true));
+        // Nothing ever wakes it: every step completes within this one poll.
+        struct NoWake;
+        impl std::task::Wake for NoWake {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
+        let mut cx = std::task::Context::from_waker(&waker);
+        match attempt.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => Err(Error::new(
+                ErrorKind::Panic,
+                "internal: a connection step on the calling thread would have waited",
+            )),
+        }
+    }
+
+    async fn connect_with(config: &ConnConfig, inline: bool) -> Result<Connection> {
         let mut failures = Vec::new();
         for (index, (host, port)) in config.hosts.iter().enumerate() {
-            let attempt = Self::connect_host(config, index, host, *port);
-            let res = match config.connect_timeout {
-                Some(t) => match tokio::time::timeout(t, attempt).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Error::new(
-                        ErrorKind::Connect,
-                        format!("timed out after {} s", t.as_secs_f64()),
-                    )),
-                },
-                None => attempt.await,
+            let res = if inline {
+                let open = InlineOpen {
+                    deadline: config.connect_timeout.map(|t| Instant::now() + t),
+                    timeout: config.connect_timeout,
+                };
+                Self::connect_host_inline(config, index, host, *port, open).await
+            } else {
+                let attempt = Self::connect_host(config, index, host, *port);
+                match config.connect_timeout {
+                    Some(t) => match tokio::time::timeout(t, attempt).await {
+                        Ok(r) => r,
+                        Err(_) => Err(timed_out(t)),
+                    },
+                    None => attempt.await,
+                }
             };
             match res {
                 Ok(c) => {
@@ -353,6 +446,43 @@ impl Connection {
         Ok(conn)
     }
 
+    /// [`Connection::connect_host`] on the calling thread: a blocking connect, then the
+    /// session started with blocking I/O within `open`'s deadline.
+    async fn connect_host_inline(
+        config: &ConnConfig,
+        index: usize,
+        host: &Host,
+        port: u16,
+        open: InlineOpen,
+    ) -> Result<Connection> {
+        let (socket, target) = match host {
+            Host::Unix(dir) => {
+                let path = socket_path(dir, port);
+                let s = std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Connect,
+                        format!("could not connect to socket {}: {e}", path.display()),
+                    )
+                })?;
+                (transport::Detached::Unix(s), CancelTarget::Unix(path))
+            }
+            Host::Tcp(name) => {
+                let (s, addr) = tcp_connect_blocking(config, index, name, port, open)?;
+                (transport::Detached::Tcp(s), CancelTarget::Tcp(addr))
+            }
+        };
+        let nonblocking = match &socket {
+            transport::Detached::Unix(s) => s.set_nonblocking(true),
+            transport::Detached::Tcp(s) => s.set_nonblocking(true),
+        };
+        nonblocking.map_err(|e| Error::io("could not set up the socket", &e))?;
+        let mut conn = Connection::new(Transport::Detached(socket), target);
+        conn.inline = Some(open);
+        conn.startup(config).await?;
+        conn.inline = None;
+        Ok(conn)
+    }
+
     fn new(transport: Transport, target: CancelTarget) -> Connection {
         Connection {
             transport,
@@ -366,6 +496,7 @@ impl Connection {
             mechanism: Mechanism::Trust,
             created: Instant::now(),
             answer_time: None,
+            inline: None,
         }
     }
 
@@ -533,20 +664,69 @@ async fn tcp_connect(
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => {
-                let _ = s.set_nodelay(true);
-                if config.keepalives {
-                    let sock = socket2::SockRef::from(&s);
-                    let _ = sock.set_keepalive(true);
-                }
+                tune_tcp(config, socket2::SockRef::from(&s));
                 return Ok((s, addr));
             }
             Err(e) => last = Some(format!("could not connect to {addr}: {e}")),
         }
     }
-    Err(Error::new(
+    Err(no_tcp_connection(lookup, last))
+}
+
+/// TCP_NODELAY, and keepalives unless `keepalives=0`.
+fn tune_tcp(config: &ConnConfig, sock: socket2::SockRef<'_>) {
+    let _ = sock.set_nodelay(true);
+    if config.keepalives {
+        let _ = sock.set_keepalive(true);
+    }
+}
+
+fn no_tcp_connection(lookup: &str, last: Option<String>) -> Error {
+    Error::new(
         ErrorKind::Connect,
         last.unwrap_or_else(|| format!("host {lookup:?} has no address")),
-    ))
+    )
+}
+
+/// [`tcp_connect`] on the calling thread (name resolution with getaddrinfo, as libpq).
+fn tcp_connect_blocking(
+    config: &ConnConfig,
+    index: usize,
+    name: &str,
+    port: u16,
+    open: InlineOpen,
+) -> Result<(std::net::TcpStream, std::net::SocketAddr)> {
+    use std::net::ToSocketAddrs;
+    let hostaddr = config.hostaddr_at(index).map(|a| a.to_string());
+    let lookup = hostaddr.as_deref().unwrap_or(name);
+    let addrs: Vec<std::net::SocketAddr> = (lookup, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Connect,
+                format!("could not resolve host {lookup:?}: {e}"),
+            )
+        })?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        let connected = match open.left() {
+            Some(left) if left.is_zero() => return Err(open.timed_out()),
+            Some(left) => std::net::TcpStream::connect_timeout(&addr, left),
+            None => std::net::TcpStream::connect(addr),
+        };
+        match connected {
+            Ok(s) => {
+                tune_tcp(config, socket2::SockRef::from(&s));
+                return Ok((s, addr));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && open.deadline.is_some() => {
+                return Err(open.timed_out())
+            }
+            Err(e) => last = Some(format!("could not connect to {addr}: {e}")),
+        }
+    }
+    Err(no_tcp_connection(lookup, last))
 }
 
 /// Ask the server for TLS on `s` and, if it agrees, run the handshake. A server that declines

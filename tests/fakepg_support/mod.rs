@@ -30,6 +30,14 @@ impl FakePg {
             self.dir, self.port
         )
     }
+
+    /// Trust over TCP on 127.0.0.1 (plain: it does not offer TLS).
+    pub fn tcp_conninfo(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=bench dbname=bench sslmode=disable",
+            self.port
+        )
+    }
 }
 
 impl Drop for FakePg {
