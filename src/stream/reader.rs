@@ -36,6 +36,8 @@ const INLINE_BYTES: usize = 64 * 1024;
 pub(crate) const READ_SIZE: usize = 256 * 1024;
 /// Do not bother reading into less free budget than this (unless the budget is smaller).
 const MIN_READ: usize = 32 * 1024;
+/// Granularity of a large row's buffer (see `plan_read`).
+const LARGE_BLOCK: usize = 64 * 1024;
 /// Read buffers handed over, kept to be reused once their chunks are consumed.
 const MAX_SPARES: usize = 2;
 /// Bytes of one row-table entry (`(offset, len)`).
@@ -143,9 +145,20 @@ pub(crate) fn plan_read(
     // The rest of a large row gets one byte more when the budget allows: the row then ends
     // the buffer with room for its NUL, and is handed over without being moved.
     let nul = usize::from(one_message && extra == rest && extra < limit);
+    let mut capacity = len + extra + nul;
+    if one_message {
+        // A large row's buffer is rounded up to a multiple of LARGE_BLOCK within the budget:
+        // rows of similar sizes then get buffers of one size, so a spare one (its row
+        // consumed) serves the next row instead of fresh memory (page faults: a 1 MiB buffer
+        // is 256 pages). Only the row's bytes are read into it.
+        capacity = capacity
+            .next_multiple_of(LARGE_BLOCK)
+            .min(len + limit)
+            .max(capacity);
+    }
     (extra >= want).then_some(ReadPlan {
         max: extra,
-        capacity: Some(len + extra + nul),
+        capacity: Some(capacity),
     })
 }
 
@@ -1404,15 +1417,31 @@ mod tests {
 
     #[test]
     fn a_large_row_gets_room_for_all_of_it() {
-        let budget = 512 * 1024;
+        let budget = MIB;
         let total = 500_000;
         let pending = Some(Pending { total, row: true });
         // Everything else consumed: the old buffer (len + spare) is the only thing held.
         let (len, spare) = (200_000, 1000);
-        let p = plan_read(budget, budget - len - spare, spare, len, pending).unwrap();
-        // One byte more than the row: its NUL goes there (no move of the row).
-        assert_eq!(p.capacity, Some(total + 1));
+        let free = budget - len - spare;
+        let p = plan_read(budget, free, spare, len, pending).unwrap();
+        // Room for the row and its NUL (no move of the row), rounded up to LARGE_BLOCK; only
+        // the row's bytes are read.
+        assert_eq!(p.capacity, Some((total + 1).next_multiple_of(LARGE_BLOCK)));
         assert_eq!(p.max, total - len);
+        assert!(cost(p, len, spare, true) <= free as isize);
+        // Rows of similar sizes get buffers of one size (a spare one serves the next row).
+        let similar = Some(Pending {
+            total: total - 300,
+            row: true,
+        });
+        let q = plan_read(budget, free, spare, len, similar).unwrap();
+        assert_eq!(q.capacity, p.capacity);
+        // Rounding stops at the budget.
+        let tight = total + 1 + 100 - len - spare + TABLE_SLACK;
+        let t = plan_read(budget, tight, spare, len, pending).unwrap();
+        assert_eq!(t.capacity, Some(total + 101));
+        assert!(cost(t, len, spare, true) <= tight as isize);
+        let budget = 512 * 1024;
         // A row of the whole budget (less its table entry) still fits once alone.
         let total = budget - TABLE_SLACK;
         let p = plan_read(
