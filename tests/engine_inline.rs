@@ -34,6 +34,15 @@ fn tls_client_app(app: &str) -> Client {
     .expect("tls client")
 }
 
+/// A client over the socket (queries start on the calling thread) and one over TLS (through
+/// the runtime), both named `app`.
+fn unix_and_tls(app: &str) -> [(&'static str, Client); 2] {
+    [
+        ("unix", socket_client_app(app)),
+        ("tls", tls_client_app(app)),
+    ]
+}
+
 /// Plain sockets (the inline start) and TLS (the runtime path).
 fn clients() -> Vec<(&'static str, Client)> {
     let tcp = format!(
@@ -154,10 +163,7 @@ fn a_large_result_continues_on_the_reader_task() {
 fn a_slow_query_returns_from_execute_after_the_describe_wait() {
     let _g = serial();
     let app = "fw_inline_slow";
-    for (name, client) in [
-        ("unix", socket_client_app(app)),
-        ("tls", tls_client_app(app)),
-    ] {
+    for (name, client) in unix_and_tls(app) {
         let t = Instant::now();
         let mut s = client.execute(&query("v_sleep30")).unwrap();
         assert!(
@@ -217,10 +223,7 @@ fn describe_wait_none_returns_with_the_first_rows() {
 fn a_slow_wrong_shape_is_reported_by_the_stream() {
     let _g = serial();
     let app = "fw_inline_slow_shape";
-    for (name, client) in [
-        ("unix", socket_client_app(app)),
-        ("tls", tls_client_app(app)),
-    ] {
+    for (name, client) in unix_and_tls(app) {
         let mut s = client
             .execute(&query("v_slow_not_json"))
             .expect("execute returns before the description");
@@ -252,10 +255,7 @@ fn a_slow_wrong_shape_is_reported_by_the_stream() {
 fn describe_wait_zero_hands_everything_to_the_stream() {
     let _g = serial();
     let app = "fw_inline_wait_zero";
-    for (name, client) in [
-        ("unix", socket_client_app(app)),
-        ("tls", tls_client_app(app)),
-    ] {
+    for (name, client) in unix_and_tls(app) {
         let mut q = query("v_user");
         q.where_sql("(data->>'n')::int <= 3")
             .unwrap()

@@ -649,16 +649,10 @@ async fn tcp_connect(
     name: &str,
     port: u16,
 ) -> Result<(TcpStream, std::net::SocketAddr)> {
-    let hostaddr = config.hostaddr_at(index).map(|a| a.to_string());
-    let lookup = hostaddr.as_deref().unwrap_or(name);
-    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((lookup, port))
+    let lookup = &lookup_name(config, index, name);
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((lookup.as_str(), port))
         .await
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Connect,
-                format!("could not resolve host {lookup:?}: {e}"),
-            )
-        })?
+        .map_err(|e| unresolved(lookup, &e))?
         .collect();
     let mut last = None;
     for addr in addrs {
@@ -671,6 +665,20 @@ async fn tcp_connect(
         }
     }
     Err(no_tcp_connection(lookup, last))
+}
+
+/// What to resolve for `hosts[index]`: its `hostaddr` when given, else the host name.
+fn lookup_name(config: &ConnConfig, index: usize, name: &str) -> String {
+    config
+        .hostaddr_at(index)
+        .map_or_else(|| name.to_string(), |a| a.to_string())
+}
+
+fn unresolved(lookup: &str, e: &std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Connect,
+        format!("could not resolve host {lookup:?}: {e}"),
+    )
 }
 
 /// TCP_NODELAY, and keepalives unless `keepalives=0`.
@@ -697,16 +705,10 @@ fn tcp_connect_blocking(
     open: InlineOpen,
 ) -> Result<(std::net::TcpStream, std::net::SocketAddr)> {
     use std::net::ToSocketAddrs;
-    let hostaddr = config.hostaddr_at(index).map(|a| a.to_string());
-    let lookup = hostaddr.as_deref().unwrap_or(name);
-    let addrs: Vec<std::net::SocketAddr> = (lookup, port)
+    let lookup = &lookup_name(config, index, name);
+    let addrs: Vec<std::net::SocketAddr> = (lookup.as_str(), port)
         .to_socket_addrs()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Connect,
-                format!("could not resolve host {lookup:?}: {e}"),
-            )
-        })?
+        .map_err(|e| unresolved(lookup, &e))?
         .collect();
     let mut last = None;
     for addr in addrs {
