@@ -203,7 +203,11 @@ fn fail_ratio_bounds_a_single_row() {
     q.max_memory(1024 * KIB, 0.4, 1.0).unwrap();
     let mut s = execute(&c, &q);
     assert_eq!(drain(&mut s).len(), 6);
-    assert!(s.stats().peak_memory <= 1024 * KIB as u64);
+    assert!(
+        s.stats().peak_memory <= 1024 * KIB as u64,
+        "{:?}",
+        s.stats().peak_memory
+    );
 }
 
 #[test]

@@ -1035,7 +1035,14 @@ impl Reader {
             // A new chunk's row table, allocated once at the size it can reach from what the
             // buffer holds (not grown by doubling from 4 entries, then shrunk): within what
             // `plan_read` counted for the tables of this read.
-            let fit = (buf.len() - p) / MIN_DATA_ROW + 1;
+            // The first message's own length bounds it further: a large row followed by
+            // nothing (its buffer is planned with room for one table entry) gets one entry,
+            // not one per 11 bytes of its text.
+            let avail = buf.len() - p;
+            let first = buf.get(p + 1..p + 5).map_or(avail, |h| {
+                (u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize + 1).min(avail)
+            });
+            let fit = 1 + (avail - first) / MIN_DATA_ROW;
             self.rows.reserve_exact(room.min(fit));
         }
         while room > 0 {
