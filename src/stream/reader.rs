@@ -416,6 +416,18 @@ impl Reader {
         }
     }
 
+    /// Check the result's description (see `check_schema`) and mark the stream described:
+    /// at the start (`parse_start`) or, for a stream handed over before the server described
+    /// it, in `process_buffer`.
+    fn take_description(
+        &mut self,
+        body: &postgres_protocol::message::backend::RowDescriptionBody,
+    ) -> Result<()> {
+        check_schema(body)?;
+        self.described = true;
+        Ok(())
+    }
+
     /// Parse what the buffer holds of the answer up to the RowDescription: `Ok(true)` once
     /// the result is described (and has the right shape), `Ok(false)` when more is needed.
     fn parse_start(&mut self) -> Result<bool> {
@@ -424,9 +436,7 @@ impl Reader {
                 Message::ParseComplete | Message::BindComplete => {}
                 Message::NoticeResponse(_) | Message::ParameterStatus(_) => {}
                 Message::RowDescription(body) => {
-                    check_schema(&body)?;
-                    self.described = true;
-                    return Ok(true);
+                    return self.take_description(&body).map(|()| true)
                 }
                 Message::NoData => return Err(no_columns()),
                 Message::ErrorResponse(body) => return Err(server_error(body)),
@@ -992,10 +1002,7 @@ impl Reader {
                 // Only for a stream handed over before it was described (see
                 // `StreamOptions::describe_wait`).
                 Message::ParseComplete | Message::BindComplete if !self.described => {}
-                Message::RowDescription(body) if !self.described => {
-                    check_schema(&body)?;
-                    self.described = true;
-                }
+                Message::RowDescription(body) if !self.described => self.take_description(&body)?,
                 Message::NoData if !self.described => return Err(no_columns()),
                 Message::CommandComplete(_) => self.command_complete = true,
                 Message::ErrorResponse(body) => {
