@@ -260,12 +260,13 @@ enum fw_status fw_query_read_coalesce(struct fw_query *q, uint32_t max_us);
 enum fw_status fw_query_read_ahead(struct fw_query *q, size_t bytes);
 
 // How long `fw_query_execute` waits, in milliseconds, for the server's first answer before
-// it returns the stream anyway. Default 20; -1 waits as long as it takes; 0 returns right
-// after sending the query; at most 3600000 (one hour). The server describes the result
+// it returns the stream anyway. Default 20; -1 waits as long as it takes; 0 does not wait
+// (what has already arrived is still looked at once); at most 3600000 (one hour). The server describes the result
 // together with its first rows (one packet for a small result), so a query slower than this
 // is returned undescribed: its errors, a wrong result shape (`FW_E_SCHEMA`) included, then
 // come from the stream's first `next` instead of from `fw_query_execute`.
-enum fw_status fw_query_describe_wait(struct fw_query *q, int64_t timeout_ms);
+enum fw_status fw_query_describe_wait(struct fw_query *q,
+                                      int64_t timeout_ms);
 
 // Add a client-side predicate (several AND together). Rows it rejects are counted as
 // filtered and never handed out.

@@ -20,9 +20,6 @@ package fraiseqlwire
 /*
 #include <stdlib.h>
 #include <fraiseql_wire.h>
-
-// Declared here until the generated header has it (same prototype: redeclaring is harmless).
-fw_status fw_metrics_dump(char **out, size_t *len);
 */
 import "C"
 
@@ -30,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -292,6 +290,10 @@ type Query struct {
 	maxMemory  int
 	warn, fail float64
 	batchRows  int
+	// nil = the library's default
+	readAhead    *int
+	readCoalesce *time.Duration
+	describeWait *time.Duration
 }
 
 // Where adds a trusted SQL predicate (parenthesised, ANDed with the others).
@@ -332,6 +334,22 @@ func (q *Query) MaxMemory(bytes int, warnRatio, failRatio float64) *Query {
 	q.maxMemory, q.warn, q.fail = bytes, warnRatio, failRatio
 	return q
 }
+
+// ReadAhead sets how many bytes of chunks the reader queues ahead of a slower consumer
+// before it stops reading the socket (fw_query_read_ahead; default 512 KiB, at least 1).
+func (q *Query) ReadAhead(bytes int) *Query { q.readAhead = &bytes; return q }
+
+// ReadCoalesce sets the longest wait before a socket read on a steady server-bound stream,
+// so that one read takes several packets (fw_query_read_coalesce; default 1ms, 0 reads
+// every packet at once, at most 100ms; precision 1µs).
+func (q *Query) ReadCoalesce(d time.Duration) *Query { q.readCoalesce = &d; return q }
+
+// DescribeWait sets how long Stream waits for the server's first answer before it returns
+// the stream anyway (fw_query_describe_wait; default 20ms, at most one hour). A negative
+// duration waits as long as it takes; 0 returns right after sending the query. A query
+// slower than the wait is returned undescribed: its errors (a missing relation, a wrong
+// result shape) then come from the stream's Err instead of from Stream.
+func (q *Query) DescribeWait(d time.Duration) *Query { q.describeWait = &d; return q }
 
 // BatchRows sets how many rows the binding fetches per call into the library (default 256).
 func (q *Query) BatchRows(n int) *Query { q.batchRows = n; return q }
@@ -408,6 +426,32 @@ func (q *Query) Stream(ctx context.Context) (*Stream, error) {
 	}
 	if q.maxMemory != 0 {
 		if err := check(C.fw_query_max_memory(cq, C.size_t(q.maxMemory), C.double(q.warn), C.double(q.fail))); err != nil {
+			return nil, err
+		}
+	}
+	if q.readAhead != nil {
+		if *q.readAhead < 0 {
+			return nil, &Error{Code: StatusInvalidArgument, Message: "ReadAhead: negative byte count"}
+		}
+		if err := check(C.fw_query_read_ahead(cq, C.size_t(*q.readAhead))); err != nil {
+			return nil, err
+		}
+	}
+	if q.readCoalesce != nil {
+		us := q.readCoalesce.Microseconds()
+		if us < 0 || us > math.MaxUint32 {
+			return nil, &Error{Code: StatusInvalidArgument, Message: "ReadCoalesce: out of range"}
+		}
+		if err := check(C.fw_query_read_coalesce(cq, C.uint32_t(us))); err != nil {
+			return nil, err
+		}
+	}
+	if q.describeWait != nil {
+		ms := int64(-1)
+		if d := *q.describeWait; d >= 0 {
+			ms = int64((d + time.Millisecond - 1) / time.Millisecond) // rounded up
+		}
+		if err := check(C.fw_query_describe_wait(cq, C.int64_t(ms))); err != nil {
 			return nil, err
 		}
 	}

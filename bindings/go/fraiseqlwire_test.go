@@ -212,6 +212,77 @@ func TestSchemaError(t *testing.T) {
 	}
 }
 
+func statusOf(err error) Status {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe.Code
+	}
+	return StatusOK
+}
+
+func TestDescribeWait(t *testing.T) {
+	c := newClient(t)
+	// v_slow_not_json describes itself after 0.5 s: past the default 20ms wait, the wrong
+	// shape comes from the stream; waiting longer (2s, or without limit), from Stream itself.
+	s := mustStream(t, c.Query("v_slow_not_json"))
+	if _, err := readAll(t, s); statusOf(err) != StatusSchema {
+		t.Fatalf("default wait: err %v", err)
+	}
+	for _, wait := range []time.Duration{2 * time.Second, -1} {
+		if _, err := c.Query("v_slow_not_json").DescribeWait(wait).Stream(context.Background()); statusOf(err) != StatusSchema {
+			t.Fatalf("wait %v: err %v", wait, err)
+		}
+	}
+	// Wait 0: Stream does not wait, so the missing relation is reported by the stream,
+	// unless the answer was already there when Stream looked once.
+	s, err := c.Query("v_does_not_exist").DescribeWait(0).Stream(context.Background())
+	if err == nil {
+		defer s.Close()
+		var rows []doc
+		rows, err = readAll(t, s)
+		if len(rows) != 0 {
+			t.Fatalf("wait 0: %d rows", len(rows))
+		}
+	}
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Code != StatusServer || fe.SQLState != "42P01" {
+		t.Fatalf("wait 0: err %v", err)
+	}
+	// the client goes on
+	if rows, err := readAll(t, mustStream(t, c.Query("v_user").Limit(5).DescribeWait(time.Hour))); err != nil || len(rows) != 5 {
+		t.Fatalf("after: %d rows, %v", len(rows), err)
+	}
+	if _, err := c.Query("v_user").DescribeWait(time.Hour + time.Millisecond).Stream(context.Background()); statusOf(err) != StatusInvalidArgument {
+		t.Fatalf("over an hour: err %v", err)
+	}
+}
+
+func TestReadAheadAndCoalesce(t *testing.T) {
+	c := newClient(t)
+	for _, coalesce := range []time.Duration{0, 100 * time.Millisecond} {
+		q := c.Query("v_user").OrderBy("(data->>'n')::int", Asc).ReadAhead(1).ReadCoalesce(coalesce).ChunkSize(1)
+		rows, err := readAll(t, mustStream(t, q))
+		if err != nil || len(rows) != 1000 {
+			t.Fatalf("coalesce %v: %d rows, %v", coalesce, len(rows), err)
+		}
+		for i, r := range rows {
+			if r.N != i+1 {
+				t.Fatalf("coalesce %v: row %d has n %d", coalesce, i, r.N)
+			}
+		}
+	}
+	for name, q := range map[string]*Query{
+		"read-ahead 0":        c.Query("v_user").ReadAhead(0),
+		"read-ahead negative": c.Query("v_user").ReadAhead(-1),
+		"coalesce over 100ms": c.Query("v_user").ReadCoalesce(100*time.Millisecond + time.Microsecond),
+		"coalesce negative":   c.Query("v_user").ReadCoalesce(-time.Microsecond),
+	} {
+		if _, err := q.Stream(context.Background()); statusOf(err) != StatusInvalidArgument {
+			t.Errorf("%s: err %v", name, err)
+		}
+	}
+}
+
 func TestAuth(t *testing.T) {
 	base := "host=127.0.0.1 port=" + os.Getenv("FW_PG_PORT") + " dbname=fraiseql_test user=fw_scram"
 	_, err := NewClient(base + " password=wrong")

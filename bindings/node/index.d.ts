@@ -37,6 +37,9 @@ export class Query {
   chunkSize(rows: number): this;
   adaptiveChunking(minRows?: number, maxRows?: number): this;
   maxMemory(bytes: number, warnRatio?: number, failRatio?: number): this;
+  readAhead(bytes: number): this;
+  readCoalesce(microseconds: number): this;
+  describeWait(ms: number | null): this;
   stream(options?: { batchSize?: number; signal?: AbortSignal | null }): Stream;
 }
 

@@ -79,6 +79,9 @@ const C = {
   query_chunk_size: lib.func('int fw_query_chunk_size(fw_query *q, size_t rows)'),
   query_adaptive: lib.func('int fw_query_adaptive_chunking(fw_query *q, bool on, size_t min_rows, size_t max_rows)'),
   query_max_memory: lib.func('int fw_query_max_memory(fw_query *q, size_t bytes, double warn, double fail)'),
+  query_read_ahead: lib.func('int fw_query_read_ahead(fw_query *q, size_t bytes)'),
+  query_read_coalesce: lib.func('int fw_query_read_coalesce(fw_query *q, uint32_t max_us)'),
+  query_describe_wait: lib.func('int fw_query_describe_wait(fw_query *q, int64_t timeout_ms)'),
   query_execute: lib.func('int fw_query_execute(fw_query *q, _Out_ fw_stream **out)'),
   query_free: lib.func('void fw_query_free(fw_query *q)'),
   version: lib.func('const char *fw_version(void)'),
@@ -168,6 +171,14 @@ function makeError(status, err, useLastError) {
 function check(status) {
   if (status < 0) throw makeError(status, null, true);
   return status;
+}
+
+// `n` if it is an integer in 0..max, else InvalidArgumentError (koffi would wrap it).
+function nonNegativeInteger(n, what, max) {
+  if (!Number.isInteger(n) || n < 0 || n > max) {
+    throw new InvalidArgumentError(-1, `${what}: ${n} is out of range`);
+  }
+  return n;
 }
 
 function closedError(what) {
@@ -281,7 +292,35 @@ class Query {
     return this;
   }
 
-  /** Execute the query (synchronously: returns once the server described the result) and
+  /** How many bytes of chunks the reader queues ahead of a slower consumer before it stops
+   * reading the socket (default 524288, at least 1). */
+  readAhead(bytes) {
+    const n = nonNegativeInteger(bytes, 'readAhead', Number.MAX_SAFE_INTEGER);
+    this._ops.push((q) => C.query_read_ahead(q, n));
+    return this;
+  }
+
+  /** The longest wait, in microseconds, before a socket read on a steady server-bound
+   * stream, so that one read takes several packets (default 1000; 0 reads every packet at
+   * once; at most 100000). */
+  readCoalesce(microseconds) {
+    const n = nonNegativeInteger(microseconds, 'readCoalesce', 0xffffffff);
+    this._ops.push((q) => C.query_read_coalesce(q, n));
+    return this;
+  }
+
+  /** How long `stream()` waits, in milliseconds, for the server's first answer before it
+   * returns the stream anyway (default 20; null: as long as it takes; 0: returns right
+   * after sending; at most 3600000). A query slower than that is returned undescribed: its
+   * errors (a missing relation, a wrong result shape) then come from the iteration. */
+  describeWait(ms) {
+    const n = ms === null ? -1 : nonNegativeInteger(ms, 'describeWait', Number.MAX_SAFE_INTEGER);
+    this._ops.push((q) => C.query_describe_wait(q, n));
+    return this;
+  }
+
+  /** Execute the query (synchronously: returns once the server described the result, or
+   * after the describe wait) and
    * return its Stream. Options: `batchSize` (rows per fetch, default 256), `signal` (an
    * AbortSignal that cancels the stream). Throws ServerError (e.g. sqlstate 42P01),
    * SchemaError, ... */

@@ -180,8 +180,8 @@ pub extern "C" fn fw_query_read_ahead(q: *mut fw_query, bytes: usize) -> fw_stat
 }
 
 /// How long `fw_query_execute` waits, in milliseconds, for the server's first answer before
-/// it returns the stream anyway. Default 20; -1 waits as long as it takes; 0 returns right
-/// after sending the query; at most 3600000 (one hour). The server describes the result
+/// it returns the stream anyway. Default 20; -1 waits as long as it takes; 0 does not wait
+/// (what has already arrived is still looked at once); at most 3600000 (one hour). The server describes the result
 /// together with its first rows (one packet for a small result), so a query slower than this
 /// is returned undescribed: its errors, a wrong result shape (`FW_E_SCHEMA`) included, then
 /// come from the stream's first `next` instead of from `fw_query_execute`.

@@ -230,7 +230,8 @@ impl Query {
     /// hour). The server describes the result together with its first rows, so a query that
     /// takes longer to produce them is returned undescribed: a wrong result shape is then
     /// reported by the stream (`Schema` from `next`) rather than by `execute`. `Some(ZERO)`
-    /// returns right after sending the query (the stream's fd tells when rows arrive).
+    /// does not wait: `execute` looks once at what has already arrived (a fast server's
+    /// refusal may be there) and returns (the stream's fd tells when rows arrive).
     pub fn describe_wait(&mut self, wait: Option<std::time::Duration>) -> Result<&mut Self> {
         if wait.is_some_and(|w| w > MAX_DESCRIBE_WAIT) {
             return Err(Error::invalid("describe wait must be at most one hour"));

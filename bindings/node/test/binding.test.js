@@ -110,6 +110,37 @@ test('schema error', () => {
   assert.throws(() => client.query('v_not_json').stream(), fw.SchemaError);
 });
 
+test('describe wait: errors of a query slower than it come from the stream', async () => {
+  // v_slow_not_json describes itself after 0.5 s: past the default 20 ms the wrong shape
+  // comes from the iteration; waiting longer (2 s, or without limit), from stream() itself
+  await assert.rejects(collect(client.query('v_slow_not_json').stream()), fw.SchemaError);
+  for (const wait of [2000, null]) {
+    assert.throws(() => client.query('v_slow_not_json').describeWait(wait).stream(), fw.SchemaError);
+  }
+  // wait 0: stream() does not wait, so the missing relation comes from the iteration,
+  // unless the answer was already there when stream() looked once
+  await assert.rejects(async () => {
+    assert.deepEqual(await collect(client.query('v_does_not_exist').describeWait(0).stream()), []);
+  }, (e) => e instanceof fw.ServerError && e.sqlstate === '42P01');
+  // the client goes on
+  assert.equal((await collect(client.query('v_user').limit(5).describeWait(3600000).stream())).length, 5);
+  assert.throws(() => client.query('v_user').describeWait(3600001).stream(), fw.InvalidArgumentError);
+  assert.throws(() => client.query('v_user').describeWait(-1), fw.InvalidArgumentError);
+});
+
+test('read-ahead and read coalescing', async () => {
+  for (const coalesce of [0, 100000]) {
+    const q = client.query('v_user').orderBy("(data->>'n')::int").readAhead(1)
+      .readCoalesce(coalesce).chunkSize(1);
+    const ns = (await collect(q.stream())).map((r) => JSON.parse(r).n);
+    assert.deepEqual(ns, Array.from({ length: 1000 }, (_, i) => i + 1), `coalesce ${coalesce}`);
+  }
+  assert.throws(() => client.query('v_user').readAhead(0).stream(), fw.InvalidArgumentError);
+  assert.throws(() => client.query('v_user').readAhead(-1), fw.InvalidArgumentError);
+  assert.throws(() => client.query('v_user').readCoalesce(100001).stream(), fw.InvalidArgumentError);
+  assert.throws(() => client.query('v_user').readCoalesce(1.5), fw.InvalidArgumentError);
+});
+
 test('authentication', async () => {
   const base = `host=127.0.0.1 port=${process.env.FW_PG_PORT} dbname=fraiseql_test user=fw_scram`;
   assert.throws(() => new fw.Client(`${base} password=wrong`),

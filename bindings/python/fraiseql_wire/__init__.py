@@ -18,6 +18,7 @@ Python threads run while a stream waits for rows.
 
 import ctypes
 import ctypes.util
+import math
 import os
 import threading
 import time
@@ -247,6 +248,9 @@ _query_offset = _fn("fw_query_offset", c_int, c_void_p, c_uint64)
 _query_chunk_size = _fn("fw_query_chunk_size", c_int, c_void_p, c_size_t)
 _query_adaptive = _fn("fw_query_adaptive_chunking", c_int, c_void_p, c_bool, c_size_t, c_size_t)
 _query_max_memory = _fn("fw_query_max_memory", c_int, c_void_p, c_size_t, c_double, c_double)
+_query_read_ahead = _fn("fw_query_read_ahead", c_int, c_void_p, c_size_t)
+_query_read_coalesce = _fn("fw_query_read_coalesce", c_int, c_void_p, ctypes.c_uint32)
+_query_describe_wait = _fn("fw_query_describe_wait", c_int, c_void_p, ctypes.c_int64)
 _query_execute = _fn("fw_query_execute", c_int, c_void_p, ctypes.POINTER(c_void_p))
 _query_free = _fn("fw_query_free", None, c_void_p)
 _version = _fn("fw_version", c_char_p)
@@ -315,6 +319,14 @@ def _error(code, err=None):
     return cls(code, name, _s(_error_message(err)) or name,
                sqlstate=_s(_error_sqlstate(err)), detail=_s(_error_detail(err)),
                hint=_s(_error_hint(err)), position=_s(_error_position(err)))
+
+
+def _unsigned(n, what, bits):
+    """`n` as an int in [0, 2**bits), else InvalidArgumentError (ctypes would wrap it)."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 1 << bits:
+        raise InvalidArgumentError(-1, "FW_E_INVALID_ARGUMENT",
+                                   "%s: %r is out of range" % (what, n))
+    return n
 
 
 def _check(code):
@@ -497,6 +509,30 @@ class Query(_Closeable):
 
     def max_memory(self, nbytes, warn_ratio=0.8, fail_ratio=1.0):
         self._h.call(_query_max_memory, nbytes, warn_ratio, fail_ratio)
+        return self
+
+    def read_ahead(self, nbytes):
+        """How many bytes of chunks the reader queues ahead of a slower consumer
+        before it stops reading the socket (default 512 KiB, at least 1)."""
+        self._h.call(_query_read_ahead, _unsigned(nbytes, "read_ahead", 64))
+        return self
+
+    def read_coalesce(self, seconds):
+        """The longest wait (seconds, precision 1 us) before a socket read on a
+        steady server-bound stream, so that one read takes several packets
+        (default 0.001; 0 reads every packet at once; at most 0.1)."""
+        us = _unsigned(round(seconds * 1_000_000), "read_coalesce", 32)
+        self._h.call(_query_read_coalesce, us)
+        return self
+
+    def describe_wait(self, seconds):
+        """How long :meth:`stream` waits (seconds) for the server's first answer
+        before it returns the stream anyway (default 0.02; None: as long as it
+        takes; 0: returns right after sending; at most 3600). A query slower than
+        that is returned undescribed: its errors (a missing relation, a wrong
+        result shape) are then raised by the iteration."""
+        ms = -1 if seconds is None else _unsigned(math.ceil(seconds * 1000), "describe_wait", 63)
+        self._h.call(_query_describe_wait, ms)
         return self
 
     def stream(self, batch_size=256):

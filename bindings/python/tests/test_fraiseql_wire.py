@@ -85,6 +85,46 @@ class BindingTest(unittest.TestCase):
         with self.assertRaises(fw.SchemaError):
             self.client.query("v_not_json").stream()
 
+    def test_describe_wait(self):
+        # v_slow_not_json describes itself after 0.5 s: past the default 0.02 s the
+        # wrong shape is raised by the iteration; waiting longer (2 s, or without
+        # limit), by stream() itself
+        with self.client.query("v_slow_not_json") as q:
+            with q.stream() as s:
+                with self.assertRaises(fw.SchemaError):
+                    list(s)
+            for wait in (2, None):
+                with self.assertRaises(fw.SchemaError, msg=repr(wait)):
+                    q.describe_wait(wait).stream()
+        # wait 0: stream() does not wait, so the missing relation is raised by the
+        # iteration, unless the answer was already there when stream() looked once
+        with self.client.query("v_does_not_exist").describe_wait(0) as q:
+            with self.assertRaises(fw.ServerError) as cm:
+                with q.stream() as s:
+                    self.assertEqual(list(s), [])
+        self.assertEqual(cm.exception.sqlstate, "42P01")
+        # the client goes on
+        with self.client.query("v_user").limit(5).describe_wait(3600) as q:
+            with q.stream() as s:
+                self.assertEqual(len(list(s)), 5)
+            with self.assertRaises(fw.InvalidArgumentError):
+                q.describe_wait(3600.001)
+            with self.assertRaises(fw.InvalidArgumentError):
+                q.describe_wait(-1)
+
+    def test_read_ahead_and_coalesce(self):
+        for coalesce in (0, 0.1):
+            with (self.client.query("v_user").order_by("(data->>'n')::int").read_ahead(1)
+                  .read_coalesce(coalesce).chunk_size(1)) as q:
+                with q.stream() as s:
+                    ns = [json.loads(r)["n"] for r in s]
+            self.assertEqual(ns, list(range(1, 1001)), coalesce)
+        with self.client.query("v_user") as q:
+            for bad in (lambda: q.read_ahead(0), lambda: q.read_ahead(-1),
+                        lambda: q.read_coalesce(0.100001), lambda: q.read_coalesce(-0.000001)):
+                with self.assertRaises(fw.InvalidArgumentError):
+                    bad()
+
     def test_auth(self):
         port = os.environ["FW_PG_PORT"]
         base = "host=127.0.0.1 port=%s dbname=fraiseql_test user=fw_scram" % port

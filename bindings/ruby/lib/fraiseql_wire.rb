@@ -65,6 +65,9 @@ module FraiseqlWire
     attach_function :fw_query_chunk_size, %i[pointer size_t], :int
     attach_function :fw_query_adaptive_chunking, %i[pointer bool size_t size_t], :int
     attach_function :fw_query_max_memory, %i[pointer size_t double double], :int
+    attach_function :fw_query_read_ahead, %i[pointer size_t], :int
+    attach_function :fw_query_read_coalesce, %i[pointer uint32], :int
+    attach_function :fw_query_describe_wait, %i[pointer int64], :int
     attach_function :fw_query_execute, %i[pointer pointer], :int, blocking: true
     attach_function :fw_query_free, [:pointer], :void
     attach_function :fw_version, [], :string
@@ -142,6 +145,14 @@ module FraiseqlWire
     # Native handles alive now, by kind ({client: n, query: n, stream: n}).
     def live_handles
       { client: @live[:client], query: @live[:query], stream: @live[:stream] }
+    end
+
+    # `n` as an integer in 0..max, else InvalidArgumentError (FFI would wrap a negative).
+    def unsigned(n, what, max) # :nodoc:
+      return n if n.is_a?(Integer) && n >= 0 && n <= max
+
+      raise InvalidArgumentError.new("#{what}: #{n.inspect} is out of range",
+                                     code: -1, status: "FW_E_INVALID_ARGUMENT")
     end
 
     def count_handle(kind, delta) # :nodoc:
@@ -366,6 +377,33 @@ module FraiseqlWire
 
     def max_memory(bytes, warn_ratio: 0.8, fail_ratio: 1.0)
       call(:fw_query_max_memory, bytes, warn_ratio, fail_ratio)
+    end
+
+    # How many bytes of chunks the reader queues ahead of a slower consumer before it stops
+    # reading the socket (default 512 KiB, at least 1).
+    def read_ahead(bytes)
+      call(:fw_query_read_ahead, FraiseqlWire.unsigned(bytes, "read_ahead", 2**64 - 1))
+    end
+
+    # The longest wait (seconds, precision 1 µs) before a socket read on a steady
+    # server-bound stream, so that one read takes several packets (default 0.001; 0 reads
+    # every packet at once; at most 0.1).
+    def read_coalesce(seconds)
+      us = FraiseqlWire.unsigned((seconds * 1_000_000).round, "read_coalesce", 2**32 - 1)
+      call(:fw_query_read_coalesce, us)
+    end
+
+    # How long `stream` waits (seconds) for the server's first answer before it returns the
+    # stream anyway (default 0.02; nil: as long as it takes; 0: returns right after sending;
+    # at most 3600). A query slower than that is returned undescribed: its errors (a missing
+    # relation, a wrong result shape) are then raised by the stream's iteration.
+    def describe_wait(seconds)
+      ms = if seconds.nil?
+             -1
+           else
+             FraiseqlWire.unsigned((seconds * 1000).ceil, "describe_wait", 2**63 - 1)
+           end
+      call(:fw_query_describe_wait, ms)
     end
 
     # Execute the query. Returns the Stream; with a block, yields it and closes it after.

@@ -87,6 +87,44 @@ class FraiseqlWireTest < Minitest::Test
     assert_raises(FW::SchemaError) { client.query("v_not_json").stream }
   end
 
+  def test_describe_wait
+    # v_slow_not_json describes itself after 0.5 s: past the default 0.02 s the wrong shape
+    # is raised by the iteration; waiting longer (2 s, or without limit), by `stream` itself
+    client.query("v_slow_not_json").stream do |st|
+      assert_raises(FW::SchemaError) { st.to_a }
+    end
+    [2, nil].each do |wait|
+      assert_raises(FW::SchemaError, "wait #{wait.inspect}") do
+        client.query("v_slow_not_json").describe_wait(wait).stream
+      end
+    end
+    # wait 0: `stream` does not wait, so the missing relation is raised by the iteration,
+    # unless the answer was already there when `stream` looked once
+    err = assert_raises(FW::ServerError) do
+      client.query("v_does_not_exist").describe_wait(0).stream do |st|
+        assert_empty st.to_a
+      end
+    end
+    assert_equal "42P01", err.sqlstate
+    # the client goes on
+    assert_equal 5, client.query("v_user").limit(5).describe_wait(3600).stream(&:count)
+    assert_raises(FW::InvalidArgumentError) { client.query("v_user").describe_wait(3600.001) }
+    assert_raises(FW::InvalidArgumentError) { client.query("v_user").describe_wait(-1) }
+  end
+
+  def test_read_ahead_and_coalesce
+    [0, 0.1].each do |coalesce|
+      q = client.query("v_user").order_by("(data->>'n')::int").read_ahead(1)
+                .read_coalesce(coalesce).chunk_size(1)
+      ns = q.stream { |s| s.map { |r| JSON.parse(r)["n"] } }
+      assert_equal (1..1000).to_a, ns, "coalesce #{coalesce}"
+    end
+    assert_raises(FW::InvalidArgumentError) { client.query("v_user").read_ahead(0) }
+    assert_raises(FW::InvalidArgumentError) { client.query("v_user").read_ahead(-1) }
+    assert_raises(FW::InvalidArgumentError) { client.query("v_user").read_coalesce(0.100001) }
+    assert_raises(FW::InvalidArgumentError) { client.query("v_user").read_coalesce(-0.000001) }
+  end
+
   def test_auth
     base = "host=127.0.0.1 port=#{ENV.fetch('FW_PG_PORT')} dbname=fraiseql_test user=fw_scram"
     err = assert_raises(FW::AuthError) { FW::Client.new("#{base} password=wrong") }
