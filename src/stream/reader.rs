@@ -416,6 +416,22 @@ impl Reader {
         }
     }
 
+    /// A message of the answer before the result is described, as both `parse_start` (at the
+    /// start) and `process_buffer` (a stream handed over undescribed) see them: the
+    /// acknowledgements of Parse and Bind are skipped, the RowDescription is checked (see
+    /// `take_description`), NoData means no column. Anything else is the caller's to handle.
+    fn before_description(&mut self, msg: Message) -> Result<Undescribed> {
+        match msg {
+            Message::ParseComplete | Message::BindComplete => Ok(Undescribed::Skipped),
+            Message::RowDescription(body) => {
+                self.take_description(&body)?;
+                Ok(Undescribed::Described)
+            }
+            Message::NoData => Err(no_columns()),
+            other => Ok(Undescribed::Other(other)),
+        }
+    }
+
     /// Check the result's description (see `check_schema`) and mark the stream described:
     /// at the start (`parse_start`) or, for a stream handed over before the server described
     /// it, in `process_buffer`.
@@ -432,13 +448,13 @@ impl Reader {
     /// the result is described (and has the right shape), `Ok(false)` when more is needed.
     fn parse_start(&mut self) -> Result<bool> {
         while let Some(msg) = self.conn.parse_message()? {
+            let msg = match self.before_description(msg)? {
+                Undescribed::Described => return Ok(true),
+                Undescribed::Skipped => continue,
+                Undescribed::Other(msg) => msg,
+            };
             match msg {
-                Message::ParseComplete | Message::BindComplete => {}
                 Message::NoticeResponse(_) | Message::ParameterStatus(_) => {}
-                Message::RowDescription(body) => {
-                    return self.take_description(&body).map(|()| true)
-                }
-                Message::NoData => return Err(no_columns()),
                 Message::ErrorResponse(body) => return Err(server_error(body)),
                 _ => {
                     metrics::protocol_error("unexpected_before_rows");
@@ -609,9 +625,7 @@ impl Reader {
             }
             ErrorKind::Schema => {
                 let _ = started.send(Err(err));
-                let token = self.conn.cancel_token().clone();
-                drop(self.conn);
-                let _ = token.send().await;
+                abandon(self.conn).await;
             }
             _ => {
                 let _ = started.send(Err(err));
@@ -998,12 +1012,17 @@ impl Reader {
                     Error::protocol(format!("malformed message from the server: {e}"))
                 })?
                 .ok_or_else(|| Error::protocol("incomplete message after length check"))?;
+            // A stream handed over before it was described (see
+            // `StreamOptions::describe_wait`) first sees the start of the answer.
+            let msg = if self.described {
+                msg
+            } else {
+                match self.before_description(msg)? {
+                    Undescribed::Other(msg) => msg,
+                    Undescribed::Described | Undescribed::Skipped => continue,
+                }
+            };
             match msg {
-                // Only for a stream handed over before it was described (see
-                // `StreamOptions::describe_wait`).
-                Message::ParseComplete | Message::BindComplete if !self.described => {}
-                Message::RowDescription(body) if !self.described => self.take_description(&body)?,
-                Message::NoData if !self.described => return Err(no_columns()),
                 Message::CommandComplete(_) => self.command_complete = true,
                 Message::ErrorResponse(body) => {
                     let e = server_error(body);
@@ -1347,17 +1366,32 @@ impl Reader {
             pool.put(conn);
         } else if schema_error && !was_cancelled {
             // Described only after `execute` returned, with the wrong shape: the rows that
-            // follow are unwanted, so the server is told to stop, as when `execute` refuses.
-            let token = conn.cancel_token().clone();
-            drop(conn);
-            crate::runtime::spawn_detached(async move {
-                let _ = token.send().await;
-            });
+            // follow are unwanted, as when `execute` refuses.
+            crate::runtime::spawn_detached(abandon(conn));
         }
         shared.wake_consumer(&mut g);
         drop(g);
         drop(dropped);
     }
+}
+
+/// What [`Reader::before_description`] made of a message.
+enum Undescribed {
+    /// The result is described now, with the right shape.
+    Described,
+    /// An acknowledgement (ParseComplete, BindComplete).
+    Skipped,
+    /// Any other message, for the caller.
+    Other(Message),
+}
+
+/// A result of the wrong shape: the rows that follow are unwanted. The connection (its
+/// session now mid-query) is dropped, and the server told to stop the query with a
+/// CancelRequest on a new connection.
+async fn abandon(conn: Connection) {
+    let token = conn.cancel_token().clone();
+    drop(conn);
+    let _ = token.send().await;
 }
 
 #[cfg(test)]
