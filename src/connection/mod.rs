@@ -35,7 +35,8 @@ pub struct Connection {
     pub(crate) mechanism: Mechanism,
     pub(crate) created: Instant,
     /// How long the server took to answer the last query started on the caller's thread
-    /// (send to first bytes): whether the next one is worth spinning for.
+    /// (send to first bytes), or for a new connection the startup message when that took
+    /// over [`SLOW_STARTUP`]: whether the next query is worth spinning for.
     pub(crate) answer_time: Option<Duration>,
     /// Set while the connection is being opened on the caller's thread
     /// ([`Connection::connect_inline`]): `send` and `read_more` then block on the socket
@@ -576,6 +577,15 @@ impl Connection {
         self.send(&out).await?;
 
         let first = self.read_message().await?;
+        // The server's first answer also tells whether the first query's answer is worth
+        // spinning for (see `answer_time`): PostgreSQL forks a backend first (milliseconds)
+        // and then takes hundreds of microseconds per query, too long to spin for; a pooler
+        // or a local fake server answers within a fraction of SLOW_STARTUP, and the first
+        // query is spun for as before.
+        let startup_answer = auth_started.elapsed();
+        if startup_answer > SLOW_STARTUP {
+            self.answer_time = Some(startup_answer);
+        }
         let binding = tls::ChannelBindingInfo::new(config.channel_binding, &self.transport);
         let requested = crate::metrics::requested_mechanism(&first);
         let result = auth::authenticate(
@@ -754,3 +764,8 @@ async fn negotiate_tls(
 
 /// How long a connection may sit idle in a client's pool before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A server slower than this to answer the startup message (PostgreSQL forking a backend) is
+/// not spun for on a new connection's first query (see [`Connection::answer_time`]). A pooler
+/// or a local fake server, answering in tens to a few hundred microseconds, is.
+const SLOW_STARTUP: Duration = Duration::from_millis(1);

@@ -488,7 +488,7 @@ impl Reader {
         // INLINE_SPIN of the wait): sleeping in poll(2) until then costs a wake-up of an idle
         // CPU, which on virtual machines takes longer than such an answer. One that took
         // longer is waited for in poll(2) at once, as libpq does, costing no CPU. A new
-        // connection (no answer yet) is spun for once.
+        // connection is judged by its answer to the startup message.
         let spin = match self.conn.answer_time {
             Some(t) if t > 2 * INLINE_SPIN => Duration::ZERO,
             _ => INLINE_SPIN,
