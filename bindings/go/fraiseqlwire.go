@@ -346,9 +346,9 @@ func (q *Query) ReadCoalesce(d time.Duration) *Query { q.readCoalesce = &d; retu
 
 // DescribeWait sets how long Stream waits for the server's first answer before it returns
 // the stream anyway (fw_query_describe_wait; default 20ms, at most one hour). A negative
-// duration waits as long as it takes; 0 returns right after sending the query. A query
-// slower than the wait is returned undescribed: its errors (a missing relation, a wrong
-// result shape) then come from the stream's Err instead of from Stream.
+// duration waits as long as it takes; 0 does not wait (what has already arrived is looked
+// at once). A query slower than the wait is returned undescribed: its errors (a missing
+// relation, a wrong result shape) then come from the stream's Err instead of from Stream.
 func (q *Query) DescribeWait(d time.Duration) *Query { q.describeWait = &d; return q }
 
 // BatchRows sets how many rows the binding fetches per call into the library (default 256).
@@ -439,7 +439,7 @@ func (q *Query) Stream(ctx context.Context) (*Stream, error) {
 	}
 	if q.readCoalesce != nil {
 		us := q.readCoalesce.Microseconds()
-		if us < 0 || us > math.MaxUint32 {
+		if *q.readCoalesce < 0 || us > math.MaxUint32 {
 			return nil, &Error{Code: StatusInvalidArgument, Message: "ReadCoalesce: out of range"}
 		}
 		if err := check(C.fw_query_read_coalesce(cq, C.uint32_t(us))); err != nil {

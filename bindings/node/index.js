@@ -310,8 +310,8 @@ class Query {
   }
 
   /** How long `stream()` waits, in milliseconds, for the server's first answer before it
-   * returns the stream anyway (default 20; null: as long as it takes; 0: returns right
-   * after sending; at most 3600000). A query slower than that is returned undescribed: its
+   * returns the stream anyway (default 20; null: as long as it takes; 0: no wait, one
+   * look at what has arrived; at most 3600000). A query slower than that is returned undescribed: its
    * errors (a missing relation, a wrong result shape) then come from the iteration. */
   describeWait(ms) {
     const n = ms === null ? -1 : nonNegativeInteger(ms, 'describeWait', Number.MAX_SAFE_INTEGER);

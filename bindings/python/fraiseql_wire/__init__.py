@@ -528,7 +528,7 @@ class Query(_Closeable):
     def describe_wait(self, seconds):
         """How long :meth:`stream` waits (seconds) for the server's first answer
         before it returns the stream anyway (default 0.02; None: as long as it
-        takes; 0: returns right after sending; at most 3600). A query slower than
+        takes; 0: no wait, one look at what has arrived; at most 3600). A query slower than
         that is returned undescribed: its errors (a missing relation, a wrong
         result shape) are then raised by the iteration."""
         ms = -1 if seconds is None else _unsigned(math.ceil(seconds * 1000), "describe_wait", 63)

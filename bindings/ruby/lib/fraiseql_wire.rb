@@ -394,9 +394,9 @@ module FraiseqlWire
     end
 
     # How long `stream` waits (seconds) for the server's first answer before it returns the
-    # stream anyway (default 0.02; nil: as long as it takes; 0: returns right after sending;
-    # at most 3600). A query slower than that is returned undescribed: its errors (a missing
-    # relation, a wrong result shape) are then raised by the stream's iteration.
+    # stream anyway (default 0.02; nil: as long as it takes; 0: no wait, one look at what has
+    # arrived; at most 3600). A query slower than that is returned undescribed: its errors
+    # (a missing relation, a wrong result shape) are then raised by the stream's iteration.
     def describe_wait(seconds)
       ms = if seconds.nil?
              -1
