@@ -291,9 +291,10 @@ type Query struct {
 	warn, fail float64
 	batchRows  int
 	// nil = the library's default
-	readAhead    *int
-	readCoalesce *time.Duration
-	describeWait *time.Duration
+	readAhead       *int
+	readCoalesce    *time.Duration
+	describeWait    *time.Duration
+	describeForever bool
 }
 
 // Where adds a trusted SQL predicate (parenthesised, ANDed with the others).
@@ -345,11 +346,24 @@ func (q *Query) ReadAhead(bytes int) *Query { q.readAhead = &bytes; return q }
 func (q *Query) ReadCoalesce(d time.Duration) *Query { q.readCoalesce = &d; return q }
 
 // DescribeWait sets how long Stream waits for the server's first answer before it returns
-// the stream anyway (fw_query_describe_wait; default 20ms, at most one hour). A negative
-// duration waits as long as it takes; 0 does not wait (what has already arrived is looked
-// at once). A query slower than the wait is returned undescribed: its errors (a missing
-// relation, a wrong result shape) then come from the stream's Err instead of from Stream.
-func (q *Query) DescribeWait(d time.Duration) *Query { q.describeWait = &d; return q }
+// the stream anyway (fw_query_describe_wait; default 20ms, at most one hour, rounded up to
+// whole milliseconds; a negative duration makes Stream fail with StatusInvalidArgument). 0
+// does not wait (what has already arrived is looked at once). A query slower than the wait
+// is returned undescribed: its errors (a missing relation, a wrong result shape) then come
+// from the stream's Err instead of from Stream.
+func (q *Query) DescribeWait(d time.Duration) *Query {
+	q.describeWait = &d
+	q.describeForever = false
+	return q
+}
+
+// DescribeWaitForever makes Stream wait for the server's first answer however long it takes
+// (fw_query_describe_wait -1).
+func (q *Query) DescribeWaitForever() *Query {
+	q.describeWait = nil
+	q.describeForever = true
+	return q
+}
 
 // BatchRows sets how many rows the binding fetches per call into the library (default 256).
 func (q *Query) BatchRows(n int) *Query { q.batchRows = n; return q }
@@ -438,7 +452,7 @@ func (q *Query) Stream(ctx context.Context) (*Stream, error) {
 		}
 	}
 	if q.readCoalesce != nil {
-		us := q.readCoalesce.Microseconds()
+		us := int64((*q.readCoalesce + time.Microsecond/2) / time.Microsecond) // rounded
 		if *q.readCoalesce < 0 || us > math.MaxUint32 {
 			return nil, &Error{Code: StatusInvalidArgument, Message: "ReadCoalesce: out of range"}
 		}
@@ -446,9 +460,13 @@ func (q *Query) Stream(ctx context.Context) (*Stream, error) {
 			return nil, err
 		}
 	}
-	if q.describeWait != nil {
+	if q.describeWait != nil || q.describeForever {
 		ms := int64(-1)
-		if d := *q.describeWait; d >= 0 {
+		if q.describeWait != nil {
+			d := *q.describeWait
+			if d < 0 || d > 2*time.Hour { // over the library's limit either way; no overflow
+				return nil, &Error{Code: StatusInvalidArgument, Message: "DescribeWait: out of range"}
+			}
 			ms = int64((d + time.Millisecond - 1) / time.Millisecond) // rounded up
 		}
 		if err := check(C.fw_query_describe_wait(cq, C.int64_t(ms))); err != nil {

@@ -228,9 +228,16 @@ func TestDescribeWait(t *testing.T) {
 	if _, err := readAll(t, s); statusOf(err) != StatusSchema {
 		t.Fatalf("default wait: err %v", err)
 	}
-	for _, wait := range []time.Duration{2 * time.Second, -1} {
-		if _, err := c.Query("v_slow_not_json").DescribeWait(wait).Stream(context.Background()); statusOf(err) != StatusSchema {
-			t.Fatalf("wait %v: err %v", wait, err)
+	for name, q := range map[string]*Query{
+		"2s":       c.Query("v_slow_not_json").DescribeWait(2 * time.Second),
+		"no limit": c.Query("v_slow_not_json").DescribeWaitForever(),
+	} {
+		s, err := q.Stream(context.Background())
+		if err == nil {
+			s.Close()
+		}
+		if statusOf(err) != StatusSchema {
+			t.Fatalf("wait %s: err %v", name, err)
 		}
 	}
 	// Wait 0: Stream does not wait, so the missing relation is reported by the stream,
@@ -252,8 +259,14 @@ func TestDescribeWait(t *testing.T) {
 	if rows, err := readAll(t, mustStream(t, c.Query("v_user").Limit(5).DescribeWait(time.Hour))); err != nil || len(rows) != 5 {
 		t.Fatalf("after: %d rows, %v", len(rows), err)
 	}
-	if _, err := c.Query("v_user").DescribeWait(time.Hour + time.Millisecond).Stream(context.Background()); statusOf(err) != StatusInvalidArgument {
-		t.Fatalf("over an hour: err %v", err)
+	for _, wait := range []time.Duration{time.Hour + time.Millisecond, -time.Nanosecond} {
+		s, err := c.Query("v_user").DescribeWait(wait).Stream(context.Background())
+		if err == nil {
+			s.Close()
+		}
+		if statusOf(err) != StatusInvalidArgument {
+			t.Fatalf("wait %v: err %v", wait, err)
+		}
 	}
 }
 
@@ -275,9 +288,13 @@ func TestReadAheadAndCoalesce(t *testing.T) {
 		"read-ahead 0":        c.Query("v_user").ReadAhead(0),
 		"read-ahead negative": c.Query("v_user").ReadAhead(-1),
 		"coalesce over 100ms": c.Query("v_user").ReadCoalesce(100*time.Millisecond + time.Microsecond),
-		"coalesce negative":   c.Query("v_user").ReadCoalesce(-time.Microsecond),
+		"coalesce negative":   c.Query("v_user").ReadCoalesce(-time.Nanosecond),
 	} {
-		if _, err := q.Stream(context.Background()); statusOf(err) != StatusInvalidArgument {
+		s, err := q.Stream(context.Background())
+		if err == nil {
+			s.Close()
+		}
+		if statusOf(err) != StatusInvalidArgument {
 			t.Errorf("%s: err %v", name, err)
 		}
 	}

@@ -321,6 +321,16 @@ def _error(code, err=None):
                hint=_s(_error_hint(err)), position=_s(_error_position(err)))
 
 
+def _seconds_to_us(seconds, what):
+    """A non-negative finite number of seconds as whole microseconds (rounded), else
+    InvalidArgumentError."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+            or not math.isfinite(seconds) or seconds < 0:
+        raise InvalidArgumentError(-1, "FW_E_INVALID_ARGUMENT",
+                                   "%s: %r is not a number of seconds >= 0" % (what, seconds))
+    return round(seconds * 1_000_000)
+
+
 def _unsigned(n, what, bits):
     """`n` as an int in [0, 2**bits), else InvalidArgumentError (ctypes would wrap it)."""
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 1 << bits:
@@ -521,7 +531,7 @@ class Query(_Closeable):
         """The longest wait (seconds, precision 1 us) before a socket read on a
         steady server-bound stream, so that one read takes several packets
         (default 0.001; 0 reads every packet at once; at most 0.1)."""
-        us = _unsigned(round(seconds * 1_000_000), "read_coalesce", 32)
+        us = _unsigned(_seconds_to_us(seconds, "read_coalesce"), "read_coalesce", 32)
         self._h.call(_query_read_coalesce, us)
         return self
 
@@ -531,7 +541,10 @@ class Query(_Closeable):
         takes; 0: no wait, one look at what has arrived; at most 3600). A query slower than
         that is returned undescribed: its errors (a missing relation, a wrong
         result shape) are then raised by the iteration."""
-        ms = -1 if seconds is None else _unsigned(math.ceil(seconds * 1000), "describe_wait", 63)
+        if seconds is None:
+            ms = -1
+        else:  # whole microseconds, then milliseconds rounded up
+            ms = _unsigned(-(-_seconds_to_us(seconds, "describe_wait") // 1000), "describe_wait", 63)
         self._h.call(_query_describe_wait, ms)
         return self
 

@@ -107,10 +107,9 @@ class BindingTest(unittest.TestCase):
         with self.client.query("v_user").limit(5).describe_wait(3600) as q:
             with q.stream() as s:
                 self.assertEqual(len(list(s)), 5)
-            with self.assertRaises(fw.InvalidArgumentError):
-                q.describe_wait(3600.001)
-            with self.assertRaises(fw.InvalidArgumentError):
-                q.describe_wait(-1)
+            for bad in (3600.001, -1, -0.0004, float("nan"), float("inf"), True, "1"):
+                with self.assertRaises(fw.InvalidArgumentError, msg=repr(bad)):
+                    q.describe_wait(bad)
 
     def test_read_ahead_and_coalesce(self):
         for coalesce in (0, 0.1):
@@ -121,7 +120,8 @@ class BindingTest(unittest.TestCase):
             self.assertEqual(ns, list(range(1, 1001)), coalesce)
         with self.client.query("v_user") as q:
             for bad in (lambda: q.read_ahead(0), lambda: q.read_ahead(-1),
-                        lambda: q.read_coalesce(0.100001), lambda: q.read_coalesce(-0.000001)):
+                        lambda: q.read_coalesce(0.100001), lambda: q.read_coalesce(-0.000001),
+                        lambda: q.read_coalesce(-4e-7), lambda: q.read_coalesce(float("nan"))):
                 with self.assertRaises(fw.InvalidArgumentError):
                     bad()
 

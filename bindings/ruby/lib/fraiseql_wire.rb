@@ -147,6 +147,17 @@ module FraiseqlWire
       { client: @live[:client], query: @live[:query], stream: @live[:stream] }
     end
 
+    # A non-negative finite number of seconds as whole microseconds (rounded), else
+    # InvalidArgumentError.
+    def seconds_to_us(seconds, what) # :nodoc:
+      unless seconds.is_a?(Numeric) && seconds.finite? && seconds >= 0
+        raise InvalidArgumentError.new("#{what}: #{seconds.inspect} is not a number of seconds >= 0",
+                                       code: -1, status: "FW_E_INVALID_ARGUMENT")
+      end
+
+      (seconds * 1_000_000).round
+    end
+
     # `n` as an integer in 0..max, else InvalidArgumentError (FFI would wrap a negative).
     def unsigned(n, what, max) # :nodoc:
       return n if n.is_a?(Integer) && n >= 0 && n <= max
@@ -389,7 +400,8 @@ module FraiseqlWire
     # server-bound stream, so that one read takes several packets (default 0.001; 0 reads
     # every packet at once; at most 0.1).
     def read_coalesce(seconds)
-      us = FraiseqlWire.unsigned((seconds * 1_000_000).round, "read_coalesce", 2**32 - 1)
+      us = FraiseqlWire.unsigned(FraiseqlWire.seconds_to_us(seconds, "read_coalesce"), "read_coalesce",
+                                 2**32 - 1)
       call(:fw_query_read_coalesce, us)
     end
 
@@ -401,7 +413,9 @@ module FraiseqlWire
       ms = if seconds.nil?
              -1
            else
-             FraiseqlWire.unsigned((seconds * 1000).ceil, "describe_wait", 2**63 - 1)
+             # whole microseconds, then milliseconds rounded up
+             FraiseqlWire.unsigned(-(-FraiseqlWire.seconds_to_us(seconds, "describe_wait") / 1000),
+                                   "describe_wait", 2**63 - 1)
            end
       call(:fw_query_describe_wait, ms)
     end

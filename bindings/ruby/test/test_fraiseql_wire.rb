@@ -108,8 +108,9 @@ class FraiseqlWireTest < Minitest::Test
     assert_equal "42P01", err.sqlstate
     # the client goes on
     assert_equal 5, client.query("v_user").limit(5).describe_wait(3600).stream(&:count)
-    assert_raises(FW::InvalidArgumentError) { client.query("v_user").describe_wait(3600.001) }
-    assert_raises(FW::InvalidArgumentError) { client.query("v_user").describe_wait(-1) }
+    [3600.001, -1, -0.0004, Float::NAN, Float::INFINITY, "1"].each do |bad|
+      assert_raises(FW::InvalidArgumentError, bad.inspect) { client.query("v_user").describe_wait(bad) }
+    end
   end
 
   def test_read_ahead_and_coalesce
@@ -123,6 +124,7 @@ class FraiseqlWireTest < Minitest::Test
     assert_raises(FW::InvalidArgumentError) { client.query("v_user").read_ahead(-1) }
     assert_raises(FW::InvalidArgumentError) { client.query("v_user").read_coalesce(0.100001) }
     assert_raises(FW::InvalidArgumentError) { client.query("v_user").read_coalesce(-0.000001) }
+    assert_raises(FW::InvalidArgumentError) { client.query("v_user").read_coalesce(-4e-7) }
   end
 
   def test_auth
