@@ -72,6 +72,7 @@ typedef struct opts {
     const char *user;
     const char *db;
     const char *source;  /* relation name */
+    const char *warm_source; /* fw_bench --threads K: relation read to open the K connections */
     long long limit;     /* -1 = none */
     int threads;
     int repeat;          /* latency / connect modes: queries to run */
@@ -87,7 +88,7 @@ static void usage_exit(const char *prog) {
             "usage: %s --mode M [--conninfo S | --host H --port P --user U --db D] --source REL\n"
             "          [--limit N] [--threads K] [--repeat N] [--batch N] [--touch all]\n"
             "          [--chunk-rows N] [--max-memory BYTES] [--read-ahead BYTES]\n"
-            "          [--coalesce-us US]\n",
+            "          [--coalesce-us US] [--warm-source REL]\n",
             prog);
     exit(2);
 }
@@ -114,6 +115,7 @@ static opts parse_opts(int argc, char **argv) {
         else if (ARG("--user")) o.user = argv[++i];
         else if (ARG("--db")) o.db = argv[++i];
         else if (ARG("--source")) o.source = argv[++i];
+        else if (ARG("--warm-source")) o.warm_source = argv[++i];
         else if (ARG("--limit")) o.limit = atoll(argv[++i]);
         else if (ARG("--threads")) o.threads = atoi(argv[++i]);
         else if (ARG("--repeat")) o.repeat = atoi(argv[++i]);

@@ -11,6 +11,7 @@
 //! `--unix-dir`) `FAKEPG_SOCKET_DIR=...` on stdout, then serves until killed (or until the
 //! `--watch-pid` process exits).
 
+mod cpu;
 mod proto;
 mod session;
 mod workload;
@@ -45,6 +46,8 @@ usage: fakepg [options]
   --pregen SIZES       generate the row blocks for these document sizes at start,
                        comma-separated (e.g. 430,4k,1mb), so the first query is not slowed
   --verbose            log sessions to stderr
+  --cpu-file PATH      after each session, write the sessions served so far and the CPU their
+                       threads used (`sessions N` and `cpu_ns T` lines; see src/cpu.rs)
   --check              generate a few documents, print their sizes and exit
 
 Workloads are chosen by the relation name in the query:
@@ -100,6 +103,7 @@ fn main() {
     let mut watch_pid: Option<u32> = None;
     let mut pregen: Vec<usize> = Vec::new();
     let mut verbose = false;
+    let mut cpu_file: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().unwrap_or_else(|| die(&format!("{name} needs a value")));
@@ -126,6 +130,7 @@ fn main() {
                 pregen = val("--pregen").split(',').filter(|s| !s.is_empty()).map(parse_size_arg).collect()
             }
             "--verbose" => verbose = true,
+            "--cpu-file" => cpu_file = Some(PathBuf::from(val("--cpu-file"))),
             "--ignore-flush" => ignore_flush = true,
             "--check" => {
                 let mut so = std::io::stdout().lock();
@@ -152,6 +157,9 @@ fn main() {
         auth,
         verbose,
         ignore_flush,
+        cpu: cpu_file.map(|p| {
+            cpu::CpuLog::new(p.clone()).unwrap_or_else(|e| die(&format!("--cpu-file {}: {e}", p.display())))
+        }),
     });
 
     for size in pregen {

@@ -32,6 +32,8 @@ pub struct Config {
     pub verbose: bool,
     /// `--ignore-flush`: Flush sends nothing (the answer goes out at Sync).
     pub ignore_flush: bool,
+    /// `--cpu-file`: where the sessions' CPU time is totalled.
+    pub cpu: Option<crate::cpu::CpuLog>,
 }
 
 pub enum Sock {
@@ -237,6 +239,9 @@ pub fn serve(sock: Sock, cfg: Arc<Config>) {
         if s.cfg.verbose {
             eprintln!("fakepg: session {} ended: {e}", s.pid);
         }
+    }
+    if let Some(cpu) = &s.cfg.cpu {
+        cpu.session_ended();
     }
 }
 
