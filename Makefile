@@ -5,7 +5,7 @@
 #   make demo           build, start a throwaway PostgreSQL with sample data, run
 #                       examples-c/stream_users.c against it
 #   make test           everything below (what .ci/run and the README call)
-#     make lint           cargo fmt --check, cargo clippy --all-targets -D warnings
+#     make lint           cargo fmt --check, cargo clippy --all-targets -D warnings (and the fake server's)
 #     make test-rust      cargo test (unit, integration, header drift)
 #     make test-c         the C suite (tests/c) with -fsanitize=address,undefined
 #     make test-valgrind  the C suite under valgrind, non-sanitized build
@@ -120,6 +120,8 @@ test: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --manifest-path benches/fakepg/Cargo.toml -- --check
+	$(CARGO) clippy --manifest-path benches/fakepg/Cargo.toml --target-dir target/fakepg --release -- -D warnings
 
 test-rust:
 	$(CARGO) test

@@ -106,7 +106,10 @@ fn main() {
     let mut cpu_file: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = |name: &str| args.next().unwrap_or_else(|| die(&format!("{name} needs a value")));
+        let mut val = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| die(&format!("{name} needs a value")))
+        };
         match a.as_str() {
             "-h" | "--help" => {
                 print!("{HELP}");
@@ -124,10 +127,18 @@ fn main() {
                 write_size = parse_size_arg(&val("--write-size")).max(4096);
             }
             "--watch-pid" => {
-                watch_pid = Some(val("--watch-pid").parse().unwrap_or_else(|_| die("bad --watch-pid")))
+                watch_pid = Some(
+                    val("--watch-pid")
+                        .parse()
+                        .unwrap_or_else(|_| die("bad --watch-pid")),
+                )
             }
             "--pregen" => {
-                pregen = val("--pregen").split(',').filter(|s| !s.is_empty()).map(parse_size_arg).collect()
+                pregen = val("--pregen")
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(parse_size_arg)
+                    .collect()
             }
             "--verbose" => verbose = true,
             "--cpu-file" => cpu_file = Some(PathBuf::from(val("--cpu-file"))),
@@ -148,7 +159,9 @@ fn main() {
     }
     let auth = match auth.as_str() {
         "trust" => Auth::Trust,
-        "password" => Auth::Password(password.unwrap_or_else(|| die("--auth password needs --password"))),
+        "password" => {
+            Auth::Password(password.unwrap_or_else(|| die("--auth password needs --password")))
+        }
         other => die(&format!("unknown --auth {other}")),
     };
     let cfg = Arc::new(Config {
@@ -158,7 +171,8 @@ fn main() {
         verbose,
         ignore_flush,
         cpu: cpu_file.map(|p| {
-            cpu::CpuLog::new(p.clone()).unwrap_or_else(|e| die(&format!("--cpu-file {}: {e}", p.display())))
+            cpu::CpuLog::new(p.clone())
+                .unwrap_or_else(|e| die(&format!("--cpu-file {}: {e}", p.display())))
         }),
     });
 

@@ -80,7 +80,12 @@ pub fn error(out: &mut Vec<u8>, code: &str, message: &str) {
 
 /// A DataRow with the given column values (None = NULL).
 pub fn data_row(out: &mut Vec<u8>, cols: &[Option<&[u8]>]) {
-    let len: usize = 4 + 2 + cols.iter().map(|c| 4 + c.map_or(0, |d| d.len())).sum::<usize>();
+    let len: usize = 4
+        + 2
+        + cols
+            .iter()
+            .map(|c| 4 + c.map_or(0, |d| d.len()))
+            .sum::<usize>();
     out.push(b'D');
     out.extend_from_slice(&(len as u32).to_be_bytes());
     out.extend_from_slice(&(cols.len() as u16).to_be_bytes());

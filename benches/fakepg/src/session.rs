@@ -78,8 +78,10 @@ impl Write for Sock {
 }
 
 /// Live sessions by backend pid: (secret, cancel flag), for CancelRequest.
-fn registry() -> &'static Mutex<HashMap<i32, (i32, Arc<AtomicBool>)>> {
-    static R: OnceLock<Mutex<HashMap<i32, (i32, Arc<AtomicBool>)>>> = OnceLock::new();
+type Registry = Mutex<HashMap<i32, (i32, Arc<AtomicBool>)>>;
+
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
     R.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -88,7 +90,8 @@ static NEXT_PID: AtomicI32 = AtomicI32::new(10_000);
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tx {
     Idle,
-    InTx,
+    /// In a transaction block.
+    Open,
     Failed,
 }
 
@@ -263,7 +266,7 @@ impl Session {
                 };
             }
             let len = u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]) as usize;
-            if len < 4 || len > (1 << 30) {
+            if !(4..=(1 << 30)).contains(&len) {
                 return Err(io::Error::other("bad frontend message length"));
             }
             let mut body = vec![0u8; len - 4];
@@ -375,7 +378,7 @@ impl Session {
     fn tx_status(&self) -> u8 {
         match self.tx {
             Tx::Idle => b'I',
-            Tx::InTx => b'T',
+            Tx::Open => b'T',
             Tx::Failed => b'E',
         }
     }
@@ -386,7 +389,7 @@ impl Session {
     }
 
     fn query_failed(&mut self) {
-        if self.tx == Tx::InTx {
+        if self.tx == Tx::Open {
             self.tx = Tx::Failed;
         }
     }
@@ -424,7 +427,10 @@ impl Session {
                         proto::msg(&mut self.out, b'2', &[]);
                     }
                     None => {
-                        self.fail("26000", &format!("prepared statement \"{stmt}\" does not exist"));
+                        self.fail(
+                            "26000",
+                            &format!("prepared statement \"{stmt}\" does not exist"),
+                        );
                         self.skip_to_sync = true;
                     }
                 }
@@ -638,12 +644,16 @@ impl Session {
         match classify(sql) {
             Cmd::Begin => {
                 if self.tx == Tx::Idle {
-                    self.tx = Tx::InTx;
+                    self.tx = Tx::Open;
                 }
                 proto::command_complete(&mut self.out, "BEGIN");
             }
             Cmd::Commit => {
-                let tag = if self.tx == Tx::Failed { "ROLLBACK" } else { "COMMIT" };
+                let tag = if self.tx == Tx::Failed {
+                    "ROLLBACK"
+                } else {
+                    "COMMIT"
+                };
                 self.tx = Tx::Idle;
                 self.cursors.clear();
                 proto::command_complete(&mut self.out, tag);
@@ -783,7 +793,13 @@ impl Session {
     }
 
     /// Rows `a..b` replayed from the block. Returns true when cancelled.
-    fn send_rows_fast(&mut self, wl: &Workload, block: &workload::Block, a: u64, b: u64) -> io::Result<bool> {
+    fn send_rows_fast(
+        &mut self,
+        wl: &Workload,
+        block: &workload::Block,
+        a: u64,
+        b: u64,
+    ) -> io::Result<bool> {
         let nb = block.rows() as u64;
         let mut i = a;
         while i < b {
@@ -798,7 +814,13 @@ impl Session {
     }
 
     /// Rows `a..b` encoded one by one (NULL rows, two columns).
-    fn send_rows_slow(&mut self, wl: &Workload, block: &workload::Block, a: u64, b: u64) -> io::Result<bool> {
+    fn send_rows_slow(
+        &mut self,
+        wl: &Workload,
+        block: &workload::Block,
+        a: u64,
+        b: u64,
+    ) -> io::Result<bool> {
         let nb = block.rows() as u64;
         let mut buf = Vec::with_capacity(64 * 1024);
         for i in a..b {
@@ -831,7 +853,11 @@ impl Session {
             return Ok(true);
         }
         self.flush()?;
-        let piece = if slow_us.is_some() { SLOW_PIECE } else { self.cfg.write_size };
+        let piece = if slow_us.is_some() {
+            SLOW_PIECE
+        } else {
+            self.cfg.write_size
+        };
         for p in data.chunks(piece) {
             if self.cancelled() {
                 return Ok(true);

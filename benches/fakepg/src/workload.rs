@@ -393,11 +393,15 @@ mod tests {
     #[test]
     fn names_resolve() {
         let f = Faults::default();
-        let w = resolve("SELECT data FROM \"w_1m_430\"", &f).unwrap().unwrap();
+        let w = resolve("SELECT data FROM \"w_1m_430\"", &f)
+            .unwrap()
+            .unwrap();
         assert_eq!((w.rows, w.size), (1_000_000, 430));
         let w = resolve("SELECT data FROM w_100k_4k", &f).unwrap().unwrap();
         assert_eq!((w.rows, w.size), (100_000, 4096));
-        let w = resolve("SELECT data FROM w_1k_1mb LIMIT 5", &f).unwrap().unwrap();
+        let w = resolve("SELECT data FROM w_1k_1mb LIMIT 5", &f)
+            .unwrap()
+            .unwrap();
         assert_eq!((w.rows, w.size), (5, 1 << 20));
         let w = resolve("SELECT data FROM w_small", &f).unwrap().unwrap();
         assert_eq!((w.rows, w.size), (10, 430));
