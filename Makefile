@@ -13,8 +13,8 @@
 #     make test-bindings  run every bindings/*/test.sh that exists
 #     make test-packaging install into temporary prefixes and use it: pkg-config, CMake,
 #                         static and shared (tests/packaging/run.sh)
-#   make bench-smoke    benches/run --smoke: every benchmark contender on tiny inputs, and
-#                       benches/instructions on 2000 rows
+#   make bench-smoke    benches/run --smoke: every benchmark contender on tiny inputs,
+#                       benches/instructions on 2000 rows, benches/alternate once
 #   make bench          the full benchmark suite (benches/run)
 #   make install        header, libraries, fraiseql-wire.pc and the CMake package under
 #                       $(DESTDIR)$(PREFIX) (packaging/install.sh); `make uninstall` removes them
@@ -49,7 +49,7 @@ WITH_PG := scripts/with-pg
 # The second line is for the bindings' tests (bindings/*/test.sh fail without their
 # toolchain when CI=true).
 TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 \
-	python3 ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus
+	python3 ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus linux-perf
 
 CSTD     := -std=c99 -D_POSIX_C_SOURCE=200809L
 CWARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Werror
@@ -171,6 +171,7 @@ test-packaging: build
 bench-smoke: build
 	benches/run --smoke
 	ROWS=2000 benches/instructions
+	benches/alternate -n 1 -s w_2k_430 current
 
 # The full benchmark suite against the fake server and a throwaway PostgreSQL (tables in
 # target/bench/; numbers in docs/performance.md come from it).

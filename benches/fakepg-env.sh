@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Sourced by benches/instructions and benches/cores-busy: builds the bench programs when
-# missing (benches/run --smoke), starts the fake server on a Unix socket in a temporary
-# directory, stopped and removed at exit. Sets ROOT, OUT, DIR, FAKE (its pid) and PORT.
+# Sourced by benches/instructions (and any script that needs the fake server): builds the
+# bench programs when missing (benches/run --smoke), starts the fake server on a Unix socket
+# in a temporary directory, stopped and removed at exit. Sets ROOT, OUT, DIR, FAKE (its pid)
+# and PORT.
 #
 #   source "$(dirname "$0")/fakepg-env.sh" NAME [fakepg arguments...]   (NAME for messages)
 
