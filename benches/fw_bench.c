@@ -105,9 +105,25 @@ static void throughput(result *r) {
         }
         fw_stream **sts = calloc((size_t)k, sizeof *sts);
         for (int i = 0; i < k; i++) CHECK("fw_query_execute", fw_query_execute(q, &sts[i]));
+        /* Every warm-up stream still running once all are started: none gave its connection
+         * to a later one, so k connections are open. */
+        for (int i = 0; i < k; i++) {
+            fw_stats st;
+            memset(&st, 0, sizeof st);
+            st.struct_size = sizeof st;
+            CHECK("fw_stream_stats", fw_stream_stats(sts[i], &st));
+            if (st.state != FW_STATE_RUNNING) {
+                fprintf(stderr, "fw_bench: warm-up stream %d ended before all %d were started: %s\n", i, k,
+                        O.warm_source ? "its rows came too soon" : "pass --warm-source (rows that come late)");
+                if (O.warm_source) exit(1);
+                break;
+            }
+        }
         for (int i = 0; i < k; i++) {
             fw_row row;
-            while (fw_stream_next(sts[i], &row, -1) == FW_OK) {}
+            int rc;
+            while ((rc = fw_stream_next(sts[i], &row, -1)) == FW_OK) {}
+            if (rc != FW_DONE) die_fw("warm-up stream", rc);
             fw_stream_free(sts[i]);
         }
         free(sts);

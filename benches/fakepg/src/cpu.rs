@@ -5,8 +5,11 @@
 //! scheduler's exact run time (`/proc/thread-self/schedstat`, nanoseconds, user and kernel
 //! time), read when the session ends. The thread last ran after sleeping in a read for the
 //! client's next message, so the figure misses at most the few microseconds since then.
-//! After each session the file is rewritten (a temporary file renamed over it) as two lines,
-//! `sessions N` and `cpu_ns T`: totals since the server started.
+//! When a session starts and when it ends the file is rewritten (a temporary file renamed
+//! over it) as three lines, totals since the server started: `accepted A` (sessions started),
+//! `sessions N` (sessions ended) and `cpu_ns T` (the CPU of the ended ones). Every started
+//! session ends once, however it ends (see `session::serve`), so `sessions == accepted` means
+//! no session is running.
 
 use std::io;
 use std::path::PathBuf;
@@ -15,8 +18,8 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub struct CpuLog {
     path: PathBuf,
-    /// (sessions ended, their CPU in ns)
-    totals: Mutex<(u64, u64)>,
+    /// (sessions started, sessions ended, CPU of the ended ones in ns)
+    totals: Mutex<(u64, u64, u64)>,
 }
 
 /// The calling thread's CPU time so far, in nanoseconds.
@@ -39,10 +42,17 @@ impl CpuLog {
         thread_cpu_ns()?;
         let log = CpuLog {
             path,
-            totals: Mutex::new((0, 0)),
+            totals: Mutex::new((0, 0, 0)),
         };
-        log.write(0, 0)?;
+        log.write((0, 0, 0))?;
         Ok(log)
+    }
+
+    /// Count a session that starts (call when its thread starts).
+    pub fn session_started(&self) {
+        let mut t = self.totals.lock().unwrap_or_else(|e| e.into_inner());
+        t.0 += 1;
+        self.write_or_warn(*t);
     }
 
     /// Add the calling session thread's CPU (call at the end of the session).
@@ -54,17 +64,24 @@ impl CpuLog {
                 return;
             }
         };
-        let mut t = self.totals.lock().unwrap();
-        t.0 += 1;
-        t.1 += ns;
-        if let Err(e) = self.write(t.0, t.1) {
+        let mut t = self.totals.lock().unwrap_or_else(|e| e.into_inner());
+        t.1 += 1;
+        t.2 += ns;
+        self.write_or_warn(*t);
+    }
+
+    fn write_or_warn(&self, totals: (u64, u64, u64)) {
+        if let Err(e) = self.write(totals) {
             eprintln!("fakepg: cannot write {}: {e}", self.path.display());
         }
     }
 
-    fn write(&self, sessions: u64, ns: u64) -> io::Result<()> {
+    fn write(&self, (accepted, ended, ns): (u64, u64, u64)) -> io::Result<()> {
         let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, format!("sessions {sessions}\ncpu_ns {ns}\n"))?;
+        std::fs::write(
+            &tmp,
+            format!("accepted {accepted}\nsessions {ended}\ncpu_ns {ns}\n"),
+        )?;
         std::fs::rename(&tmp, &self.path)
     }
 }

@@ -46,8 +46,9 @@ usage: fakepg [options]
   --pregen SIZES       generate the row blocks for these document sizes at start,
                        comma-separated (e.g. 430,4k,1mb), so the first query is not slowed
   --verbose            log sessions to stderr
-  --cpu-file PATH      after each session, write the sessions served so far and the CPU their
-                       threads used (`sessions N` and `cpu_ns T` lines; see src/cpu.rs)
+  --cpu-file PATH      when a session starts or ends, write the sessions started and ended so
+                       far and the CPU of the ended ones (`accepted`, `sessions`, `cpu_ns`
+                       lines; see src/cpu.rs)
   --check              generate a few documents, print their sizes and exit
 
 Workloads are chosen by the relation name in the query:

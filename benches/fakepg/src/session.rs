@@ -212,8 +212,24 @@ pub struct Session {
     skip_to_sync: bool,
 }
 
+/// Reports a session's end to `--cpu-file` when dropped: whether the session ends normally,
+/// early or by a panic, a started session is counted as ended once.
+struct CpuGuard(Arc<Config>);
+
+impl Drop for CpuGuard {
+    fn drop(&mut self) {
+        if let Some(cpu) = &self.0.cpu {
+            cpu.session_ended();
+        }
+    }
+}
+
 /// Serve one connection until it ends.
 pub fn serve(sock: Sock, cfg: Arc<Config>) {
+    if let Some(cpu) = &cfg.cpu {
+        cpu.session_started();
+    }
+    let _cpu = CpuGuard(cfg.clone());
     if let Sock::Tcp(s) = &sock {
         let _ = s.set_nodelay(true);
     }
@@ -242,9 +258,6 @@ pub fn serve(sock: Sock, cfg: Arc<Config>) {
         if s.cfg.verbose {
             eprintln!("fakepg: session {} ended: {e}", s.pid);
         }
-    }
-    if let Some(cpu) = &s.cfg.cpu {
-        cpu.session_ended();
     }
 }
 
