@@ -115,7 +115,11 @@ impl Client {
             if runtime::is_shut_down() {
                 return Err(Error::shutdown());
             }
-            Connection::connect_inline(&config)?
+            let conn = Connection::connect_inline(&config)?;
+            // Start the runtime now rather than in the first query (its threads take ~0.3 ms
+            // to start; the first `LIMIT 10` on the fake server went from 0.5 to 0.2 ms).
+            runtime::handle()?;
+            conn
         } else {
             runtime::block_on({
                 let config = config.clone();

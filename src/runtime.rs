@@ -1,4 +1,5 @@
-//! The internal tokio runtime: started lazily, a fixed number of named worker threads with all
+//! The internal tokio runtime: started lazily (by the first client: see `Client::with_config`),
+//! a fixed number of named worker threads with all
 //! signals blocked, replaced after fork() (detected by process id, with or without the fork
 //! hooks), and shut down by `fw_shutdown`.
 

@@ -3,6 +3,8 @@
 //! mask untouched. One test function: the laziness check needs a process where nothing has
 //! used the library yet.
 
+use std::time::Duration;
+
 mod common;
 mod engine_support;
 
@@ -31,6 +33,14 @@ fn runtime_is_lazy_and_has_named_workers_with_signals_blocked() {
 
     let my_mask_before = blocked_signals(this_thread_tid());
     let client = socket_client();
+    // The runtime starts with the first client, not with its first query (a new thread
+    // names itself once it runs: allow it a moment).
+    assert!(
+        wait_until(Duration::from_secs(2), || runtime_threads().len()
+            == WORKER_THREADS),
+        "no runtime after the first client: {:?}",
+        threads()
+    );
     let rows = rows_of(&client, &q);
     assert_eq!(rows.len(), 100);
     // A TCP connection too (by IP address: no name lookup, no blocking-pool thread).
