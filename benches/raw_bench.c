@@ -273,8 +273,8 @@ int main(int argc, char **argv) {
                 ws[i].bs = &bs;
                 pthread_create(&ws[i].th, NULL, worker_main, &ws[i]);
             }
+            r.t0_ns = now_ns(); /* before the release: see fw_bench.c */
             bs_release(&bs);
-            r.t0_ns = now_ns();
             for (int i = 0; i < k; i++) pthread_join(ws[i].th, NULL);
             r.t_end_ns = now_ns();
         }
