@@ -15,7 +15,7 @@ use engine_support::*;
 use fakepg_support::fakepg_with;
 use fraiseql_wire::{Client, Next, Wait};
 
-/// The tests count the runtime threads' context switches: one at a time.
+/// The tests count the runtime threads' (and the consumer's) context switches: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -35,11 +35,11 @@ struct Run {
 fn run(client: &Client, coalesce: Duration) -> Run {
     let mut q = query(PACED);
     q.read_coalesce(coalesce).unwrap();
-    let before = runtime_switches();
+    let before = consumer_and_runtime_switches();
     let mut s = client.execute(&q).unwrap();
     let (rows, end) = drain(&mut s);
     end.expect("the stream ends normally");
-    let switches = runtime_switches() - before;
+    let switches = consumer_and_runtime_switches() - before;
     let chunks = s.stats().chunks_received;
     Run {
         rows,
@@ -57,7 +57,7 @@ fn a_paced_server_is_read_in_a_few_large_reads() {
     let each = run(&client, Duration::ZERO);
     let coalesced = run(&client, Duration::from_millis(1));
     eprintln!(
-        "per packet: {} chunks, {} runtime switches; coalesced: {} chunks, {} switches \
+        "per packet: {} chunks, {} context switches; coalesced: {} chunks, {} switches \
          ({PIECES} pieces)",
         each.chunks, each.switches, coalesced.chunks, coalesced.switches
     );
@@ -73,7 +73,7 @@ fn a_paced_server_is_read_in_a_few_large_reads() {
     );
     assert!(
         coalesced.switches * 2 < each.switches,
-        "runtime switches: {} coalesced vs {} per packet",
+        "context switches (runtime and consumer): {} coalesced vs {} per packet",
         coalesced.switches,
         each.switches
     );

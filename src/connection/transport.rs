@@ -224,3 +224,77 @@ pub fn wait_socket(
     // Errors and hang-ups count as ready: the read or write that follows reports them.
     Ok(n > 0)
 }
+
+/// What [`wait_readable_or`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// The socket is readable (or failed, or hung up: the read that follows reports it).
+    pub socket: bool,
+    /// The other descriptor is readable.
+    pub other: bool,
+}
+
+/// Wait until `sock` or `other` is readable, at most `timeout` (`None`: no limit). Used by a
+/// consumer that reads its stream's socket on its own thread, `other` being the stream's
+/// interrupt eventfd (see [`crate::stream::shared::Shared::interrupt`]). A signal that
+/// interrupts the wait counts as nothing ready.
+pub fn wait_readable_or(
+    sock: &socket2::SockRef<'_>,
+    other: std::os::fd::RawFd,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Readiness> {
+    use std::os::fd::AsRawFd;
+    let mut pfds = [
+        libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: other,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+    // SAFETY: `pfds` (two valid, initialised entries, the count passed) and `ts` (or null:
+    // no timeout) live for the whole call; a null signal mask keeps the current one; ppoll(2)
+    // only writes the `revents` fields.
+    let n = unsafe { libc::ppoll(pfds.as_mut_ptr(), 2, ts_ptr, std::ptr::null()) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(Readiness {
+                socket: false,
+                other: false,
+            });
+        }
+        return Err(e);
+    }
+    Ok(Readiness {
+        socket: pfds[0].revents != 0,
+        other: pfds[1].revents != 0,
+    })
+}
+
+/// Wait at most `d` for `fd` to become readable; whether it did (a signal: not).
+pub fn wait_fd_readable(fd: std::os::fd::RawFd, d: std::time::Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `pfd` and `ts` are valid, initialised values that live for the whole call, the
+    // count passed is 1, and a null signal mask keeps the current one; ppoll(2) only writes
+    // `pfd.revents`.
+    let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    n > 0 && pfd.revents != 0
+}

@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::query::RowFilter;
 use adaptive::AdaptiveController;
 use chunk::Chunk;
+use reader::Step;
 pub use shared::StreamState;
 use shared::{Shared, Terminal};
 
@@ -120,7 +121,12 @@ impl StreamControl {
             reason.map(|r| format!(": {r}")).unwrap_or_default()
         ));
         self.shared.wake_consumer(&mut g);
+        // A pause (and its timeout) is kept by a reader task.
+        let parked = self.shared.unpark(&mut g);
         drop(g);
+        if let Some(p) = parked {
+            p.spawn();
+        }
         self.shared.reader_wake.notify_one();
         Ok(())
     }
@@ -186,8 +192,13 @@ impl StreamControl {
         g.queued_rows = 0;
         g.queued_bytes = 0;
         self.shared.wake_consumer(&mut g);
+        // A parked reader ends in a task as a running one does (see `Reader::finish`).
+        let parked = self.shared.unpark(&mut g);
         drop(g);
         drop(dropped);
+        if let Some(p) = parked {
+            p.spawn();
+        }
         crate::metrics::query_cancelled(&self.shared.entity);
         self.shared.reader_wake.notify_one();
         if reader_active {
@@ -527,6 +538,8 @@ impl Stream {
             };
         }
         let mut g = shared.lock();
+        // A read on this thread found nothing: the next one waits (or the call returns).
+        let mut inline_idle = false;
         if let Some(c) = &old {
             g.held_bytes -= c.bytes;
             if g.reader_waiting {
@@ -573,6 +586,54 @@ impl Stream {
                 shared.disarm_fd(&mut g);
                 break Ok(Some(Next::Paused));
             }
+            if std::process::id() != shared.owner_pid {
+                break Err(Error::state(
+                    "this stream belongs to the parent process; streams do not survive fork()",
+                ));
+            }
+            // No reader task: read the socket here (see `Parked`). Without waiting once
+            // when the call may not wait (or its time is up), else as long as it may.
+            let may_wait = match (wait, deadline) {
+                (Wait::NoWait, _) => Some(Duration::ZERO),
+                (Wait::Forever, _) | (Wait::For(_), None) => None,
+                (Wait::For(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+            };
+            if g.parked.is_some() && !(inline_idle && may_wait == Some(Duration::ZERO)) {
+                let Some(interrupt) = shared.interrupt_fd() else {
+                    let parked = g.parked.take();
+                    drop(g);
+                    if let Some(p) = parked {
+                        p.spawn();
+                    }
+                    g = shared.lock();
+                    continue;
+                };
+                let parked = g.parked.take().expect("checked above");
+                g.inline_reading = true;
+                drop(g);
+                let step = parked.read(may_wait, interrupt);
+                g = shared.lock();
+                g.inline_reading = false;
+                let spawn = match step {
+                    Step::Read(p, got) => {
+                        inline_idle = !got;
+                        if shared.needs_task(&g) {
+                            Some(p)
+                        } else {
+                            g.parked = Some(p);
+                            None
+                        }
+                    }
+                    Step::HandOver(p) => Some(p),
+                    Step::Ended => None,
+                };
+                if let Some(p) = spawn {
+                    drop(g);
+                    p.spawn();
+                    g = shared.lock();
+                }
+                continue;
+            }
             let timeout = match (wait, deadline) {
                 (Wait::NoWait, _) => {
                     shared.disarm_fd(&mut g);
@@ -591,10 +652,10 @@ impl Stream {
                 }
                 (Wait::For(_), None) => None,
             };
-            if std::process::id() != shared.owner_pid {
-                break Err(Error::state(
-                    "this stream belongs to the parent process; streams do not survive fork()",
-                ));
+            if g.parkable && !shared.needs_task(&g) {
+                // A reader task runs: it parks the reader for this thread to read (see
+                // `Reader::wait_for_room`) when it finds nothing queued and this thread waiting.
+                shared.reader_wake.notify_one();
             }
             g.consumer_waiting = true;
             g = match timeout {
@@ -633,7 +694,12 @@ impl Drop for Stream {
         g.queue.clear();
         g.queued_rows = 0;
         g.queued_bytes = 0;
+        // Not left parked after the stream is gone (the cancel above took it when running).
+        let parked = g.parked.take();
         drop(g);
+        if let Some(p) = parked {
+            p.spawn();
+        }
         crate::metrics::buffered_rows(&self.control.shared.entity, -(rows_left as i64));
         if self.current.is_some() || self.filtered_in_chunk > 0 || !self.filter_time.is_zero() {
             // The chunk being read when the stream is freed: count what the filters did.

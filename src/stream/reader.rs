@@ -303,12 +303,15 @@ pub(crate) struct Reader {
 }
 
 /// Sets a terminal state if the task ends without one (runtime shutdown, panic), so that a
-/// blocked consumer is always woken.
-struct TerminalGuard(Arc<Shared>);
+/// blocked consumer is always woken. Disarmed (`None`) when the task parks its reader.
+struct TerminalGuard(Option<Arc<Shared>>);
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        let mut g = self.0.lock();
+        let Some(shared) = self.0.take() else {
+            return;
+        };
+        let mut g = shared.lock();
         if g.terminal.is_none() && !g.state.is_terminal() {
             let err = if crate::runtime::is_shut_down() {
                 Error::shutdown()
@@ -320,12 +323,12 @@ impl Drop for TerminalGuard {
             };
             let category = err.kind().category();
             let (rows, bytes) = (g.rows_received, g.bytes_received);
-            let total = self.0.started.elapsed();
+            let total = shared.started.elapsed();
             metrics::error(category, "stream");
-            metrics::query_finished(&self.0.entity, "error", Some(category), total, rows, bytes);
+            metrics::query_finished(&shared.entity, "error", Some(category), total, rows, bytes);
             g.terminal = Some(Terminal::Failed(err));
             g.reader_bytes = 0;
-            self.0.wake_consumer(&mut g);
+            shared.wake_consumer(&mut g);
         }
     }
 }
@@ -376,7 +379,7 @@ impl Reader {
         sql: String,
         started: tokio::sync::oneshot::Sender<StartResult>,
     ) {
-        let _guard = TerminalGuard(self.shared.clone());
+        let guard = TerminalGuard(Some(self.shared.clone()));
         if let Err(e) = self.start(&sql).await {
             self.finish_start_error(e, started).await;
             return;
@@ -393,8 +396,50 @@ impl Reader {
             return;
         }
         let _ = started.send(Ok(()));
-        let outcome = self.stream_rows(first).await;
-        self.finish(outcome);
+        self.drive(first, guard).await;
+    }
+
+    /// Stream the rows as a task until the end, or until the consumer is waiting for rows
+    /// and may read them itself (see [`Parked`]): the reader is then parked and the task ends.
+    async fn drive(mut self, mut first: Result<Flow>, mut guard: TerminalGuard) {
+        loop {
+            match self.stream_rows(first).await {
+                TaskEnd::Ended(outcome) => {
+                    self.finish(outcome);
+                    return;
+                }
+                TaskEnd::Park(need) => {
+                    // Out of the runtime's epoll set: a socket left there wakes a runtime
+                    // thread for nothing each time data arrives for the consumer to read.
+                    if let Err(e) = self.conn.detach() {
+                        self.finish(Err(e));
+                        return;
+                    }
+                    let shared = self.shared.clone();
+                    let mut g = shared.lock();
+                    if shared.needs_task(&g) {
+                        // Something came up meanwhile: go on as a task.
+                        drop(g);
+                        first = Ok(Flow::NeedMore(need));
+                        continue;
+                    }
+                    guard.0 = None;
+                    let watchdog = !g.watchdog;
+                    g.watchdog = true;
+                    g.parked = Some(Parked {
+                        reader: Box::new(self),
+                        need,
+                        since: Instant::now(),
+                    });
+                    shared.wake_consumer(&mut g);
+                    drop(g);
+                    if watchdog {
+                        tokio::spawn(watchdog_task(shared));
+                    }
+                    return;
+                }
+            }
+        }
     }
 
     async fn start(&mut self, sql: &str) -> Result<()> {
@@ -575,15 +620,40 @@ impl Reader {
             }
             Ok(Flow::NeedMore(_)) => {}
         }
-        // If the task cannot run (shut down meanwhile), the guard dropped with it ends the
-        // stream with an error instead of leaving the consumer waiting.
-        let guard = TerminalGuard(self.shared.clone());
-        crate::runtime::spawn_detached(async move {
-            let _guard = guard;
-            let outcome = self.stream_rows(first).await;
-            self.finish(outcome);
+        // The rest is read by the consumer on its own thread when it needs rows, as libpq
+        // does (see `Parked`), until something needs a reader task.
+        let need = match first {
+            Ok(Flow::NeedMore(need)) => need,
+            _ => unreachable!("handled above"),
+        };
+        let shared = self.shared.clone();
+        let mut g = shared.lock();
+        g.parkable = true;
+        if shared.needs_task(&g) {
+            drop(g);
+            self.spawn_rest(Ok(Flow::NeedMore(need)));
+            return Ok(());
+        }
+        let watchdog = !g.watchdog;
+        g.watchdog = true;
+        g.parked = Some(Parked {
+            reader: Box::new(self),
+            need,
+            since: Instant::now(),
         });
+        drop(g);
+        if watchdog {
+            crate::runtime::spawn_detached(watchdog_task(shared));
+        }
         Ok(())
+    }
+
+    /// Run the rest of the stream in a reader task. If the task cannot run (shut down
+    /// meanwhile), the guard dropped with it ends the stream with an error instead of
+    /// leaving the consumer waiting.
+    fn spawn_rest(self, first: Result<Flow>) {
+        let guard = TerminalGuard(Some(self.shared.clone()));
+        crate::runtime::spawn_detached(self.drive(first, guard));
     }
 
     /// The query failed before any row. A server error leaves the connection usable once
@@ -633,30 +703,38 @@ impl Reader {
         }
     }
 
-    /// Stream rows until ReadyForQuery, an error, a cancel, or the end of the connection.
-    /// `first` is the outcome of a `process_buffer` already done.
-    async fn stream_rows(&mut self, first: Result<Flow>) -> Result<()> {
+    /// Stream rows until ReadyForQuery, an error, a cancel, or the end of the connection; or
+    /// until the reader may be parked (see [`Parked`]). `first` is the outcome of a
+    /// `process_buffer` already done.
+    async fn stream_rows(&mut self, first: Result<Flow>) -> TaskEnd {
         let mut flow = first;
         loop {
             let need = match flow {
-                Ok(Flow::Finished) => return Ok(()),
+                Ok(Flow::Finished) => return TaskEnd::Ended(Ok(())),
                 Ok(Flow::NeedMore(n)) => n,
                 Err(e) => {
                     // Rows parsed before a malformed message are complete: deliver them
                     // first, then the error (nothing received is dropped silently).
                     self.emit_chunk();
-                    return Err(e);
+                    return TaskEnd::Ended(Err(e));
                 }
             };
-            let allowance = self.wait_for_room(need).await?;
-            self.read_some(allowance).await?;
+            let allowance = match self.wait_for_room(need).await {
+                Ok(Some(plan)) => plan,
+                Ok(None) => return TaskEnd::Park(need),
+                Err(e) => return TaskEnd::Ended(Err(e)),
+            };
+            if let Err(e) = self.read_some(allowance).await {
+                return TaskEnd::Ended(Err(e));
+            }
             flow = self.process_buffer();
         }
     }
 
     /// Wait until the stream may read: not paused, not cancelled, and enough free budget.
-    /// Returns how to read (see [`plan_read`]).
-    async fn wait_for_room(&mut self, need: Option<Pending>) -> Result<ReadPlan> {
+    /// Returns how to read (see [`plan_read`]); `None` when the consumer waits for rows and
+    /// nothing is queued: it reads them itself from now on (see [`Parked`]).
+    async fn wait_for_room(&mut self, need: Option<Pending>) -> Result<Option<ReadPlan>> {
         let budget = self.shared.options.memory.bytes;
         let mut waited_since: Option<Instant> = None;
         loop {
@@ -670,6 +748,13 @@ impl Reader {
                 }
                 if g.state == StreamState::Cancelled {
                     return Err(Error::cancelled());
+                }
+                if g.parkable && g.consumer_waiting && !self.shared.needs_task(&g) {
+                    // The consumer caught up (what is queued was just handed over: it takes
+                    // that first, woken by the park).
+                    self.wake_pending = false;
+                    g.reader_waiting = false;
+                    return Ok(None);
                 }
                 if let Some(started) = g.pause_started {
                     match g.pause_timeout {
@@ -705,7 +790,7 @@ impl Reader {
                         if let Some(since) = waited_since {
                             metrics::channel_send_wait(&self.shared.entity, since.elapsed());
                         }
-                        return Ok(plan);
+                        return Ok(Some(plan));
                     }
                     g.reader_waiting = true;
                     if self.wake_pending {
@@ -871,13 +956,7 @@ impl Reader {
         };
         self.coalesce.after_read(n, max, Instant::now());
         if n == 0 {
-            return Err(Error::new(
-                ErrorKind::Io,
-                format!(
-                    "the server closed the connection unexpectedly after {} rows",
-                    self.shared.lock().rows_received + self.rows.len() as u64
-                ),
-            ));
+            return Err(self.closed_error());
         }
         if self.chunk_started.is_none() {
             self.chunk_started = Some(Instant::now());
@@ -1372,6 +1451,240 @@ impl Reader {
         shared.wake_consumer(&mut g);
         drop(g);
         drop(dropped);
+    }
+}
+
+/// A stream's reader that no task runs: the consumer, finding no chunk queued, reads the
+/// socket on its own thread ([`Parked::read`]), as libpq and a minimal client do, instead of
+/// waiting for a reader task to read, hand a chunk over and wake it. On a client-bound stream
+/// that halves the threads at work and removes the two context switches per chunk (about a
+/// third of the client's CPU time with a task: docs/performance.md).
+///
+/// Nothing reads ahead meanwhile: the kernel's socket buffers do, as for libpq. A control
+/// event that needs a reader running on its own (a pause with its timeout, a cancel, an event
+/// fd for an event loop, a budget too full to read) hands the reader to a task for the rest of
+/// the stream ([`Parked::spawn`], [`Shared::unpark`]). Only plain sockets are parked (the
+/// start of the query ran on the caller's thread: [`Reader::run_inline`]).
+pub(crate) struct Parked {
+    reader: Box<Reader>,
+    /// The message the read buffer ends with, if any.
+    need: Option<Pending>,
+    /// When it was parked: one parked for [`TAKE_OVER_AFTER`] goes to a task, which reads
+    /// ahead while the consumer is busy (see [`watchdog_task`]).
+    since: Instant,
+}
+
+/// How long a reader stays parked while its consumer is busy with the rows it has before a
+/// task takes it over to read ahead (up to [`StreamOptions::read_ahead`]), as a reader task
+/// always did. A consumer that comes back for rows sooner reads them itself; one that waits
+/// for rows while a task reads gets the reader back (see [`Reader::wait_for_room`]).
+///
+/// [`StreamOptions::read_ahead`]: super::options::StreamOptions::read_ahead
+pub(crate) const TAKE_OVER_AFTER: Duration = Duration::from_millis(5);
+
+/// Watches a stream whose reader is parked or read by its consumer, and hands the reader to a
+/// task once it has stayed parked [`TAKE_OVER_AFTER`]. Ends when a task has the reader or the
+/// stream ended. Wakes at most once per [`TAKE_OVER_AFTER`].
+async fn watchdog_task(shared: Arc<Shared>) {
+    let mut at = tokio::time::Instant::now() + TAKE_OVER_AFTER;
+    loop {
+        tokio::time::sleep_until(at).await;
+        let mut g = shared.lock();
+        let now = Instant::now();
+        let due = match &g.parked {
+            Some(p) => {
+                let due = p.since + TAKE_OVER_AFTER;
+                if due <= now {
+                    None
+                } else {
+                    Some(due)
+                }
+            }
+            None if g.inline_reading => Some(now + TAKE_OVER_AFTER),
+            None => {
+                g.watchdog = false;
+                return;
+            }
+        };
+        match due {
+            Some(due) => at = tokio::time::Instant::from_std(due),
+            None => {
+                let parked = g.parked.take();
+                g.watchdog = false;
+                drop(g);
+                if let Some(p) = parked {
+                    p.spawn();
+                }
+                return;
+            }
+        }
+    }
+}
+
+enum TaskEnd {
+    /// The stream ended with this outcome (see [`Reader::finish`]).
+    Ended(Result<()>),
+    /// The consumer waits for rows and may read them itself: park the reader.
+    Park(Option<Pending>),
+}
+
+/// What one [`Parked::read`] did.
+pub(crate) enum Step {
+    /// Read and handed over what came (`true`), or nothing (`false`: no data within the
+    /// wait, or an interrupt); the reader goes back to its place.
+    Read(Parked, bool),
+    /// The reader cannot go on on this thread (no room in the budget, paused, cancelled):
+    /// it must run as a task.
+    HandOver(Parked),
+    /// The stream ended (its terminal is set, the connection given back or closed).
+    Ended,
+}
+
+impl Parked {
+    /// Hand the reader to a task for the rest of the stream.
+    pub(crate) fn spawn(self) {
+        let Parked { reader, need, .. } = self;
+        if std::process::id() != reader.shared.owner_pid {
+            // A stream of the parent freed in a forked child: the connection is the
+            // parent's, never read here (see `Connection::abandon_after_fork`).
+            let Reader { conn, .. } = *reader;
+            conn.abandon_after_fork();
+            return;
+        }
+        reader.spawn_rest(Ok(Flow::NeedMore(need)));
+    }
+
+    /// One socket read on the consumer's thread, within the stream's budget, and the chunks
+    /// it makes queued. When the socket has nothing, waits in poll(2) at most `wait` (`None`:
+    /// without limit; zero: not at all) for it or for `interrupt` (see
+    /// [`Shared::unpark`]). Must not be called with the stream's lock held.
+    pub(crate) fn read(self, wait: Option<Duration>, interrupt: i32) -> Step {
+        let Parked {
+            mut reader,
+            need,
+            since,
+        } = self;
+        let Some(plan) = reader.plan_now(need) else {
+            return Step::HandOver(Parked {
+                reader,
+                need,
+                since,
+            });
+        };
+        let max = reader.apply_plan(plan);
+        let got = match reader.read_blocking(max, wait, interrupt) {
+            Ok(got) => got,
+            Err(e) => {
+                reader.finish(Err(e));
+                return Step::Ended;
+            }
+        };
+        let Some(n) = got else {
+            let since = Instant::now();
+            return Step::Read(
+                Parked {
+                    reader,
+                    need,
+                    since,
+                },
+                false,
+            );
+        };
+        reader.coalesce.after_read(n, max, Instant::now());
+        if n == 0 {
+            let e = reader.closed_error();
+            reader.finish(Err(e));
+            return Step::Ended;
+        }
+        if reader.chunk_started.is_none() {
+            reader.chunk_started = Some(Instant::now());
+        }
+        match reader.process_buffer() {
+            Ok(Flow::NeedMore(need)) => {
+                let since = Instant::now();
+                Step::Read(
+                    Parked {
+                        reader,
+                        need,
+                        since,
+                    },
+                    true,
+                )
+            }
+            Ok(Flow::Finished) => {
+                reader.finish(Ok(()));
+                Step::Ended
+            }
+            Err(e) => {
+                // Rows parsed before a malformed message are delivered first.
+                reader.emit_chunk();
+                reader.finish(Err(e));
+                Step::Ended
+            }
+        }
+    }
+}
+
+impl Reader {
+    /// The error for a connection the server closed in the middle of the stream.
+    fn closed_error(&self) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "the server closed the connection unexpectedly after {} rows",
+                self.shared.lock().rows_received + self.rows.len() as u64
+            ),
+        )
+    }
+
+    /// Read at most `max` bytes on the calling thread (see [`Parked::read`]): `Ok(None)` when
+    /// nothing came within `wait` or `interrupt` became readable. On a steady flow the
+    /// consumer keeps up with, the wait first lingers so that one read takes several packets
+    /// (see [`super::coalesce`]), as the reader task does.
+    fn read_blocking(
+        &mut self,
+        max: usize,
+        wait: Option<Duration>,
+        interrupt: i32,
+    ) -> Result<Option<usize>> {
+        if let Some(n) = self.conn.read_now(max)? {
+            return Ok(Some(n));
+        }
+        if wait.is_some_and(|w| w.is_zero()) {
+            return Ok(None);
+        }
+        let deadline = wait.map(|w| Instant::now() + w);
+        let sock_ready = |conn: &Connection, left: Option<Duration>| {
+            let sock = conn.transport.plain_socket().ok_or_else(|| {
+                Error::new(ErrorKind::Panic, "a parked reader without a plain socket")
+            })?;
+            crate::connection::transport::wait_readable_or(&sock, interrupt, left)
+                .map_err(|e| Error::io("could not wait for the server", &e))
+        };
+        if let Some(d) = self.coalesce.linger() {
+            // Let a few packets gather: wait on the interrupt fd alone.
+            let d = deadline.map_or(d, |dl| d.min(dl.saturating_duration_since(Instant::now())));
+            if crate::connection::transport::wait_fd_readable(interrupt, d) {
+                self.shared.drain_interrupt();
+                return Ok(None);
+            }
+            if let Some(n) = self.conn.read_now(max)? {
+                return Ok(Some(n));
+            }
+        }
+        if crate::runtime::is_shut_down() {
+            return Err(Error::shutdown());
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let ready = sock_ready(&self.conn, left)?;
+        if ready.other {
+            self.shared.drain_interrupt();
+            return Ok(None);
+        }
+        if !ready.socket {
+            return Ok(None);
+        }
+        self.conn.read_now(max)
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::chunk::Chunk;
 use super::options::StreamOptions;
+use super::reader::Parked;
 use crate::connection::CancelToken;
 use crate::error::{Error, Result};
 use crate::query::JsonFilter;
@@ -74,6 +75,17 @@ pub(crate) struct Inner {
     pub peak_bytes: usize,
     /// The eventfd (if created) has been signalled and not yet drained.
     pub fd_armed: bool,
+    /// The stream's reader when no task runs it: the consumer reads the socket on its own
+    /// thread when it finds no chunk queued (see [`Parked`]).
+    pub parked: Option<Parked>,
+    /// The consumer has taken `parked` and is reading (it may be blocked in poll(2) on the
+    /// socket and on [`Shared::interrupt`]).
+    pub inline_reading: bool,
+    /// The stream was started on the caller's thread on a plain socket: its reader may be
+    /// parked.
+    pub parkable: bool,
+    /// A watchdog task runs for the parked reader (see `reader::watchdog_task`).
+    pub watchdog: bool,
 }
 
 impl Inner {
@@ -101,6 +113,9 @@ pub(crate) struct Shared {
     pub entity: String,
     pub started: Instant,
     efd: OnceLock<OwnedFd>,
+    /// Wakes a consumer blocked on the socket when a control event needs it (see
+    /// [`Shared::unpark`]); created when the consumer first reads the socket itself.
+    interrupt: OnceLock<OwnedFd>,
     pub owner_pid: u32,
     /// Cancels the query running on the stream's connection.
     pub cancel_token: CancelToken,
@@ -134,6 +149,10 @@ impl Shared {
                 warn_armed: true,
                 peak_bytes: 0,
                 fd_armed: false,
+                parked: None,
+                inline_reading: false,
+                parkable: false,
+                watchdog: false,
             }),
             consumer_cv: Condvar::new(),
             reader_wake: tokio::sync::Notify::new(),
@@ -146,6 +165,7 @@ impl Shared {
             entity,
             started: Instant::now(),
             efd: OnceLock::new(),
+            interrupt: OnceLock::new(),
             owner_pid: std::process::id(),
             cancel_token,
         }
@@ -228,8 +248,84 @@ impl Shared {
             if ready {
                 self.wake_consumer(&mut g);
             }
+            // An event loop waits on the fd instead of reading: a reader task reads ahead.
+            let parked = self.unpark(&mut g);
+            drop(g);
+            if let Some(p) = parked {
+                p.spawn();
+            }
         }
         Ok(self.efd.get().map(|f| f.as_raw_fd()).unwrap_or(-1))
+    }
+
+    /// A control event (pause, cancel, an event fd, shutdown) needs the stream's reader to
+    /// run as a task: take it when it is parked (the caller spawns it, see
+    /// [`Parked::spawn`], after releasing the lock), or wake the consumer that is reading
+    /// with it, which hands it over when its read returns (see [`Shared::needs_task`]).
+    /// Lock held.
+    #[must_use]
+    pub fn unpark(&self, g: &mut Inner) -> Option<Parked> {
+        if g.inline_reading {
+            self.interrupt();
+        }
+        g.parked.take()
+    }
+
+    /// Whether the reader must not stay parked: paused, cancelled, ended by shutdown, or
+    /// watched through the event fd. Lock held.
+    pub fn needs_task(&self, g: &Inner) -> bool {
+        g.pause_started.is_some()
+            || g.state == StreamState::Cancelled
+            || g.terminal.is_some()
+            || self.efd.get().is_some()
+    }
+
+    /// The descriptor that interrupts a consumer's wait on the socket, created on first
+    /// use (`None` if it cannot be: the reader then runs as a task).
+    pub fn interrupt_fd(&self) -> Option<i32> {
+        if let Some(fd) = self.interrupt.get() {
+            return Some(fd.as_raw_fd());
+        }
+        // SAFETY: plain syscall; the result is checked before use.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Only the consumer creates it (under the lock): the set cannot race.
+        let _ = self.interrupt.set(fd);
+        self.interrupt.get().map(|f| f.as_raw_fd())
+    }
+
+    /// Wake a consumer blocked on the socket (see [`Shared::unpark`]).
+    pub fn interrupt(&self) {
+        if let Some(fd) = self.interrupt.get() {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes from a valid u64 to an eventfd we own.
+            unsafe {
+                libc::write(
+                    fd.as_raw_fd(),
+                    (&one as *const u64).cast(),
+                    std::mem::size_of::<u64>(),
+                );
+            }
+        }
+    }
+
+    /// Reset the interrupt fd after the consumer saw it readable.
+    pub fn drain_interrupt(&self) {
+        if let Some(fd) = self.interrupt.get() {
+            let mut v: u64 = 0;
+            // SAFETY: reading 8 bytes into a valid u64 from a non-blocking eventfd we own.
+            unsafe {
+                libc::read(
+                    fd.as_raw_fd(),
+                    (&mut v as *mut u64).cast(),
+                    std::mem::size_of::<u64>(),
+                );
+            }
+        }
     }
 
     /// Record the end of a pause (explicit resume or timeout). Lock held.
@@ -281,4 +377,8 @@ pub(crate) fn fail_for_shutdown(s: &Shared) {
         g.ended_at.get_or_insert_with(Instant::now);
         s.wake_consumer(&mut g);
     }
+    // A parked reader's connection is closed (its query is cancelled by the caller).
+    let parked = s.unpark(&mut g);
+    drop(g);
+    drop(parked);
 }

@@ -163,16 +163,23 @@ pub fn runtime_threads() -> Vec<u32> {
 pub fn runtime_switches() -> u64 {
     runtime_threads()
         .into_iter()
-        .map(|tid| {
-            let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
-                .unwrap_or_default();
-            status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-                .sum::<u64>()
-        })
+        .map(|tid| switches_in(&format!("/proc/self/task/{tid}/status")))
         .sum()
+}
+
+/// Context switches of the runtime's threads and of the calling thread (the consumer, which
+/// reads the socket itself while it keeps up: see `Parked` in src/stream/reader.rs).
+pub fn consumer_and_runtime_switches() -> u64 {
+    runtime_switches() + switches_in("/proc/thread-self/status")
+}
+
+fn switches_in(status: &str) -> u64 {
+    std::fs::read_to_string(status)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+        .sum::<u64>()
 }
 
 /// The blocked-signal mask of thread `tid` (`SigBlk` in its status file).

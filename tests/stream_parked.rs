@@ -1,0 +1,149 @@
+//! The consumer reads the socket itself (issue 5, client CPU): a stream started on the
+//! caller's thread over a plain socket parks its reader, and a consumer that finds no chunk
+//! queued reads and frames the socket on its own thread, as libpq does, instead of a runtime
+//! thread reading, handing a chunk over and waking it. A consumer busy with its rows for
+//! longer than `TAKE_OVER_AFTER` (5 ms) gets a reader task that reads ahead, and the reader
+//! comes back to the consumer when it catches up. The runtime threads' context switches show
+//! who reads.
+
+mod common;
+mod engine_support;
+mod fakepg_support;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use engine_support::*;
+use fakepg_support::fakepg_with;
+use fraiseql_wire::{Client, Next, Stream, Wait};
+
+/// The tests count the runtime threads' context switches: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const ROWS: usize = 200_000;
+const SOURCE: &str = "w_200k_430";
+
+/// Drain `s`, returning the rows' count and the runtime threads' context switches meanwhile.
+fn drain_counting(s: &mut Stream) -> (usize, u64) {
+    let before = runtime_switches();
+    let mut n = 0;
+    loop {
+        match s.next(Wait::Forever).expect("rows") {
+            Next::Row(r) => {
+                assert_eq!(r.first(), Some(&b'{'));
+                n += 1;
+            }
+            Next::Done => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    (n, runtime_switches() - before)
+}
+
+#[test]
+fn a_consumer_that_keeps_up_reads_the_socket_itself() {
+    let _g = serial();
+    let f = fakepg_with(&["--pregen", "430"]);
+    let client = Client::connect(&f.conninfo()).unwrap();
+    // Warm up: the connection, the runtime threads.
+    let mut s = client.execute(&query("w_10k_430")).unwrap();
+    drain_counting(&mut s);
+    drop(s);
+
+    let mut parked = client.execute(&query(SOURCE)).unwrap();
+    let (n, parked_switches) = drain_counting(&mut parked);
+    assert_eq!(n, ROWS);
+    drop(parked);
+
+    // The same stream watched through its event fd: a reader task reads it all.
+    let mut task = client.execute(&query(SOURCE)).unwrap();
+    task.control().fd().unwrap();
+    let (n, task_switches) = drain_counting(&mut task);
+    assert_eq!(n, ROWS);
+    eprintln!(
+        "runtime context switches for {ROWS} rows: {parked_switches} read by the consumer, \
+         {task_switches} by a reader task"
+    );
+    assert!(
+        parked_switches * 4 < task_switches,
+        "runtime threads switched {parked_switches} times with the consumer reading, \
+         {task_switches} with a reader task"
+    );
+}
+
+#[test]
+fn a_busy_consumer_gets_rows_read_ahead_and_the_reader_back_when_it_catches_up() {
+    let _g = serial();
+    let f = fakepg_with(&["--pregen", "430"]);
+    let client = Client::connect(&f.conninfo()).unwrap();
+    let mut q = query(SOURCE);
+    q.max_memory(4 * 1024 * 1024, 0.9, 1.0).unwrap();
+    q.read_ahead(2 * 1024 * 1024).unwrap();
+    let mut s = client.execute(&q).unwrap();
+    // The consumer is busy elsewhere: what `execute` read (at most 64 KiB) and then a reader
+    // task's read-ahead, up to 2 MiB of chunks (~4,500 rows).
+    assert!(
+        wait_until(Duration::from_secs(5), || s.stats().items_buffered >= 3000),
+        "nothing was read ahead while the consumer was away: {} rows buffered",
+        s.stats().items_buffered
+    );
+    // It catches up and keeps up: the reader comes back to it, the runtime threads rest.
+    let (n, switches) = drain_counting(&mut s);
+    assert_eq!(n, ROWS);
+    let mut task = client.execute(&query(SOURCE)).unwrap();
+    task.control().fd().unwrap();
+    let (n, task_switches) = drain_counting(&mut task);
+    assert_eq!(n, ROWS);
+    eprintln!(
+        "runtime context switches after the read-ahead: {switches}; a reader task throughout: \
+         {task_switches}"
+    );
+    assert!(
+        switches * 4 < task_switches,
+        "runtime threads switched {switches} times after the consumer caught up, \
+         {task_switches} with a reader task throughout"
+    );
+}
+
+#[test]
+fn a_consumer_blocked_on_the_socket_is_woken_by_a_pause_and_by_a_cancel() {
+    let _g = serial();
+    // Rows 3 s late: the consumer waits in poll(2) on the socket.
+    let f = fakepg_with(&[]);
+    let client = Client::connect(&f.conninfo()).unwrap();
+    for pause in [true, false] {
+        let mut s = client.execute(&query("w_10_430__stall3000")).unwrap();
+        let ctl = s.control().clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            if pause {
+                ctl.pause(None).unwrap();
+            } else {
+                ctl.cancel().unwrap();
+            }
+        });
+        let t0 = std::time::Instant::now();
+        let got = s.next(Wait::Forever).map(|n| format!("{n:?}"));
+        let waited = t0.elapsed();
+        t.join().unwrap();
+        assert!(
+            waited < Duration::from_secs(2),
+            "woken after {waited:?} (pause: {pause})"
+        );
+        if pause {
+            assert_eq!(got.unwrap(), "Paused");
+            // A reader task keeps the pause; after resume the rows come.
+            s.control().resume().unwrap();
+            let (rows, end) = drain(&mut s);
+            end.unwrap();
+            assert_eq!(rows.len(), 10);
+        } else {
+            let err = got.expect_err("cancelled");
+            assert_eq!(err.kind(), fraiseql_wire::ErrorKind::Cancelled, "{err}");
+        }
+    }
+}
