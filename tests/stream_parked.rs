@@ -147,3 +147,23 @@ fn a_consumer_blocked_on_the_socket_is_woken_by_a_pause_and_by_a_cancel() {
         }
     }
 }
+
+#[test]
+fn a_consumer_waiting_on_a_slow_query_leaves_the_runtime_idle() {
+    let _g = serial();
+    let f = fakepg_with(&[]);
+    let client = Client::connect(&f.conninfo()).unwrap();
+    // Rows 1.5 s late: the consumer waits in poll(2); the watchdog that hands a parked reader
+    // to a task backs off to ten wake-ups a second (every 5 ms would be ~300 in 1.5 s).
+    let mut s = client.execute(&query("w_10_430__stall1500")).unwrap();
+    let before = runtime_switches();
+    let (rows, end) = drain(&mut s);
+    let switches = runtime_switches() - before;
+    end.unwrap();
+    assert_eq!(rows.len(), 10);
+    eprintln!("runtime context switches while waiting 1.5 s: {switches}");
+    assert!(
+        switches < 60,
+        "the runtime threads switched {switches} times while the consumer waited"
+    );
+}

@@ -1482,17 +1482,25 @@ pub(crate) struct Parked {
 /// [`StreamOptions::read_ahead`]: super::options::StreamOptions::read_ahead
 pub(crate) const TAKE_OVER_AFTER: Duration = Duration::from_millis(5);
 
+/// The longest the watchdog sleeps while the consumer keeps waiting on the socket (a slow
+/// query): it then wakes ten times a second rather than every [`TAKE_OVER_AFTER`].
+const WATCHDOG_IDLE_MAX: Duration = Duration::from_millis(100);
+
 /// Watches a stream whose reader is parked or read by its consumer, and hands the reader to a
 /// task once it has stayed parked [`TAKE_OVER_AFTER`]. Ends when a task has the reader or the
-/// stream ended. Wakes at most once per [`TAKE_OVER_AFTER`].
+/// stream ended. Wakes at most once per [`TAKE_OVER_AFTER`]; while the consumer waits on
+/// the socket, less and less often (up to [`WATCHDOG_IDLE_MAX`]), so that a stream on a slow
+/// query costs next to nothing while it waits.
 async fn watchdog_task(shared: Arc<Shared>) {
     let mut at = tokio::time::Instant::now() + TAKE_OVER_AFTER;
+    let mut idle = TAKE_OVER_AFTER;
     loop {
         tokio::time::sleep_until(at).await;
         let mut g = shared.lock();
         let now = Instant::now();
         let due = match &g.parked {
             Some(p) => {
+                idle = TAKE_OVER_AFTER;
                 let due = p.since + TAKE_OVER_AFTER;
                 if due <= now {
                     None
@@ -1500,7 +1508,10 @@ async fn watchdog_task(shared: Arc<Shared>) {
                     Some(due)
                 }
             }
-            None if g.inline_reading => Some(now + TAKE_OVER_AFTER),
+            None if g.inline_reading => {
+                idle = (idle * 2).min(WATCHDOG_IDLE_MAX);
+                Some(now + idle)
+            }
             None => {
                 g.watchdog = false;
                 return;
