@@ -167,3 +167,31 @@ fn a_consumer_waiting_on_a_slow_query_leaves_the_runtime_idle() {
         "the runtime threads switched {switches} times while the consumer waited"
     );
 }
+
+#[test]
+fn after_a_long_wait_a_busy_consumer_still_gets_rows_read_ahead_at_once() {
+    let _g = serial();
+    let f = fakepg_with(&["--pregen", "430"]);
+    let client = Client::connect(&f.conninfo()).unwrap();
+    // Rows 600 ms late: meanwhile the watchdog backs off to a wake-up every 100 ms. When the
+    // rows come and the consumer then stays away, a task must still take the reader over
+    // within about TAKE_OVER_AFTER (5 ms), not at the watchdog's next wake-up.
+    for _ in 0..3 {
+        let mut s = client.execute(&query("w_100k_430__stall600")).unwrap();
+        match s.next(Wait::Forever).unwrap() {
+            Next::Row(_) => {}
+            other => panic!("{other:?}"),
+        }
+        let first = s.stats().total_rows_received;
+        std::thread::sleep(Duration::from_millis(40));
+        let later = s.stats().total_rows_received;
+        assert!(
+            later >= first + 500,
+            "{first} rows received with the first row, {later} after the consumer was away \
+             40 ms: nothing was read ahead"
+        );
+        let (rows, end) = drain(&mut s);
+        end.unwrap();
+        assert_eq!(rows.len() + 1, 100_000);
+    }
+}

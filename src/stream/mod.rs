@@ -600,6 +600,8 @@ impl Stream {
             };
             if g.parked.is_some() && !(inline_idle && may_wait == Some(Duration::ZERO)) {
                 let Some(interrupt) = shared.interrupt_fd() else {
+                    // No descriptor to spare: a task reads this stream from now on.
+                    g.parkable = false;
                     let parked = g.parked.take();
                     drop(g);
                     if let Some(p) = parked {
@@ -611,12 +613,18 @@ impl Stream {
                 let parked = g.parked.take().expect("checked above");
                 g.inline_reading = true;
                 drop(g);
+                let guard = InlineGuard(&shared);
                 let step = parked.read(may_wait, interrupt);
+                std::mem::forget(guard);
                 g = shared.lock();
                 g.inline_reading = false;
                 let spawn = match step {
                     Step::Read(p, got) => {
                         inline_idle = !got;
+                        if got && g.watchdog_backoff {
+                            g.watchdog_backoff = false;
+                            shared.watchdog_wake.notify_one();
+                        }
                         if shared.needs_task(&g) {
                             Some(p)
                         } else {
@@ -624,7 +632,15 @@ impl Stream {
                             None
                         }
                     }
-                    Step::HandOver(p) => Some(p),
+                    Step::HandOver(p) => {
+                        if !shared.needs_task(&g) {
+                            // No room in the budget on this thread: a task waits for it, and
+                            // keeps the reader (it would otherwise park it for this thread at
+                            // once).
+                            g.parkable = false;
+                        }
+                        Some(p)
+                    }
                     Step::Ended => None,
                 };
                 if let Some(p) = spawn {
@@ -711,6 +727,30 @@ impl Drop for Stream {
             );
         }
         crate::runtime::unregister_stream(&self.control.shared);
+    }
+}
+
+/// Ends the stream if the consumer's own read of the socket panics (the panic is caught at
+/// the C boundary): the reader is lost with it, so nothing else would ever end the stream.
+/// A reader task has the same guarantee from its `TerminalGuard`. Forgotten on success.
+struct InlineGuard<'a>(&'a Shared);
+
+impl Drop for InlineGuard<'_> {
+    fn drop(&mut self) {
+        let shared = self.0;
+        let mut g = shared.lock();
+        g.inline_reading = false;
+        g.parkable = false;
+        if g.terminal.is_none() && !g.state.is_terminal() {
+            g.state = StreamState::Failed;
+            g.terminal = Some(Terminal::Failed(Error::new(
+                ErrorKind::Panic,
+                "the stream's reader panicked",
+            )));
+            g.ended_at.get_or_insert_with(Instant::now);
+            g.reader_bytes = 0;
+            shared.wake_consumer(&mut g);
+        }
     }
 }
 

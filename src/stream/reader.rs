@@ -753,6 +753,9 @@ impl Reader {
                     // The consumer caught up (what is queued was just handed over: it takes
                     // that first, woken by the park).
                     self.wake_pending = false;
+                    if let Some(since) = waited_since {
+                        metrics::channel_send_wait(&self.shared.entity, since.elapsed());
+                    }
                     g.reader_waiting = false;
                     return Ok(None);
                 }
@@ -893,6 +896,10 @@ impl Reader {
         let budget = self.shared.options.memory.bytes;
         let mut g = self.shared.lock();
         g.reader_bytes = self.footprint();
+        let held = g.held_total();
+        if held > g.peak_bytes {
+            g.peak_bytes = held;
+        }
         if g.state == StreamState::Cancelled
             || g.pause_started.is_some()
             || g.queued_bytes >= self.shared.options.read_ahead
@@ -1482,6 +1489,9 @@ pub(crate) struct Parked {
 /// [`StreamOptions::read_ahead`]: super::options::StreamOptions::read_ahead
 pub(crate) const TAKE_OVER_AFTER: Duration = Duration::from_millis(5);
 
+/// Longest single wait of a consumer on its socket: between two, it checks for a shutdown.
+const SHUTDOWN_SLICE: Duration = Duration::from_millis(500);
+
 /// The longest the watchdog sleeps while the consumer keeps waiting on the socket (a slow
 /// query): it then wakes ten times a second rather than every [`TAKE_OVER_AFTER`].
 const WATCHDOG_IDLE_MAX: Duration = Duration::from_millis(100);
@@ -1495,13 +1505,19 @@ async fn watchdog_task(shared: Arc<Shared>) {
     let mut at = tokio::time::Instant::now() + TAKE_OVER_AFTER;
     let mut idle = TAKE_OVER_AFTER;
     loop {
-        tokio::time::sleep_until(at).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            // Backed off, and the consumer has rows again (see `Shared::watchdog_backoff`).
+            _ = shared.watchdog_wake.notified() => {}
+        }
         let mut g = shared.lock();
         let now = Instant::now();
-        let due = match &g.parked {
-            Some(p) => {
+        let parked_since = g.parked.as_ref().map(|p| p.since);
+        let due = match parked_since {
+            Some(since) => {
                 idle = TAKE_OVER_AFTER;
-                let due = p.since + TAKE_OVER_AFTER;
+                g.watchdog_backoff = false;
+                let due = since + TAKE_OVER_AFTER;
                 if due <= now {
                     None
                 } else {
@@ -1510,6 +1526,7 @@ async fn watchdog_task(shared: Arc<Shared>) {
             }
             None if g.inline_reading => {
                 idle = (idle * 2).min(WATCHDOG_IDLE_MAX);
+                g.watchdog_backoff = true;
                 Some(now + idle)
             }
             None => {
@@ -1558,7 +1575,10 @@ impl Parked {
         if std::process::id() != reader.shared.owner_pid {
             // A stream of the parent freed in a forked child: the connection is the
             // parent's, never read here (see `Connection::abandon_after_fork`).
-            let Reader { conn, .. } = *reader;
+            // The read-coalescing timer is registered with the parent's epoll instance, which
+            // the child shares: dropping it would deregister it there.
+            let Reader { conn, timer, .. } = *reader;
+            std::mem::forget(timer);
             conn.abandon_after_fork();
             return;
         }
@@ -1686,8 +1706,13 @@ impl Reader {
         if crate::runtime::is_shut_down() {
             return Err(Error::shutdown());
         }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let ready = sock_ready(&self.conn, left)?;
+        // In slices: `fw_shutdown` interrupts a registered stream through the interrupt fd,
+        // but one it ran before knowing of (its `execute` still returning) is only seen here.
+        let left = deadline.map_or(SHUTDOWN_SLICE, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(SHUTDOWN_SLICE)
+        });
+        let ready = sock_ready(&self.conn, Some(left))?;
         if ready.other {
             self.shared.drain_interrupt();
             return Ok(None);

@@ -86,6 +86,10 @@ pub(crate) struct Inner {
     pub parkable: bool,
     /// A watchdog task runs for the parked reader (see `reader::watchdog_task`).
     pub watchdog: bool,
+    /// The watchdog sleeps longer than the take-over delay (the consumer was waiting on a
+    /// slow socket): a consumer that parks the reader after receiving rows wakes it
+    /// ([`Shared::watchdog_wake`]) so that the delay holds again.
+    pub watchdog_backoff: bool,
 }
 
 impl Inner {
@@ -98,6 +102,8 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     pub consumer_cv: Condvar,
     pub reader_wake: tokio::sync::Notify,
+    /// Wakes the parked reader's watchdog (see [`Inner::watchdog_backoff`]).
+    pub watchdog_wake: tokio::sync::Notify,
     /// Rows handed to the consumer's caller. Written by the consumer only.
     pub rows_yielded: AtomicU64,
     /// Rows rejected by filters: by the consumer (C predicates, `fetch_add`) and by the
@@ -153,9 +159,11 @@ impl Shared {
                 inline_reading: false,
                 parkable: false,
                 watchdog: false,
+                watchdog_backoff: false,
             }),
             consumer_cv: Condvar::new(),
             reader_wake: tokio::sync::Notify::new(),
+            watchdog_wake: tokio::sync::Notify::new(),
             rows_yielded: AtomicU64::new(0),
             rows_filtered: AtomicU64::new(0),
             json_filters: Vec::new(),
