@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 
 use super::chunk::{terminate_rows, Chunk, NULL_ROW};
 use super::coalesce::{Coalescer, Timer};
-use super::shared::{Shared, StreamState, Terminal};
+use super::shared::{Inner, Shared, StreamState, Terminal};
 use crate::client::Pool;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result, ServerError};
@@ -424,13 +424,7 @@ impl Reader {
                         continue;
                     }
                     guard.0 = None;
-                    let watchdog = !g.watchdog;
-                    g.watchdog = true;
-                    g.parked = Some(Parked {
-                        reader: Box::new(self),
-                        need,
-                        since: Instant::now(),
-                    });
+                    let watchdog = self.park(&mut g, need);
                     shared.wake_consumer(&mut g);
                     drop(g);
                     if watchdog {
@@ -634,6 +628,17 @@ impl Reader {
             self.spawn_rest(Ok(Flow::NeedMore(need)));
             return Ok(());
         }
+        let watchdog = self.park(&mut g, need);
+        drop(g);
+        if watchdog {
+            crate::runtime::spawn_detached(watchdog_task(shared));
+        }
+        Ok(())
+    }
+
+    /// Park the reader in its stream (see [`Parked`]); lock held. Returns whether the caller
+    /// must start a watchdog task for it (none runs yet).
+    fn park(self, g: &mut Inner, need: Option<Pending>) -> bool {
         let watchdog = !g.watchdog;
         g.watchdog = true;
         g.parked = Some(Parked {
@@ -641,11 +646,7 @@ impl Reader {
             need,
             since: Instant::now(),
         });
-        drop(g);
-        if watchdog {
-            crate::runtime::spawn_detached(watchdog_task(shared));
-        }
-        Ok(())
+        watchdog
     }
 
     /// Run the rest of the stream in a reader task. If the task cannot run (shut down

@@ -199,15 +199,7 @@ impl Shared {
         }
         if !g.fd_armed {
             if let Some(fd) = self.efd.get() {
-                let one: u64 = 1;
-                // SAFETY: writing 8 bytes from a valid u64 to an eventfd we own.
-                unsafe {
-                    libc::write(
-                        fd.as_raw_fd(),
-                        (&one as *const u64).cast(),
-                        std::mem::size_of::<u64>(),
-                    );
-                }
+                signal_eventfd(fd);
                 g.fd_armed = true;
             }
         }
@@ -217,15 +209,7 @@ impl Shared {
     pub fn disarm_fd(&self, g: &mut Inner) {
         if g.fd_armed {
             if let Some(fd) = self.efd.get() {
-                let mut v: u64 = 0;
-                // SAFETY: reading 8 bytes into a valid u64 from a non-blocking eventfd we own.
-                unsafe {
-                    libc::read(
-                        fd.as_raw_fd(),
-                        (&mut v as *mut u64).cast(),
-                        std::mem::size_of::<u64>(),
-                    );
-                }
+                drain_eventfd(fd);
             }
             g.fd_armed = false;
         }
@@ -309,30 +293,14 @@ impl Shared {
     /// Wake a consumer blocked on the socket (see [`Shared::unpark`]).
     pub fn interrupt(&self) {
         if let Some(fd) = self.interrupt.get() {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes from a valid u64 to an eventfd we own.
-            unsafe {
-                libc::write(
-                    fd.as_raw_fd(),
-                    (&one as *const u64).cast(),
-                    std::mem::size_of::<u64>(),
-                );
-            }
+            signal_eventfd(fd);
         }
     }
 
     /// Reset the interrupt fd after the consumer saw it readable.
     pub fn drain_interrupt(&self) {
         if let Some(fd) = self.interrupt.get() {
-            let mut v: u64 = 0;
-            // SAFETY: reading 8 bytes into a valid u64 from a non-blocking eventfd we own.
-            unsafe {
-                libc::read(
-                    fd.as_raw_fd(),
-                    (&mut v as *mut u64).cast(),
-                    std::mem::size_of::<u64>(),
-                );
-            }
+            drain_eventfd(fd);
         }
     }
 
@@ -373,6 +341,32 @@ impl Shared {
     }
     pub fn rows_filtered(&self) -> u64 {
         self.rows_filtered.load(Ordering::Relaxed)
+    }
+}
+
+/// Make an eventfd we own readable.
+fn signal_eventfd(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writing 8 bytes from a valid u64 to an eventfd we own.
+    unsafe {
+        libc::write(
+            fd.as_raw_fd(),
+            (&one as *const u64).cast(),
+            std::mem::size_of::<u64>(),
+        );
+    }
+}
+
+/// Reset a non-blocking eventfd we own (unreadable until signalled again).
+fn drain_eventfd(fd: &OwnedFd) {
+    let mut v: u64 = 0;
+    // SAFETY: reading 8 bytes into a valid u64 from a non-blocking eventfd we own.
+    unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            (&mut v as *mut u64).cast(),
+            std::mem::size_of::<u64>(),
+        );
     }
 }
 
