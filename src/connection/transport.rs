@@ -192,28 +192,27 @@ impl AsyncWrite for Transport {
     }
 }
 
-/// Wait until `sock` is readable (or writable when `write`), at most `timeout`. Returns
-/// whether it is. Used only by the inline start of a query, on the caller's thread.
-pub fn wait_socket(
-    sock: &socket2::SockRef<'_>,
-    write: bool,
-    timeout: std::time::Duration,
-) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: if write { libc::POLLOUT } else { libc::POLLIN },
-        revents: 0,
+/// ppoll(2) on `pfds` for at most `timeout` (`None`: no limit; microsecond resolution,
+/// which poll(2) lacks). `Ok(false)` when nothing became ready in time or a signal
+/// interrupted the wait; the `revents` fields say which did otherwise. Errors and hang-ups
+/// count as ready: the read or write that follows reports them.
+fn ppoll_fds(pfds: &mut [libc::pollfd], timeout: Option<std::time::Duration>) -> io::Result<bool> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+    // SAFETY: `pfds` is a valid, initialised slice whose length is the count passed, and `ts`
+    // (or null: no timeout) lives for the whole call; a null signal mask keeps the current
+    // one; ppoll(2) only writes the `revents` fields.
+    let n = unsafe {
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
     };
-    // ppoll: microsecond timeouts (poll(2) counts whole milliseconds).
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `pfd` and `ts` are valid, initialised values that live for the whole call, the
-    // count passed is 1, and a null signal mask means "keep the current one"; ppoll(2) only
-    // writes `pfd.revents`.
-    let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
     if n < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
@@ -221,8 +220,27 @@ pub fn wait_socket(
         }
         return Err(e);
     }
-    // Errors and hang-ups count as ready: the read or write that follows reports them.
     Ok(n > 0)
+}
+
+fn pollfd(fd: std::os::fd::RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// Wait until `sock` is readable (or writable when `write`), at most `timeout`. Returns
+/// whether it is. Used by the inline start of a query, on the caller's thread.
+pub fn wait_socket(
+    sock: &socket2::SockRef<'_>,
+    write: bool,
+    timeout: std::time::Duration,
+) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let events = if write { libc::POLLOUT } else { libc::POLLIN };
+    ppoll_fds(&mut [pollfd(sock.as_raw_fd(), events)], Some(timeout))
 }
 
 /// What [`wait_readable_or`] saw.
@@ -245,56 +263,17 @@ pub fn wait_readable_or(
 ) -> io::Result<Readiness> {
     use std::os::fd::AsRawFd;
     let mut pfds = [
-        libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: other,
-            events: libc::POLLIN,
-            revents: 0,
-        },
+        pollfd(sock.as_raw_fd(), libc::POLLIN),
+        pollfd(other, libc::POLLIN),
     ];
-    let ts = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: t.subsec_nanos() as libc::c_long,
-    });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
-    // SAFETY: `pfds` (two valid, initialised entries, the count passed) and `ts` (or null:
-    // no timeout) live for the whole call; a null signal mask keeps the current one; ppoll(2)
-    // only writes the `revents` fields.
-    let n = unsafe { libc::ppoll(pfds.as_mut_ptr(), 2, ts_ptr, std::ptr::null()) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(Readiness {
-                socket: false,
-                other: false,
-            });
-        }
-        return Err(e);
-    }
+    let any = ppoll_fds(&mut pfds, timeout)?;
     Ok(Readiness {
-        socket: pfds[0].revents != 0,
-        other: pfds[1].revents != 0,
+        socket: any && pfds[0].revents != 0,
+        other: any && pfds[1].revents != 0,
     })
 }
 
-/// Wait at most `d` for `fd` to become readable; whether it did (a signal: not).
+/// Wait at most `d` for `fd` to become readable; whether it did (a signal or an error: not).
 pub fn wait_fd_readable(fd: std::os::fd::RawFd, d: std::time::Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ts = libc::timespec {
-        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `pfd` and `ts` are valid, initialised values that live for the whole call, the
-    // count passed is 1, and a null signal mask keeps the current one; ppoll(2) only writes
-    // `pfd.revents`.
-    let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
-    n > 0 && pfd.revents != 0
+    ppoll_fds(&mut [pollfd(fd, libc::POLLIN)], Some(d)).unwrap_or(false)
 }
