@@ -6,14 +6,27 @@
 # Used by `make install` (Libs.private of fraiseql-wire.pc, INTERFACE_LINK_LIBRARIES of
 # FraiseqlWire::fraiseql_wire_static) and by tests/packaging/run.sh.
 #
-# `cargo rustc --crate-type staticlib` builds the staticlib as a unit of its own, apart from
-# `cargo build`'s (same sources, same profile and features), so running this does not make
-# `cargo build --release` stale: it compiles once after each source change, and afterwards
-# cargo finds the unit fresh and replays rustc's cached note in a fraction of a second.
+# Asking rustc means building the staticlib as a unit of its own (`cargo rustc --crate-type
+# staticlib`, apart from `cargo build`'s), a second release build of about three minutes on
+# a two-core machine. The list depends on the toolchain, the target and the dependencies, not
+# on the library's own sources, so the answer is cached in target/ under a key made of
+# `rustc -vV`, Cargo.toml and Cargo.lock: only the first call after one of those changes
+# builds. FW_NATIVE_STATIC_LIBS_NO_CACHE=1 asks rustc again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! out=$("${CARGO:-cargo}" rustc --release --lib --crate-type staticlib \
+cargo=${CARGO:-cargo}
+rustc=${RUSTC:-rustc}
+key=$({ "$rustc" -vV; cat Cargo.toml Cargo.lock; } | sha256sum | cut -c1-16)
+cache_dir=${CARGO_TARGET_DIR:-target}/native-static-libs
+cache=$cache_dir/$key
+
+if [[ -z ${FW_NATIVE_STATIC_LIBS_NO_CACHE:-} && -s $cache ]]; then
+    cat "$cache"
+    exit 0
+fi
+
+if ! out=$("$cargo" rustc --release --lib --crate-type staticlib \
     -- --print native-static-libs 2>&1); then
     printf '%s\n' "$out" >&2
     echo "native-static-libs.sh: cargo rustc failed" >&2
@@ -25,4 +38,7 @@ if [[ -z $libs ]]; then
     echo "native-static-libs.sh: rustc printed no 'native-static-libs' note" >&2
     exit 1
 fi
+mkdir -p "$cache_dir"
+printf '%s\n' "$libs" > "$cache.tmp"
+mv "$cache.tmp" "$cache"
 printf '%s\n' "$libs"

@@ -3,9 +3,25 @@
 
 use std::path::Path;
 
+/// The version macros, from Cargo.toml (the one place the version is written).
+fn version_macros() -> String {
+    format!(
+        "#define FW_VERSION_MAJOR {}\n#define FW_VERSION_MINOR {}\n#define FW_VERSION_PATCH {}\n#define FW_VERSION_STRING \"{}\"\n",
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+        env!("CARGO_PKG_VERSION_PATCH"),
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
 fn generate() -> String {
     let root = env!("CARGO_MANIFEST_DIR");
-    let config = cbindgen::Config::from_file(Path::new(root).join("cbindgen.toml")).unwrap();
+    let mut config = cbindgen::Config::from_file(Path::new(root).join("cbindgen.toml")).unwrap();
+    assert!(
+        config.after_includes.is_none(),
+        "cbindgen.toml must not set after_includes: the version macros come from Cargo.toml"
+    );
+    config.after_includes = Some(version_macros());
     let mut out = Vec::new();
     cbindgen::Builder::new()
         .with_crate(root)

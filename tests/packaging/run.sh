@@ -201,8 +201,9 @@ t_pc() {
     if grep -q -- --validate <<<"$(pkg-config --help 2>&1)"; then
         run pkg-config --validate fraiseql-wire
     fi
-    # Libs.private = what rustc reports for the staticlib now.
-    native=$(packaging/native-static-libs.sh)
+    # Libs.private = what rustc reports for the staticlib now (asked again, not the answer
+    # that packaging/native-static-libs.sh cached for `make install`).
+    native=$(FW_NATIVE_STATIC_LIBS_NO_CACHE=1 packaging/native-static-libs.sh)
     echo "rustc --print native-static-libs: $native"
     expect_eq "Libs.private" "$(sed -n 's/^Libs.private: *//p' "$LIB/pkgconfig/fraiseql-wire.pc")" \
         "$native"
