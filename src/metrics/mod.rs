@@ -18,7 +18,6 @@ mod registry;
 
 use std::time::Duration;
 
-use crate::stream::adaptive::Adjustment;
 pub use defs::{MetricDef, MetricKind, DEFINITIONS};
 
 /// The Prometheus text exposition (format 0.0.4) of every metric that has a series: what
@@ -211,13 +210,14 @@ events! {
         registry::with_entity(entity, |m| m.memory_limit.increment(1));
     }
 
-    /// Adaptive chunking changed the chunk size (rare: at most one change per interval).
-    pub fn adaptive_adjusted(entity: &str, adj: Adjustment) {
-        let (old, new) = (adj.old.to_string(), adj.new.to_string());
+    /// Adaptive chunking changed the chunk size from `old` to `new` rows (rare: at most one
+    /// change per interval); `direction` is "increase" or "decrease".
+    pub fn adaptive_adjusted(entity: &str, direction: &str, old: usize, new: usize) {
+        let (old, new) = (old.to_string(), new.to_string());
         registry::registry()
             .new_counter(
                 "fraiseql_adaptive_chunk_adjusted_total",
-                &[entity, adj.direction.label(), &old, &new],
+                &[entity, direction, &old, &new],
             )
             .increment(1);
     }

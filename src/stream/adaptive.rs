@@ -24,7 +24,8 @@ pub const WINDOW: usize = 100;
 pub const LOW: f64 = 10.0;
 pub const HIGH: f64 = 200.0;
 pub const HYSTERESIS: f64 = 0.2;
-pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
+/// The default shortest time between two changes (the stream's `adaptive_interval`).
+pub const MIN_INTERVAL: Duration = super::options::DEFAULT_ADAPTIVE_INTERVAL;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {

@@ -556,7 +556,12 @@ impl Stream {
                 if let Some(a) = self.adaptive.as_mut() {
                     if let Some(adj) = a.observe(occupancy, Instant::now()) {
                         shared.chunk_size.store(adj.new, Ordering::Relaxed);
-                        crate::metrics::adaptive_adjusted(&shared.entity, adj);
+                        crate::metrics::adaptive_adjusted(
+                            &shared.entity,
+                            adj.direction.label(),
+                            adj.old,
+                            adj.new,
+                        );
                         crate::log::debug(format!(
                             "stream on {}: chunk size {} -> {} (average occupancy high/low)",
                             shared.entity, adj.old, adj.new

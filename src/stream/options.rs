@@ -18,6 +18,8 @@ pub const DEFAULT_WARN_RATIO: f64 = 0.8;
 pub const DEFAULT_FAIL_RATIO: f64 = 1.0;
 /// Default [`StreamOptions::describe_wait`].
 pub const DEFAULT_DESCRIBE_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+/// Default shortest time between two adaptive chunk-size changes.
+pub const DEFAULT_ADAPTIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Smallest budget accepted: one socket read must fit.
 pub const MIN_MAX_MEMORY: usize = 16 * 1024;
 
@@ -156,7 +158,7 @@ impl Default for StreamOptions {
         StreamOptions {
             chunk_size: DEFAULT_CHUNK_ROWS,
             adaptive: Some(AdaptiveChunking::default()),
-            adaptive_interval: super::adaptive::MIN_INTERVAL,
+            adaptive_interval: DEFAULT_ADAPTIVE_INTERVAL,
             memory: MemoryLimits::default(),
             read_coalesce: super::coalesce::DEFAULT_MAX_LINGER,
             read_ahead: DEFAULT_READ_AHEAD,
