@@ -9,7 +9,8 @@
 #     make test-rust      cargo test (unit, integration, header drift)
 #     make test-c         the C suite (tests/c) with -fsanitize=address,undefined
 #     make test-valgrind  the C suite under valgrind, non-sanitized build
-#     make test-examples  build and run every examples-c/*.c program
+#     make test-examples  build and run every examples-c/*.c program (the README's example is
+#                         examples-c/readme.c: tests/readme-example)
 #     make test-bindings  run every bindings/*/test.sh that exists
 #     make test-packaging install into temporary prefixes and use it: pkg-config, CMake,
 #                         static and shared (tests/packaging/run.sh)
@@ -151,7 +152,9 @@ test-valgrind: build
 	$(MAKE) $(BUILD)/c/fw_tests
 	FW_TEST_SLOW=10 $(WITH_PG) $(VALGRIND) $(BUILD)/c/fw_tests
 
+# tests/readme-example first: the README's C example must be examples-c/readme.c.
 test-examples: build
+	tests/readme-example
 	$(MAKE) $(addprefix $(BUILD)/examples/,$(EXAMPLES))
 	$(WITH_PG) bash -c 'failed=0; for e in $(EXAMPLES); do \
 		echo "== examples-c/$$e.c"; \
