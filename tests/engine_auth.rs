@@ -1,4 +1,4 @@
-//! Authentication against the real server (issue 2, point 5): trust over the Unix socket,
+//! Authentication against the real server: trust over the Unix socket,
 //! cleartext, md5 and SCRAM-SHA-256 over TCP each connect and stream; a wrong password is
 //! `Auth` with SQLSTATE 28P01; a missing one is `Auth`; no password ever shows in an error.
 

@@ -1,4 +1,4 @@
-//! Cancellation (issue 2, point 10): `StreamControl::cancel` from another thread never blocks,
+//! Cancellation: `StreamControl::cancel` from another thread never blocks,
 //! stops the server query (it leaves `pg_stat_activity` within 1 s) and the consumer gets
 //! `Cancelled`; dropping a running stream cancels too; cancel on a finished stream is a
 //! `State` error; cancelling twice is fine.

@@ -1,4 +1,4 @@
-//! The client (issue 2, point 11): thread-safe, a stream that ended cleanly gives its
+//! The client: thread-safe, a stream that ended cleanly gives its
 //! connection back for the next stream, several threads stream at once on connections of
 //! their own, and dropping the last clone closes the idle connections.
 

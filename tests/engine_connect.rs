@@ -1,4 +1,4 @@
-//! Connection strings through `Client::connect` (issue 2, point 4): URI and key=value forms
+//! Connection strings through `Client::connect`: URI and key=value forms
 //! reach the right server as the right user with the right settings; a bad string is
 //! `InvalidArgument` naming the problem; a refused connection is `Connect` with an actionable
 //! message and returns at once; `connect_timeout` is honoured.

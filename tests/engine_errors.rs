@@ -1,4 +1,4 @@
-//! Errors (issue 2, point 9): each failure has its own kind and an actionable message, server
+//! Errors: each failure has its own kind and an actionable message, server
 //! errors carry SQLSTATE / detail / hint / position, rows received before a server error are
 //! delivered first, and the client stays usable after every one of them.
 

@@ -1,4 +1,4 @@
-//! Queries start on the calling thread (issue 5, small-query latency): on an idle pooled
+//! Queries start on the calling thread (small-query latency): on an idle pooled
 //! connection over a plain socket, `execute` sends the query, waits for the answer in poll(2)
 //! and parses it itself; a small result is read whole there (the stream is complete and its
 //! connection back in the pool when `execute` returns), a larger one continues on a reader

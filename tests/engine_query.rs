@@ -1,4 +1,4 @@
-//! The query builder against the real server (issue 2, point 6): where/order/limit/offset
+//! The query builder against the real server: where/order/limit/offset
 //! return exactly the rows SQL returns; the statement cannot be split into two (t_guard
 //! survives injection attempts); sources are validated and quoted; schema-qualified json
 //! sources work.

@@ -1,4 +1,4 @@
-//! The internal runtime (issue 2, point 12): started lazily, exactly `WORKER_THREADS` worker
+//! The internal runtime: started lazily, exactly `WORKER_THREADS` worker
 //! threads named "fraiseql-wire", every signal blocked in them, and the caller's own signal
 //! mask untouched. One test function: the laziness check needs a process where nothing has
 //! used the library yet.

@@ -1,4 +1,4 @@
-//! Result shape (issue 2, point 7). The statement is always `SELECT data FROM <source>`, so
+//! Result shape. The statement is always `SELECT data FROM <source>`, so
 //! its result has exactly one column named `data`; what can still be wrong:
 //! * `data` is not json/jsonb (v_not_json): `Schema` at execute, naming what came;
 //! * the source has no `data` column (v_wrong_name): the server refuses the statement

@@ -1,4 +1,4 @@
-//! `runtime::shutdown` (issue 2, point 12). Process-global, so it has this test binary to
+//! `runtime::shutdown`. Process-global, so it has this test binary to
 //! itself: it cancels a live stream (its consumer gets `Shutdown` and the server query stops),
 //! joins the worker threads, and every later call fails with `Shutdown`.
 

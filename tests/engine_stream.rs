@@ -1,4 +1,4 @@
-//! The streaming engine (issue 2, point 8): rows are byte-exact (what the server sends as
+//! The streaming engine: rows are byte-exact (what the server sends as
 //! text), NUL-terminated, in order; > 1 MB rows are intact; rows are handed over as soon as
 //! they are read (never held back to fill a chunk); next / next_batch / try_next (NoWait) /
 //! timeouts / for_each / the readiness fd behave as API.md says.

@@ -1,4 +1,4 @@
-//! Issue 4, points 1-4: after a session that uses every feature, the dump (through the C
+//! Points 1-4: after a session that uses every feature, the dump (through the C
 //! function `fw_metrics_dump`) has all 37 metrics with their types, HELP texts and real
 //! histograms, every one of them moved, and `promtool check metrics` accepts it; the HTTP
 //! endpoint serves the same exposition.

@@ -1,4 +1,4 @@
-//! Issue 4, point 5: every feature moves its metrics by exactly what happened, against the
+//! every feature moves its metrics by exactly what happened, against the
 //! real server. Each test uses entities of its own (views created for it), so the exact values
 //! hold while the tests of this binary run in parallel; metrics without an entity label are
 //! compared as deltas under a lock. The dump is read through `fw_metrics_dump` and parsed.

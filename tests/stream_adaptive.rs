@@ -1,4 +1,4 @@
-//! Issue 3, adaptive chunking at the socket level: a slow consumer (the channel backs up)
+//! Adaptive chunking at the socket level: a slow consumer (the channel backs up)
 //! shrinks the chunks the reader hands over, a fast one (the channel runs dry) grows them,
 //! within the bounds. The 5 s interval between changes is shortened through the Rust-only
 //! `Query::adaptive_interval`; the unit tests of each rule are in src/stream/adaptive.rs.

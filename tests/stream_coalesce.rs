@@ -1,4 +1,4 @@
-//! Read coalescing (issue 5, server-bound CPU): when the server sends a steady flow of small
+//! Read coalescing (server-bound CPU): when the server sends a steady flow of small
 //! packets that the reader keeps up with, the reader waits a measured time (at most
 //! `read_coalesce`, default 1 ms) so that one read takes several packets, instead of waking
 //! (and waking the consumer) once per packet. The fake server's `slow<US>` fault paces its

@@ -1,4 +1,4 @@
-//! Issue 3, client-side filtering: `where_sql` + a C-style predicate (run on the consumer's
+//! Client-side filtering: `where_sql` + a C-style predicate (run on the consumer's
 //! thread) + the built-in JSON predicate (run in the reader, before the channel), checked row
 //! for row against the same condition evaluated by PostgreSQL.
 

@@ -1,4 +1,4 @@
-//! Issue 3, logging: `fw_set_log_callback` delivers the library's debug messages and warnings
+//! Logging: `fw_set_log_callback` delivers the library's debug messages and warnings
 //! on the threads that call into the library (messages from the runtime are queued), never on
 //! a runtime thread; with no callback nothing is recorded or printed.
 

@@ -1,4 +1,4 @@
-//! Issue 3, memory bounds: the stream never holds more than its budget (row bytes, row tables
+//! Memory bounds: the stream never holds more than its budget (row bytes, row tables
 //! and read buffer capacity), a slow consumer stops the socket reads (the server blocks in
 //! ClientWrite), a row that cannot fit ends the stream before its bytes are buffered, the
 //! warning ratio is reported, invalid limits are rejected.

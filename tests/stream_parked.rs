@@ -1,4 +1,4 @@
-//! The consumer reads the socket itself (issue 5, client CPU): a stream started on the
+//! The consumer reads the socket itself (client CPU): a stream started on the
 //! caller's thread over a plain socket parks its reader, and a consumer that finds no chunk
 //! queued reads and frames the socket on its own thread, as libpq does, instead of a runtime
 //! thread reading, handing a chunk over and waking it. A consumer busy with its rows for

@@ -1,4 +1,4 @@
-//! Issue 3, pause/resume: idempotent, FW_E_STATE on terminal streams, no socket reads while
+//! Pause/resume: idempotent, FW_E_STATE on terminal streams, no socket reads while
 //! paused (the server blocks in ClientWrite, the connection stays open), buffered rows still
 //! consumable, FW_PAUSED instead of blocking, exact continuation, pause timeout, durations,
 //! truthful state.

@@ -1,4 +1,4 @@
-//! Issue 3, default memory budget at the process level: the peak RSS (VmHWM) of a process
+//! Default memory budget at the process level: the peak RSS (VmHWM) of a process
 //! streaming 1M rows at full speed is about that of one streaming 100k rows and under
 //! 16 MiB, and a consumer that sleeps between rows does not grow it.
 //!

@@ -1,4 +1,4 @@
-//! Issue 3, stream statistics: consistent snapshots from another thread while one consumes,
+//! Stream statistics: consistent snapshots from another thread while one consumes,
 //! received = yielded + filtered + buffered on paused and finished streams, buffered 0 after
 //! the end, estimated memory = chunks in the channel + chunk being read + read buffer.
 

@@ -1,4 +1,4 @@
-//! Helpers shared by the `stream_*` integration tests (issue 3: stats, filtering, memory
+//! Helpers shared by the `stream_*` integration tests (stats, filtering, memory
 //! bounds, adaptive chunking, pause/resume, logging).
 
 #![allow(dead_code)]
