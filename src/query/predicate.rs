@@ -39,33 +39,33 @@ pub enum Op {
     Matches,
 }
 
-impl Op {
-    /// Every operator, in the order of their C values (`FW_OP_EQ` = 0, ...).
-    pub const ALL: [Op; 22] = [
-        Op::Eq,
-        Op::Ne,
-        Op::Lt,
-        Op::Le,
-        Op::Gt,
-        Op::Ge,
-        Op::In,
-        Op::NotIn,
-        Op::Like,
-        Op::ILike,
-        Op::StartsWith,
-        Op::EndsWith,
-        Op::ContainsText,
-        Op::IContainsText,
-        Op::Exists,
-        Op::NotExists,
-        Op::JsonContains,
-        Op::ArrayOverlaps,
-        Op::ArrayLengthEq,
-        Op::ArrayLengthGt,
-        Op::ArrayLengthLt,
-        Op::Matches,
-    ];
+/// Every operator, in the order of their C values (`FW_OP_EQ` = 0, ...).
+pub(crate) const ALL_OPS: [Op; 22] = [
+    Op::Eq,
+    Op::Ne,
+    Op::Lt,
+    Op::Le,
+    Op::Gt,
+    Op::Ge,
+    Op::In,
+    Op::NotIn,
+    Op::Like,
+    Op::ILike,
+    Op::StartsWith,
+    Op::EndsWith,
+    Op::ContainsText,
+    Op::IContainsText,
+    Op::Exists,
+    Op::NotExists,
+    Op::JsonContains,
+    Op::ArrayOverlaps,
+    Op::ArrayLengthEq,
+    Op::ArrayLengthGt,
+    Op::ArrayLengthLt,
+    Op::Matches,
+];
 
+impl Op {
     /// The operator's name as in the C constant without its `FW_OP_` prefix (`EQ`,
     /// `STARTS_WITH`, ...), used in error messages.
     pub fn name(self) -> &'static str {
@@ -717,7 +717,7 @@ mod tests {
 
     #[test]
     fn every_operator_has_a_distinct_name() {
-        let names: std::collections::HashSet<_> = Op::ALL.iter().map(|o| o.name()).collect();
-        assert_eq!(names.len(), Op::ALL.len());
+        let names: std::collections::HashSet<_> = ALL_OPS.iter().map(|o| o.name()).collect();
+        assert_eq!(names.len(), ALL_OPS.len());
     }
 }
