@@ -81,6 +81,9 @@ typedef struct opts {
     size_t max_memory;   /* 0 = library default */
     size_t read_ahead;   /* 0 = library default */
     long coalesce_us;    /* -1 = library default */
+    const char *where;        /* fw_bench: a trusted WHERE predicate (fw_query_where_sql) */
+    const char *where_params; /* fw_bench: a WHERE predicate with $1 (fw_query_where_params) */
+    const char *param;        /* fw_bench: the value bound to $1 of --where-params */
 } opts;
 
 static void usage_exit(const char *prog) {
@@ -88,7 +91,8 @@ static void usage_exit(const char *prog) {
             "usage: %s --mode M [--conninfo S | --host H --port P --user U --db D] --source REL\n"
             "          [--limit N] [--threads K] [--repeat N] [--batch N] [--touch all]\n"
             "          [--chunk-rows N] [--max-memory BYTES] [--read-ahead BYTES]\n"
-            "          [--coalesce-us US] [--warm-source REL]\n",
+            "          [--coalesce-us US] [--warm-source REL]\n"
+            "          [--where SQL | --where-params SQL --param VALUE]   (fw_bench only)\n",
             prog);
     exit(2);
 }
@@ -125,10 +129,14 @@ static opts parse_opts(int argc, char **argv) {
         else if (ARG("--read-ahead")) o.read_ahead = (size_t)atoll(argv[++i]);
         else if (ARG("--coalesce-us")) o.coalesce_us = atol(argv[++i]);
         else if (ARG("--touch")) g_touch_all = strcmp(argv[++i], "all") == 0;
+        else if (ARG("--where")) o.where = argv[++i];
+        else if (ARG("--where-params")) o.where_params = argv[++i];
+        else if (ARG("--param")) o.param = argv[++i];
         else usage_exit(argv[0]);
 #undef ARG
     }
     if (!o.source || o.threads < 1 || o.repeat < 1 || o.batch < 1) usage_exit(argv[0]);
+    if (!o.where_params != !o.param) usage_exit(argv[0]);
     return o;
 }
 

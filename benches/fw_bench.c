@@ -9,6 +9,10 @@
  *
  * --threads K runs K streams at once on one client (each on its own connection, opened before
  * the clock starts: see --warm-source in throughput()).
+ *
+ * --where SQL adds a trusted predicate (fw_query_where_sql); --where-params SQL --param V the
+ * same with V bound to its $1 (fw_query_where_params): the two compare a literal with a bound
+ * parameter in the same predicate.
  */
 #include "common.h"
 #include "fraiseql_wire.h"
@@ -32,6 +36,8 @@ static void die_fw(const char *what, int st) {
 static fw_query *make_query(fw_client *c) {
     fw_query *q;
     CHECK("fw_query_new", fw_query_new(c, O.source, &q));
+    if (O.where) CHECK("fw_query_where_sql", fw_query_where_sql(q, O.where));
+    if (O.where_params) CHECK("fw_query_where_params", fw_query_where_params(q, O.where_params, 1, &O.param));
     if (O.limit >= 0) CHECK("fw_query_limit", fw_query_limit(q, (uint64_t)O.limit));
     if (O.chunk_rows) CHECK("fw_query_chunk_size", fw_query_chunk_size(q, O.chunk_rows));
     if (O.max_memory) CHECK("fw_query_max_memory", fw_query_max_memory(q, O.max_memory, 0.8, 1.0));

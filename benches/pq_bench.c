@@ -171,6 +171,7 @@ static void latency(result *r) {
 
 int main(int argc, char **argv) {
     O = parse_opts(argc, argv);
+    if (O.where || O.where_params) usage_exit(argv[0]); /* fw_bench only */
     if (!O.conninfo) usage_exit(argv[0]);
     build_sql(&O, SQL, sizeof SQL);
     result r;

@@ -236,6 +236,7 @@ static void *worker_main(void *arg) {
 
 int main(int argc, char **argv) {
     O = parse_opts(argc, argv);
+    if (O.where || O.where_params) usage_exit(argv[0]); /* fw_bench only */
     if (!O.host) usage_exit(argv[0]);
     build_sql(&O, SQL, sizeof SQL);
     result r;

@@ -84,6 +84,55 @@ typedef enum fw_json_op {
   FW_JSON_CONTAINS = 7,
 } fw_json_op;
 
+// Operators of the typed server-side predicate (`fw_query_where`). The constant's JSON type
+// picks the comparison where it matters; see docs/filtering.md for the SQL of each.
+typedef enum fw_op {
+  // Comparisons: a string compares as text (`data->>'k'`), a number as numeric
+  // (`(data->>'k')::numeric`), a boolean as boolean; `null` with EQ/NE is IS [NOT] NULL
+  // (a missing key is NULL too).
+  FW_OP_EQ = 0,
+  FW_OP_NE = 1,
+  FW_OP_LT = 2,
+  FW_OP_LE = 3,
+  FW_OP_GT = 4,
+  FW_OP_GE = 5,
+  // A JSON array of strings, numbers or booleans (one type); empty IN matches nothing,
+  // empty NOT IN everything.
+  FW_OP_IN = 6,
+  FW_OP_NOT_IN = 7,
+  // A string pattern, used as given (`%`, `_`, `\` escape).
+  FW_OP_LIKE = 8,
+  FW_OP_ILIKE = 9,
+  // A string; `%`, `_` and `\` in it match literally.
+  FW_OP_STARTS_WITH = 10,
+  FW_OP_ENDS_WITH = 11,
+  FW_OP_CONTAINS_TEXT = 12,
+  // Case-insensitive CONTAINS_TEXT.
+  FW_OP_ICONTAINS_TEXT = 13,
+  // No value (NULL): the key is present (also with a JSON null) / absent.
+  FW_OP_EXISTS = 14,
+  FW_OP_NOT_EXISTS = 15,
+  // Any JSON: jsonb containment (`@>`) at the path.
+  FW_OP_JSON_CONTAINS = 16,
+  // A JSON array: the array at the path shares an element with it.
+  FW_OP_ARRAY_OVERLAPS = 17,
+  // An integer: the length of the array at the path (not an array: no match).
+  FW_OP_ARRAY_LENGTH_EQ = 18,
+  FW_OP_ARRAY_LENGTH_GT = 19,
+  FW_OP_ARRAY_LENGTH_LT = 20,
+  // A string in `websearch_to_tsquery` syntax: full-text match of the text at the path
+  // (text search configuration `simple`).
+  FW_OP_MATCHES = 21,
+} fw_op;
+
+// How `fw_query_order_by_path` compares the values at a path.
+typedef enum fw_order_kind {
+  // As text (`data->>'k'`), in the given collation or the column's.
+  FW_ORDER_TEXT = 0,
+  // As numbers (`(data->>'k')::numeric`).
+  FW_ORDER_NUMERIC = 1,
+} fw_order_kind;
+
 // A thread-safe client (opaque).
 typedef struct fw_client fw_client;
 
@@ -213,7 +262,9 @@ uint16_t fw_metrics_port(void);
 // `FW_E_INVALID_ARGUMENT`). The query keeps the client alive.
 enum fw_status fw_query_new(struct fw_client *client, const char *source, struct fw_query **out);
 
-// Add a trusted SQL predicate; each is parenthesised and the predicates are ANDed.
+// Add a trusted SQL predicate; each is parenthesised and the predicates are ANDed. It may
+// not refer to a parameter (`$1` outside literals and comments is `FW_E_INVALID_ARGUMENT`):
+// bind values with `fw_query_where_params`.
 enum fw_status fw_query_where_sql(struct fw_query *q, const char *sql_predicate);
 
 // Add an ORDER BY term: a trusted SQL expression, an optional collation (NULL for none;
@@ -293,6 +344,41 @@ enum fw_status fw_query_filter_json(struct fw_query *q,
                                     const char *json_pointer,
                                     int op,
                                     const char *value_json);
+
+// Add a predicate with bound values: `$1..$n` in `sql_predicate` are `params[0..n-1]`
+// (n = `nparams`), numbered for this fragment alone (the library renumbers them when it
+// ANDs fragments; a `$1` in a string literal, quoted identifier, dollar quote or comment is
+// text). Values are sent in text format as bound parameters, never spliced into the SQL; a
+// NULL element is SQL NULL. Each must be valid UTF-8 (PostgreSQL's text format; anything
+// else is `FW_E_INVALID_ARGUMENT`). `params` may be NULL when `nparams` is 0. `FW_E_INVALID_ARGUMENT` (nothing added) when the fragment uses `$k` with
+// k > nparams or `$0`, does not use every `$1..$n`, ends inside a literal or comment, or has
+// unbalanced parentheses; the message names the problem.
+enum fw_status fw_query_where_params(struct fw_query *q,
+                                     const char *sql_predicate,
+                                     size_t nparams,
+                                     const char *const *params);
+
+// Add a typed predicate evaluated by the server: the value at the RFC 6901 JSON pointer
+// `json_pointer` (`""` is the whole document, `/address/city` a nested member, `/tags/0` an
+// array element, `~1` is `/` and `~0` is `~`) compared by `op` (an `fw_op`) with the JSON
+// text `value_json` (NULL for `FW_OP_EXISTS` / `FW_OP_NOT_EXISTS`, required otherwise:
+// `FW_E_NULL`), which is sent as a bound parameter. A value of the wrong JSON type for `op` is `FW_E_INVALID_ARGUMENT`, its
+// message naming both. The path's keys are quoted literals in the SQL, which is therefore
+// the expression an index must be created on (`(data->>'email')`): see docs/filtering.md.
+enum fw_status fw_query_where(struct fw_query *q,
+                              const char *json_pointer,
+                              int op,
+                              const char *value_json);
+
+// Add an ORDER BY term on the value at a JSON pointer: `kind` `FW_ORDER_TEXT` (with an
+// optional `collation`, NULL for the column's) or `FW_ORDER_NUMERIC` (`collation` must be
+// NULL); `dir` `FW_ASC` / `FW_DESC`. Rows without a value there sort as NULL (last when
+// ascending). `kind` and `dir` are `int`s: out-of-range values are `FW_E_INVALID_ARGUMENT`.
+enum fw_status fw_query_order_by_path(struct fw_query *q,
+                                      const char *json_pointer,
+                                      int kind,
+                                      const char *collation,
+                                      int dir);
 
 // The library version, e.g. `"0.1.0"` (static string; matches the header's
 // `FW_VERSION_STRING`).

@@ -174,7 +174,8 @@ impl Client {
     /// Start `query` on a connection and return the stream's shared state once the result
     /// is described.
     fn start(&self, query: &Query) -> Result<Arc<Shared>> {
-        let sql = query.sql();
+        // Encoded before a connection is taken: a statement that cannot be sent costs none.
+        let msg = query.statement().encode()?;
         let entity = query.source().as_str().to_string();
         let options = *query.options();
         let json_filters = query.json_filters().to_vec();
@@ -185,7 +186,7 @@ impl Client {
             runtime::handle()?;
             let conn = pooled.take().expect("checked above");
             let shared = new_shared(&conn, &entity, options, &json_filters);
-            match Reader::new(conn, shared.clone(), self.pool.clone()).run_inline(&sql) {
+            match Reader::new(conn, shared.clone(), self.pool.clone()).run_inline(&msg) {
                 Ok(()) => return Ok(shared),
                 // Stale (closed by the server meanwhile): retried once below.
                 Err(e) if e.kind() == ErrorKind::Io => {}
@@ -201,7 +202,7 @@ impl Client {
             let conn = Connection::connect_inline(&self.config)?;
             let shared = new_shared(&conn, &entity, options, &json_filters);
             return Reader::new(conn, shared.clone(), self.pool.clone())
-                .run_inline(&sql)
+                .run_inline(&msg)
                 .map(|()| shared)
                 .inspect_err(query_phase_error);
         }
@@ -209,7 +210,7 @@ impl Client {
         let pool = self.pool.clone();
         runtime::block_on(async move {
             if let Some(conn) = pooled {
-                let sent = start(conn, &pool, &entity, options, &json_filters, &sql).await;
+                let sent = start(conn, &pool, &entity, options, &json_filters, &msg).await;
                 // A pooled connection the server has closed meanwhile (idle timeout, restart)
                 // fails before any answer: the read-only query is retried once on a new one.
                 match sent {
@@ -218,7 +219,7 @@ impl Client {
                 }
             }
             let conn = Connection::connect(&config).await?;
-            start(conn, &pool, &entity, options, &json_filters, &sql)
+            start(conn, &pool, &entity, options, &json_filters, &msg)
                 .await
                 .inspect_err(query_phase_error)
         })
@@ -231,18 +232,19 @@ fn query_phase_error(e: &Error) {
     crate::metrics::error(e.kind().category(), "query");
 }
 
-/// Hand `conn` to a new reader task for `sql` and wait until the server described the result.
+/// Hand `conn` to a new reader task for the encoded statement `msg` and wait until the server
+/// described the result.
 async fn start(
     conn: Connection,
     pool: &Arc<Pool>,
     entity: &str,
     options: crate::stream::options::StreamOptions,
     json_filters: &[Arc<crate::query::JsonFilter>],
-    sql: &str,
+    msg: &bytes::Bytes,
 ) -> Result<Arc<Shared>> {
     let shared = new_shared(&conn, entity, options, json_filters);
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(Reader::new(conn, shared.clone(), pool.clone()).run(sql.to_string(), tx));
+    tokio::spawn(Reader::new(conn, shared.clone(), pool.clone()).run(msg.clone(), tx));
     match rx.await {
         Ok(Ok(())) => Ok(shared),
         Ok(Err(e)) => Err(e),

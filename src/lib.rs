@@ -30,7 +30,7 @@ pub mod stream;
 
 pub use client::Client;
 pub use error::{Error, ErrorKind, Result, ServerError};
-pub use query::{Query, SortDir};
+pub use query::{Op, OrderKind, Query, SortDir, Statement};
 pub use stream::{Next, Stream, StreamControl, StreamState, StreamStats, Wait};
 
 /// The library version (from Cargo.toml).

@@ -9,7 +9,8 @@ use super::stream::fw_stream;
 use super::{cstr, fw_status, guard, null, obj, obj_mut, write_out};
 use crate::client::Client;
 use crate::error::Error;
-use crate::query::{JsonOp, Query, SortDir};
+use crate::query::predicate::ALL_OPS;
+use crate::query::{JsonOp, Op, OrderKind, Query, SortDir};
 
 /// A query (opaque). Built by `fw_query_new` and the setters; executed any number of times.
 #[allow(non_camel_case_types)]
@@ -70,7 +71,9 @@ fn with_query(q: *mut fw_query, f: impl FnOnce(&mut Query) -> Result<(), Error>)
     })
 }
 
-/// Add a trusted SQL predicate; each is parenthesised and the predicates are ANDed.
+/// Add a trusted SQL predicate; each is parenthesised and the predicates are ANDed. It may
+/// not refer to a parameter (`$1` outside literals and comments is `FW_E_INVALID_ARGUMENT`):
+/// bind values with `fw_query_where_params`.
 #[no_mangle]
 pub extern "C" fn fw_query_where_sql(q: *mut fw_query, sql_predicate: *const c_char) -> fw_status {
     with_query(q, |q| {
@@ -99,16 +102,7 @@ pub extern "C" fn fw_query_order_by(
             // SAFETY: non-null C string from the caller.
             Some(unsafe { cstr(collation, "collation") }?)
         };
-        let dir = match dir {
-            0 => SortDir::Asc,
-            1 => SortDir::Desc,
-            d => {
-                return Err(Error::invalid(format!(
-                    "sort direction {d} is not FW_ASC or FW_DESC"
-                )))
-            }
-        };
-        q.order_by(expr, collation, dir).map(|_| ())
+        q.order_by(expr, collation, sort_dir(dir)?).map(|_| ())
     })
 }
 
@@ -336,4 +330,222 @@ pub extern "C" fn fw_query_filter_json(
         };
         q.filter_json(pointer, op, value).map(|_| ())
     })
+}
+
+/// Operators of the typed server-side predicate (`fw_query_where`). The constant's JSON type
+/// picks the comparison where it matters; see docs/filtering.md for the SQL of each.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum fw_op {
+    /// Comparisons: a string compares as text (`data->>'k'`), a number as numeric
+    /// (`(data->>'k')::numeric`), a boolean as boolean; `null` with EQ/NE is IS [NOT] NULL
+    /// (a missing key is NULL too).
+    FW_OP_EQ = 0,
+    FW_OP_NE = 1,
+    FW_OP_LT = 2,
+    FW_OP_LE = 3,
+    FW_OP_GT = 4,
+    FW_OP_GE = 5,
+    /// A JSON array of strings, numbers or booleans (one type); empty IN matches nothing,
+    /// empty NOT IN everything.
+    FW_OP_IN = 6,
+    FW_OP_NOT_IN = 7,
+    /// A string pattern, used as given (`%`, `_`, `\` escape).
+    FW_OP_LIKE = 8,
+    FW_OP_ILIKE = 9,
+    /// A string; `%`, `_` and `\` in it match literally.
+    FW_OP_STARTS_WITH = 10,
+    FW_OP_ENDS_WITH = 11,
+    FW_OP_CONTAINS_TEXT = 12,
+    /// Case-insensitive CONTAINS_TEXT.
+    FW_OP_ICONTAINS_TEXT = 13,
+    /// No value (NULL): the key is present (also with a JSON null) / absent.
+    FW_OP_EXISTS = 14,
+    FW_OP_NOT_EXISTS = 15,
+    /// Any JSON: jsonb containment (`@>`) at the path.
+    FW_OP_JSON_CONTAINS = 16,
+    /// A JSON array: the array at the path shares an element with it.
+    FW_OP_ARRAY_OVERLAPS = 17,
+    /// An integer: the length of the array at the path (not an array: no match).
+    FW_OP_ARRAY_LENGTH_EQ = 18,
+    FW_OP_ARRAY_LENGTH_GT = 19,
+    FW_OP_ARRAY_LENGTH_LT = 20,
+    /// A string in `websearch_to_tsquery` syntax: full-text match of the text at the path
+    /// (text search configuration `simple`).
+    FW_OP_MATCHES = 21,
+}
+
+/// How `fw_query_order_by_path` compares the values at a path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum fw_order_kind {
+    /// As text (`data->>'k'`), in the given collation or the column's.
+    FW_ORDER_TEXT = 0,
+    /// As numbers (`(data->>'k')::numeric`).
+    FW_ORDER_NUMERIC = 1,
+}
+
+fn sort_dir(dir: c_int) -> Result<SortDir, Error> {
+    match dir {
+        0 => Ok(SortDir::Asc),
+        1 => Ok(SortDir::Desc),
+        d => Err(Error::invalid(format!(
+            "sort direction {d} is not FW_ASC or FW_DESC"
+        ))),
+    }
+}
+
+/// Add a predicate with bound values: `$1..$n` in `sql_predicate` are `params[0..n-1]`
+/// (n = `nparams`), numbered for this fragment alone (the library renumbers them when it
+/// ANDs fragments; a `$1` in a string literal, quoted identifier, dollar quote or comment is
+/// text). Values are sent in text format as bound parameters, never spliced into the SQL; a
+/// NULL element is SQL NULL. Each must be valid UTF-8 (PostgreSQL's text format; anything
+/// else is `FW_E_INVALID_ARGUMENT`). `params` may be NULL when `nparams` is 0. `FW_E_INVALID_ARGUMENT` (nothing added) when the fragment uses `$k` with
+/// k > nparams or `$0`, does not use every `$1..$n`, ends inside a literal or comment, or has
+/// unbalanced parentheses; the message names the problem.
+#[no_mangle]
+pub extern "C" fn fw_query_where_params(
+    q: *mut fw_query,
+    sql_predicate: *const c_char,
+    nparams: usize,
+    params: *const *const c_char,
+) -> fw_status {
+    with_query(q, |q| {
+        // SAFETY: C string from the caller, checked.
+        let sql = unsafe { cstr(sql_predicate, "sql_predicate") }?;
+        if nparams > crate::query::MAX_PARAMS {
+            return Err(Error::invalid(format!(
+                "nparams {nparams} is more than the {} parameters a statement can bind",
+                crate::query::MAX_PARAMS
+            )));
+        }
+        let ptrs: &[*const c_char] = if nparams == 0 {
+            &[]
+        } else if params.is_null() {
+            return Err(null("params"));
+        } else {
+            // SAFETY: the caller passes an array of `nparams` pointers (checked non-null).
+            unsafe { std::slice::from_raw_parts(params, nparams) }
+        };
+        let mut values = Vec::with_capacity(nparams);
+        for (i, &p) in ptrs.iter().enumerate() {
+            values.push(if p.is_null() {
+                None
+            } else {
+                // SAFETY: a non-null element is a NUL-terminated string from the caller.
+                Some(unsafe { cstr(p, &format!("parameter ${}", i + 1)) }?)
+            });
+        }
+        q.where_params(sql, &values).map(|_| ())
+    })
+}
+
+/// Add a typed predicate evaluated by the server: the value at the RFC 6901 JSON pointer
+/// `json_pointer` (`""` is the whole document, `/address/city` a nested member, `/tags/0` an
+/// array element, `~1` is `/` and `~0` is `~`) compared by `op` (an `fw_op`) with the JSON
+/// text `value_json` (NULL for `FW_OP_EXISTS` / `FW_OP_NOT_EXISTS`, required otherwise:
+/// `FW_E_NULL`), which is sent as a bound parameter. A value of the wrong JSON type for `op` is `FW_E_INVALID_ARGUMENT`, its
+/// message naming both. The path's keys are quoted literals in the SQL, which is therefore
+/// the expression an index must be created on (`(data->>'email')`): see docs/filtering.md.
+#[no_mangle]
+pub extern "C" fn fw_query_where(
+    q: *mut fw_query,
+    json_pointer: *const c_char,
+    op: c_int,
+    value_json: *const c_char,
+) -> fw_status {
+    with_query(q, |q| {
+        // SAFETY: C strings from the caller, checked.
+        let pointer = unsafe { cstr(json_pointer, "json_pointer") }?;
+        let op = usize::try_from(op)
+            .ok()
+            .and_then(|i| ALL_OPS.get(i).copied())
+            .ok_or_else(|| Error::invalid(format!("predicate operator {op} is not an fw_op")))?;
+        let value = if value_json.is_null() {
+            if !matches!(op, Op::Exists | Op::NotExists) {
+                return Err(null("value_json"));
+            }
+            None
+        } else {
+            // SAFETY: non-null C string from the caller.
+            Some(unsafe { cstr(value_json, "value_json") }?)
+        };
+        q.where_path(pointer, op, value).map(|_| ())
+    })
+}
+
+/// Add an ORDER BY term on the value at a JSON pointer: `kind` `FW_ORDER_TEXT` (with an
+/// optional `collation`, NULL for the column's) or `FW_ORDER_NUMERIC` (`collation` must be
+/// NULL); `dir` `FW_ASC` / `FW_DESC`. Rows without a value there sort as NULL (last when
+/// ascending). `kind` and `dir` are `int`s: out-of-range values are `FW_E_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn fw_query_order_by_path(
+    q: *mut fw_query,
+    json_pointer: *const c_char,
+    kind: c_int,
+    collation: *const c_char,
+    dir: c_int,
+) -> fw_status {
+    with_query(q, |q| {
+        // SAFETY: C strings from the caller, checked.
+        let pointer = unsafe { cstr(json_pointer, "json_pointer") }?;
+        let collation = if collation.is_null() {
+            None
+        } else {
+            // SAFETY: non-null C string from the caller.
+            Some(unsafe { cstr(collation, "collation") }?)
+        };
+        let kind = match kind {
+            0 => OrderKind::Text,
+            1 => OrderKind::Numeric,
+            k => {
+                return Err(Error::invalid(format!(
+                    "order kind {k} is not FW_ORDER_TEXT or FW_ORDER_NUMERIC"
+                )))
+            }
+        };
+        q.order_by_path(pointer, kind, collation, sort_dir(dir)?)
+            .map(|_| ())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fw_op_values_are_the_positions_of_op_all() {
+        let c = [
+            fw_op::FW_OP_EQ,
+            fw_op::FW_OP_NE,
+            fw_op::FW_OP_LT,
+            fw_op::FW_OP_LE,
+            fw_op::FW_OP_GT,
+            fw_op::FW_OP_GE,
+            fw_op::FW_OP_IN,
+            fw_op::FW_OP_NOT_IN,
+            fw_op::FW_OP_LIKE,
+            fw_op::FW_OP_ILIKE,
+            fw_op::FW_OP_STARTS_WITH,
+            fw_op::FW_OP_ENDS_WITH,
+            fw_op::FW_OP_CONTAINS_TEXT,
+            fw_op::FW_OP_ICONTAINS_TEXT,
+            fw_op::FW_OP_EXISTS,
+            fw_op::FW_OP_NOT_EXISTS,
+            fw_op::FW_OP_JSON_CONTAINS,
+            fw_op::FW_OP_ARRAY_OVERLAPS,
+            fw_op::FW_OP_ARRAY_LENGTH_EQ,
+            fw_op::FW_OP_ARRAY_LENGTH_GT,
+            fw_op::FW_OP_ARRAY_LENGTH_LT,
+            fw_op::FW_OP_MATCHES,
+        ];
+        assert_eq!(c.len(), ALL_OPS.len());
+        for (i, (c, op)) in c.iter().zip(ALL_OPS).enumerate() {
+            assert_eq!(*c as usize, i);
+            // The C name ends with the operator's name used in messages.
+            assert_eq!(format!("{c:?}"), format!("FW_OP_{}", op.name()));
+        }
+    }
 }

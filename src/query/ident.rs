@@ -97,6 +97,26 @@ pub fn quote_ident(s: &str) -> String {
     out
 }
 
+/// Quote a string as an SQL literal, as PostgreSQL's `quote_literal` does: `'...'` with
+/// quotes doubled, or `E'...'` with backslashes doubled too when it holds a backslash. The
+/// result means the same whatever the connection's `standard_conforming_strings`. `s` must
+/// not contain NUL (checked by the callers: PostgreSQL text cannot hold it).
+pub fn quote_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 3);
+    if s.contains('\\') {
+        out.push('E');
+    }
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' || c == '\\' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
 /// Validate and quote a collation name (`C`, `en_US`, `und-x-icu`, `pg_catalog."default"` is
 /// not accepted: give the bare name). Any character but NUL is allowed since it is quoted.
 pub fn quote_collation(s: &str) -> Result<String> {
@@ -156,5 +176,14 @@ mod tests {
         assert_eq!(quote_collation("C").unwrap(), "\"C\"");
         assert_eq!(quote_collation("x\"y").unwrap(), "\"x\"\"y\"");
         assert!(quote_collation("").is_err());
+    }
+
+    #[test]
+    fn literals_are_quoted_like_quote_literal() {
+        assert_eq!(quote_literal("email"), "'email'");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"a\b'c"), r"E'a\\b''c'");
+        assert_eq!(quote_literal("$1 東京"), "'$1 東京'");
+        assert_eq!(quote_literal(""), "''");
     }
 }

@@ -116,7 +116,7 @@ pub struct JsonFilter {
 }
 
 /// Parse an RFC 6901 pointer into its unescaped reference tokens.
-fn parse_pointer(p: &str) -> Result<Vec<String>> {
+pub(crate) fn parse_pointer(p: &str) -> Result<Vec<String>> {
     if p.is_empty() {
         return Ok(Vec::new());
     }

@@ -1,11 +1,20 @@
 //! The query builder: `SELECT data FROM <source> [WHERE ...] [ORDER BY ...] [LIMIT n] [OFFSET m]`.
 //!
-//! The builder validates its input and generates one SQL statement. That statement is sent
-//! with the extended protocol as an unnamed prepared statement, which the server refuses to
-//! split into several commands (see [`crate::connection`]).
+//! The builder validates its input and generates one SQL statement with its bound
+//! parameters ([`Statement`]). That statement is sent with the extended protocol as an
+//! unnamed prepared statement, which the server refuses to split into several commands.
+//!
+//! WHERE predicates come in three kinds, each a [`Fragment`] with its own `$1..$n`: trusted
+//! SQL ([`Query::where_sql`]), SQL with bound values ([`Query::where_params`]) and typed
+//! predicates on a JSON path ([`Query::where_path`], compiled by [`predicate`]).
 
 pub mod ident;
 pub mod json_filter;
+pub mod lexer;
+pub mod params;
+pub mod path;
+pub mod predicate;
+pub mod statement;
 
 use std::sync::Arc;
 
@@ -13,6 +22,10 @@ use crate::error::{Error, Result};
 use crate::stream::options::{AdaptiveChunking, MemoryLimits, StreamOptions};
 pub use ident::Source;
 pub use json_filter::{JsonFilter, JsonOp};
+pub use params::{Fragment, MAX_PARAMS};
+pub use path::JsonPath;
+pub use predicate::Op;
+pub use statement::Statement;
 
 /// Sort direction of an ORDER BY term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,12 +34,21 @@ pub enum SortDir {
     Desc,
 }
 
+/// How [`Query::order_by_path`] compares the values at a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderKind {
+    /// As text (`data->>'name'`), in the collation given or the column's.
+    Text,
+    /// As numbers (`(data->>'n')::numeric`).
+    Numeric,
+}
+
 /// A client-side row predicate run on the consumer's thread: `true` keeps the row.
 pub type RowFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct OrderBy {
-    expr: String,
+    expr: Fragment,
     collation: Option<String>,
     dir: SortDir,
 }
@@ -41,7 +63,7 @@ pub const MAX_DESCRIBE_WAIT: std::time::Duration = std::time::Duration::from_sec
 #[derive(Clone)]
 pub struct Query {
     source: Source,
-    wheres: Vec<String>,
+    wheres: Vec<Fragment>,
     order: Vec<OrderBy>,
     limit: Option<u64>,
     offset: Option<u64>,
@@ -59,16 +81,6 @@ impl std::fmt::Debug for Query {
             .field("options", &self.options)
             .finish()
     }
-}
-
-fn check_sql_fragment(what: &str, sql: &str) -> Result<()> {
-    if sql.trim().is_empty() {
-        return Err(Error::invalid(format!("{what} is empty")));
-    }
-    if sql.contains('\0') {
-        return Err(Error::invalid(format!("{what} contains a NUL byte")));
-    }
-    Ok(())
 }
 
 fn check_bigint(what: &str, n: u64) -> Result<u64> {
@@ -100,24 +112,100 @@ impl Query {
         &self.source
     }
 
-    /// Add a trusted SQL predicate; predicates are parenthesised and ANDed.
+    /// Add a trusted SQL predicate; predicates are parenthesised and ANDed. It may not refer
+    /// to parameters (`$1`): bind values with [`Query::where_params`].
     pub fn where_sql(&mut self, predicate: &str) -> Result<&mut Self> {
-        check_sql_fragment("WHERE predicate", predicate)?;
-        self.wheres.push(predicate.to_string());
+        let f = Fragment::trusted("WHERE predicate", predicate)?;
+        self.push_where(f)
+    }
+
+    /// Add a predicate with bound values: `$1..$n` in `predicate` are `params[0..n]`, this
+    /// fragment's own (renumbered when fragments are combined; a `$1` in a literal, quoted
+    /// identifier, dollar quote or comment is text). Each value is sent in text format
+    /// (`None` is SQL NULL) and never becomes SQL text. Every `$1..$n` must be used, no other
+    /// `$k`, and the fragment must be a complete expression: see [`Fragment::with_params`].
+    pub fn where_params(&mut self, predicate: &str, params: &[Option<&str>]) -> Result<&mut Self> {
+        let values = params.iter().map(|p| p.map(str::to_string)).collect();
+        let f = Fragment::with_params(predicate, values)?;
+        self.push_where(f)
+    }
+
+    /// Add a typed predicate: the value at the RFC 6901 JSON pointer `pointer` compared by
+    /// `op` with the JSON constant `value_json` (`None` for [`Op::Exists`] /
+    /// [`Op::NotExists`]), evaluated by the server with the constant bound as a parameter.
+    /// A constant of the wrong JSON type for `op` is an error naming both. See
+    /// [`predicate`] and docs/filtering.md for the SQL of each operator.
+    pub fn where_path(
+        &mut self,
+        pointer: &str,
+        op: Op,
+        value_json: Option<&str>,
+    ) -> Result<&mut Self> {
+        let f = predicate::compile(pointer, op, value_json)?;
+        self.push_where(f)
+    }
+
+    fn push_where(&mut self, f: Fragment) -> Result<&mut Self> {
+        let total = self.param_count() + f.params().len();
+        if total > MAX_PARAMS {
+            return Err(Error::invalid(format!(
+                "the query would have {total} parameters; at most {MAX_PARAMS} can be bound"
+            )));
+        }
+        self.wheres.push(f);
         Ok(self)
     }
 
-    /// Add an ORDER BY term: a trusted SQL expression, an optional collation (quoted), a direction.
+    /// How many parameters the query binds.
+    pub fn param_count(&self) -> usize {
+        self.wheres.iter().map(|w| w.params().len()).sum()
+    }
+
+    /// Add an ORDER BY term: a trusted SQL expression (without parameters), an optional
+    /// collation (quoted), a direction.
     pub fn order_by(
         &mut self,
         expr: &str,
         collation: Option<&str>,
         dir: SortDir,
     ) -> Result<&mut Self> {
-        check_sql_fragment("ORDER BY expression", expr)?;
+        let expr = Fragment::trusted("ORDER BY expression", expr)?;
         let collation = collation.map(ident::quote_collation).transpose()?;
         self.order.push(OrderBy {
-            expr: expr.to_string(),
+            expr,
+            collation,
+            dir,
+        });
+        Ok(self)
+    }
+
+    /// Add an ORDER BY term on the value at a JSON pointer: as text (`data->>'name'`, with
+    /// an optional collation) or as a number (`(data->>'n')::numeric`; no collation). Rows
+    /// without a value there sort as NULL (last ascending, first descending).
+    pub fn order_by_path(
+        &mut self,
+        pointer: &str,
+        kind: OrderKind,
+        collation: Option<&str>,
+        dir: SortDir,
+    ) -> Result<&mut Self> {
+        let path = JsonPath::parse(pointer)?;
+        let expr = match kind {
+            OrderKind::Text => path.text(),
+            OrderKind::Numeric => {
+                if let Some(c) = collation {
+                    return Err(Error::invalid(format!(
+                        "collation {c:?} given for a numeric ordering of {pointer:?}: a \
+                         collation only applies to text ordering"
+                    )));
+                }
+                format!("({})::numeric", path.text())
+            }
+        };
+        let expr = Fragment::trusted("ORDER BY expression", &expr)?;
+        let collation = collation.map(ident::quote_collation).transpose()?;
+        self.order.push(OrderBy {
+            expr,
             collation,
             dir,
         });
@@ -251,19 +339,35 @@ impl Query {
         &self.options
     }
 
-    /// The SQL statement this query sends.
+    /// The statement this query sends: its SQL and the values of its parameters.
+    pub fn statement(&self) -> Statement {
+        Statement {
+            sql: self.sql(),
+            params: self
+                .wheres
+                .iter()
+                .flat_map(|w| w.params().iter().cloned())
+                .collect(),
+        }
+    }
+
+    /// The SQL this query sends (its parameters are [`Query::statement`]'s).
     pub fn sql(&self) -> String {
         use std::fmt::Write;
         let mut sql = format!("SELECT data FROM {}", self.source.quoted());
+        let mut offset = 0;
         for (i, w) in self.wheres.iter().enumerate() {
             sql.push_str(if i == 0 { " WHERE (" } else { " AND (" });
-            sql.push_str(w);
+            w.write(&mut sql, offset);
+            offset += w.params().len();
             sql.push(')');
         }
         for (i, o) in self.order.iter().enumerate() {
             sql.push_str(if i == 0 { " ORDER BY " } else { ", " });
             // The expression is parenthesised so that a COLLATE clause applies to all of it.
-            let _ = write!(sql, "({})", o.expr);
+            sql.push('(');
+            o.expr.write(&mut sql, 0);
+            sql.push(')');
             if let Some(c) = &o.collation {
                 let _ = write!(sql, " COLLATE {c}");
             }
@@ -322,5 +426,71 @@ mod tests {
         assert!(q.limit(i64::MAX as u64).is_ok());
         assert!(q.chunk_size(0).is_err());
         assert_eq!(q.sql(), "SELECT data FROM \"v\" LIMIT 9223372036854775807");
+        // a parameter reference in trusted SQL would read another fragment's value
+        assert!(q.where_sql("x = $1").is_err());
+        assert!(q.order_by("$1", None, SortDir::Asc).is_err());
+    }
+
+    #[test]
+    fn fragments_are_renumbered_in_order() {
+        let mut q = Query::new("v").unwrap();
+        q.where_params("a = $2 AND b = $1", &[Some("b1"), Some("a2")])
+            .unwrap()
+            .where_sql("c = '$1'")
+            .unwrap()
+            .where_path("/email", Op::Eq, Some("\"x@y\""))
+            .unwrap()
+            .where_params("d IS NOT DISTINCT FROM $1 -- $9", &[None])
+            .unwrap();
+        let st = q.statement();
+        assert_eq!(
+            st.sql,
+            "SELECT data FROM \"v\" WHERE (a = $2 AND b = $1) AND (c = '$1') \
+             AND ((data->>'email') = $3::text) AND (d IS NOT DISTINCT FROM $4 -- $9\n)"
+        );
+        assert_eq!(
+            st.params,
+            vec![
+                Some("b1".into()),
+                Some("a2".into()),
+                Some("x@y".into()),
+                None
+            ]
+        );
+        assert_eq!(q.param_count(), 4);
+        // A rejected fragment is not added.
+        assert!(q.where_params("e = $2", &[Some("x")]).is_err());
+        assert_eq!(q.statement(), st);
+    }
+
+    #[test]
+    fn order_by_path_text_and_numeric() {
+        let mut q = Query::new("v").unwrap();
+        q.order_by_path("/address/city", OrderKind::Text, Some("C"), SortDir::Asc)
+            .unwrap()
+            .order_by_path("/n", OrderKind::Numeric, None, SortDir::Desc)
+            .unwrap();
+        assert_eq!(
+            q.sql(),
+            "SELECT data FROM \"v\" ORDER BY (data->'address'->>'city') COLLATE \"C\" ASC, \
+             ((data->>'n')::numeric) DESC"
+        );
+        let e = q
+            .order_by_path("/n", OrderKind::Numeric, Some("C"), SortDir::Asc)
+            .unwrap_err();
+        assert!(e.message().contains("only applies to text"), "{e}");
+        assert!(q
+            .order_by_path("n", OrderKind::Text, None, SortDir::Asc)
+            .is_err());
+        // a trailing comment in a trusted ORDER BY expression is closed by a newline
+        let mut q = Query::new("v").unwrap();
+        q.order_by("1 -- x", None, SortDir::Asc)
+            .unwrap()
+            .limit(1)
+            .unwrap();
+        assert_eq!(
+            q.sql(),
+            "SELECT data FROM \"v\" ORDER BY (1 -- x\n) ASC LIMIT 1"
+        );
     }
 }

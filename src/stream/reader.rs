@@ -10,9 +10,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use postgres_protocol::message::backend::Message;
-use postgres_protocol::message::frontend;
 use tokio::io::AsyncReadExt;
 
 use super::chunk::{terminate_rows, Chunk, NULL_ROW};
@@ -167,35 +166,6 @@ const JSONB_OID: u32 = 3802;
 
 /// What the executing thread learns once the server has described the result (or refused).
 pub(crate) type StartResult = Result<()>;
-
-/// Encode Parse/Bind/Describe/Execute/Sync for `sql` as an unnamed statement: the extended
-/// protocol refuses more than one command in a prepared statement, so the statement cannot be
-/// split into two whatever the user's predicate contains.
-///
-/// No Flush after Describe: the server keeps the description in its output buffer and sends
-/// it with the first rows, so a small result comes in one packet (a Flush made it two: one
-/// more send for the server and one more wake-up for us, 5-10% of a small query over TCP).
-/// A slow query is then described only when its first rows are ready; how long `execute`
-/// waits for that is [`super::options::StreamOptions::describe_wait`].
-pub(crate) fn encode_query(sql: &str) -> Result<BytesMut> {
-    let mut out = BytesMut::with_capacity(sql.len() + 64);
-    let enc = |e: std::io::Error| Error::invalid(format!("could not encode the query: {e}"));
-    frontend::parse("", sql, std::iter::empty(), &mut out).map_err(enc)?;
-    frontend::bind(
-        "",
-        "",
-        std::iter::empty(),
-        std::iter::empty::<()>(),
-        |_, _| unreachable!("no parameters"),
-        std::iter::once(0i16), // text results: jsonb arrives as JSON text
-        &mut out,
-    )
-    .map_err(|_| Error::invalid("could not encode the query"))?;
-    frontend::describe(b'P', "", &mut out).map_err(enc)?;
-    frontend::execute("", 0, &mut out).map_err(enc)?;
-    frontend::sync(&mut out);
-    Ok(out)
-}
 
 fn server_error(body: postgres_protocol::message::backend::ErrorResponseBody) -> Error {
     match ServerError::from_fields(&mut body.fields()) {
@@ -372,15 +342,15 @@ impl Reader {
         }
     }
 
-    /// Send the query and read up to its RowDescription; report the outcome through
-    /// `started`, then stream the rows until the end.
+    /// Send the query (`msg`: [`crate::query::Statement::encode`]) and read up to its
+    /// RowDescription; report the outcome through `started`, then stream the rows until the end.
     pub(crate) async fn run(
         mut self,
-        sql: String,
+        msg: Bytes,
         started: tokio::sync::oneshot::Sender<StartResult>,
     ) {
         let guard = TerminalGuard(Some(self.shared.clone()));
-        if let Err(e) = self.start(&sql).await {
+        if let Err(e) = self.start(&msg).await {
             self.finish_start_error(e, started).await;
             return;
         }
@@ -436,10 +406,9 @@ impl Reader {
         }
     }
 
-    async fn start(&mut self, sql: &str) -> Result<()> {
-        let msg = encode_query(sql)?;
+    async fn start(&mut self, msg: &[u8]) -> Result<()> {
         self.query_sent = Instant::now();
-        self.conn.send(&msg).await?;
+        self.conn.send(msg).await?;
         let wait = self.shared.options.describe_wait;
         let describe = async {
             while !self.parse_start()? {
@@ -514,10 +483,9 @@ impl Reader {
     /// sockets ([`Connection::is_plain`]). The outcome is what `run` reports through
     /// `started`; an `Io` error means the connection failed before any answer (the caller
     /// may retry on a new one).
-    pub(crate) fn run_inline(mut self, sql: &str) -> StartResult {
-        let msg = encode_query(sql)?;
+    pub(crate) fn run_inline(mut self, msg: &[u8]) -> StartResult {
         self.query_sent = Instant::now();
-        self.conn.send_blocking(&msg)?;
+        self.conn.send_blocking(msg)?;
         let deadline = self
             .shared
             .options

@@ -29,6 +29,10 @@ void test_query_injection(void);
 void test_query_missing_view(void);
 void test_query_schema_errors(void);
 void test_query_server_error_fields(void);
+/* test_params.c */
+void test_where_params(void);
+void test_where_typed(void);
+void test_order_by_path(void);
 /* test_stream.c */
 void test_stream_next_content(void);
 void test_stream_json_verbatim(void);
