@@ -1055,3 +1055,44 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_follow_libpq() {
+        assert!(wildcard_matches("*.example.com", "db.example.com"));
+        assert!(wildcard_matches("*.example.com", "DB.Example.COM"));
+        // One label only, and never the bare domain.
+        assert!(!wildcard_matches("*.example.com", "a.db.example.com"));
+        assert!(!wildcard_matches("*.example.com", "example.com"));
+        // Only a leading "*." is a wildcard.
+        assert!(!wildcard_matches("db*.example.com", "db1.example.com"));
+        assert!(!wildcard_matches("*", "localhost"));
+        assert!(!wildcard_matches("*x.example.com", "ax.example.com"));
+    }
+
+    #[test]
+    fn names_compare_case_insensitively_and_refuse_nul() {
+        assert!(name_matches("LocalHost", "localhost").unwrap());
+        assert!(!name_matches("localhost", "localhost.").unwrap());
+        assert!(name_matches("local\0host", "localhost").is_err());
+    }
+
+    #[test]
+    fn dates_for_messages() {
+        assert_eq!(
+            utc(UnixTime::since_unix_epoch(Duration::from_secs(
+                1_580_515_200
+            ))),
+            "2020-02-01 00:00:00 UTC"
+        );
+        assert_eq!(
+            utc(UnixTime::since_unix_epoch(Duration::from_secs(951_827_696))),
+            "2000-02-29 12:34:56 UTC"
+        );
+    }
+
+    use std::time::Duration;
+}
