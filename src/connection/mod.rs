@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod select;
 pub(crate) mod tls;
 pub mod transport;
 
@@ -18,7 +19,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::conninfo::{ConnConfig, Host, SslMode};
+use crate::conninfo::{ConnConfig, Host, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 use crate::error::{Error, ErrorKind, Result, ServerError};
 pub use auth::Mechanism;
 pub use cancel::{CancelTarget, CancelToken};
@@ -42,6 +43,13 @@ pub struct Connection {
     /// ([`Connection::connect_inline`]): `send` and `read_more` then block on the socket
     /// instead of waiting on the runtime. The deadline is the host's `connect_timeout`.
     inline: Option<InlineOpen>,
+    /// The host of the connection string this connection went to (its index in
+    /// `ConnConfig::hosts`, which the pool keys connections by).
+    pub(crate) host: usize,
+    /// `host:port` or the socket path, for messages.
+    pub(crate) host_label: String,
+    /// What the server told of the session's attributes (`target_session_attrs`).
+    pub(crate) session: select::SessionState,
 }
 
 /// See [`Connection::inline`].
@@ -381,17 +389,29 @@ impl Connection {
         }
     }
 
+    /// libpq's connection loop (the decisions are in [`select`]): the hosts in order, or
+    /// shuffled with `load_balance_hosts=random`; a host that cannot be reached, cannot accept
+    /// connections now (57P03), or whose session does not have the `target_session_attrs`
+    /// asked for is skipped; prefer-standby goes over the hosts twice. `connect_timeout`
+    /// applies to each attempt, the attribute check included.
     async fn connect_with(config: &ConnConfig, inline: bool) -> Result<Connection> {
-        let mut failures = Vec::new();
-        for (index, (host, port)) in config.hosts.iter().enumerate() {
+        let want = config.target_session_attrs;
+        let order = select::host_order(
+            config.hosts.len(),
+            config.load_balance_hosts,
+            &mut random_pick(),
+        );
+        let mut skipped = Vec::new();
+        for (pass, index) in select::attempts(want, &order) {
+            let (host, port) = &config.hosts[index];
             let res = if inline {
                 let open = InlineOpen {
                     deadline: config.connect_timeout.map(|t| Instant::now() + t),
                     timeout: config.connect_timeout,
                 };
-                Self::connect_host_inline(config, index, host, *port, open).await
+                Self::attempt_inline(config, index, host, *port, open, pass).await
             } else {
-                let attempt = Self::connect_host(config, index, host, *port);
+                let attempt = Self::attempt(config, index, host, *port, pass);
                 match config.connect_timeout {
                     Some(t) => match tokio::time::timeout(t, attempt).await {
                         Ok(r) => r,
@@ -400,27 +420,120 @@ impl Connection {
                     None => attempt.await,
                 }
             };
-            match res {
-                Ok(c) => {
+            let reason = match res {
+                Ok(Ok(mut c)) => {
+                    c.host = index;
+                    c.host_label = describe_host(host, *port);
                     crate::metrics::connection_created(c.kind().label());
                     return Ok(c);
                 }
-                // Only an unreachable host moves on to the next one (as libpq does).
-                Err(e) if e.kind() == ErrorKind::Connect && e.server_error().is_none() => {
-                    failures.push(format!("{}: {}", describe_host(host, *port), e.message()))
-                }
+                Ok(Err(rejection)) => rejection.to_string(),
+                Err(e) if select::moves_on(&e) => e.to_string(),
                 Err(e) => {
                     crate::metrics::connection_error(&e);
                     return Err(e);
                 }
-            }
+            };
+            skipped.push(select::Skipped {
+                host: describe_host(host, *port),
+                pass,
+                reason,
+            });
         }
-        let e = Error::new(
-            ErrorKind::Connect,
-            format!("could not connect to the server: {}", failures.join("; ")),
-        );
+        let e = select::no_host(want, &skipped);
         crate::metrics::connection_error(&e);
         Err(e)
+    }
+
+    /// One host on the runtime: connect, start the session, check its attributes. A session
+    /// that does not qualify is closed and its rejection returned.
+    async fn attempt(
+        config: &ConnConfig,
+        index: usize,
+        host: &Host,
+        port: u16,
+        pass: select::Pass,
+    ) -> Result<std::result::Result<Connection, select::Rejection>> {
+        let mut conn = Self::connect_host(config, index, host, port).await?;
+        match conn.check_target(config.target_session_attrs, pass).await? {
+            None => Ok(Ok(conn)),
+            Some(r) => {
+                conn.close();
+                Ok(Err(r))
+            }
+        }
+    }
+
+    /// [`Connection::attempt`] on the calling thread, within `open`'s deadline.
+    async fn attempt_inline(
+        config: &ConnConfig,
+        index: usize,
+        host: &Host,
+        port: u16,
+        open: InlineOpen,
+        pass: select::Pass,
+    ) -> Result<std::result::Result<Connection, select::Rejection>> {
+        let mut conn = Self::connect_host_inline(config, index, host, port, open).await?;
+        let checked = conn.check_target(config.target_session_attrs, pass).await?;
+        conn.inline = None;
+        match checked {
+            None => Ok(Ok(conn)),
+            Some(r) => {
+                conn.close();
+                Ok(Err(r))
+            }
+        }
+    }
+
+    /// Whether the session has the attributes asked for (`None`) or why not, asking the
+    /// server when it did not report them (see [`select::check`]).
+    pub(crate) async fn check_target(
+        &mut self,
+        want: TargetSessionAttrs,
+        pass: select::Pass,
+    ) -> Result<Option<select::Rejection>> {
+        loop {
+            match select::check(want, pass, self.session) {
+                select::Check::Accept => return Ok(None),
+                select::Check::Reject(r) => return Ok(Some(r)),
+                select::Check::Ask(q) => match self.simple_query_value(q.sql()).await? {
+                    Some(value) => self.session.answer(q, &value),
+                    None => return Ok(Some(select::Rejection::CheckFailed(q))),
+                },
+            }
+        }
+    }
+
+    /// Run `sql` with the simple query protocol and return the first column of its first row
+    /// as text; `None` when the server answered with an error (or no row). ParameterStatus
+    /// messages on the way are recorded. An empty `sql` is a round trip that only collects
+    /// the ParameterStatus changes the server reports before ReadyForQuery.
+    pub(crate) async fn simple_query_value(&mut self, sql: &str) -> Result<Option<String>> {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out)
+            .map_err(|e| Error::invalid(format!("invalid query: {e}")))?;
+        self.send(&out).await?;
+        let mut value = None;
+        let mut failed = false;
+        loop {
+            match self.read_message().await? {
+                Message::DataRow(row) if value.is_none() => {
+                    let mut ranges = row.ranges();
+                    use fallible_iterator::FallibleIterator;
+                    if let Ok(Some(Some(r))) = ranges.next() {
+                        value = Some(String::from_utf8_lossy(&row.buffer()[r]).into_owned());
+                    }
+                }
+                Message::ErrorResponse(_) => failed = true,
+                Message::ParameterStatus(p) => {
+                    if let (Ok(name), Ok(v)) = (p.name(), p.value()) {
+                        self.session.parameter(name, v);
+                    }
+                }
+                Message::ReadyForQuery(_) => return Ok(if failed { None } else { value }),
+                _ => {}
+            }
+        }
     }
 
     async fn connect_host(
@@ -480,7 +593,6 @@ impl Connection {
         let mut conn = Connection::new(Transport::Detached(socket), target);
         conn.inline = Some(open);
         conn.startup(config).await?;
-        conn.inline = None;
         Ok(conn)
     }
 
@@ -498,6 +610,9 @@ impl Connection {
             created: Instant::now(),
             answer_time: None,
             inline: None,
+            host: 0,
+            host_label: String::new(),
+            session: select::SessionState::default(),
         }
     }
 
@@ -616,7 +731,12 @@ impl Connection {
                     self.cancel.process_id = k.process_id();
                     self.cancel.secret_key = k.secret_key();
                 }
-                Message::ParameterStatus(_) | Message::NoticeResponse(_) => {}
+                Message::ParameterStatus(p) => {
+                    if let (Ok(name), Ok(value)) = (p.name(), p.value()) {
+                        self.session.parameter(name, value);
+                    }
+                }
+                Message::NoticeResponse(_) => {}
                 Message::ReadyForQuery(_) => return Ok(()),
                 Message::ErrorResponse(body) => return Err(startup_error(body)),
                 _ => {
@@ -660,15 +780,16 @@ async fn tcp_connect(
     port: u16,
 ) -> Result<(TcpStream, std::net::SocketAddr)> {
     let lookup = &lookup_name(config, index, name);
-    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((lookup.as_str(), port))
+    let mut addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((lookup.as_str(), port))
         .await
         .map_err(|e| unresolved(lookup, &e))?
         .collect();
+    order_addresses(config, &mut addrs);
     let mut last = None;
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => {
-                tune_tcp(config, socket2::SockRef::from(&s));
+                tune_tcp(config, socket2::SockRef::from(&s))?;
                 return Ok((s, addr));
             }
             Err(e) => last = Some(format!("could not connect to {addr}: {e}")),
@@ -691,11 +812,63 @@ fn unresolved(lookup: &str, e: &std::io::Error) -> Error {
     )
 }
 
-/// TCP_NODELAY, and keepalives unless `keepalives=0`.
-fn tune_tcp(config: &ConnConfig, sock: socket2::SockRef<'_>) {
+/// TCP_NODELAY; keepalives unless `keepalives=0`, with `keepalives_idle`,
+/// `keepalives_interval` and `keepalives_count` when given (0 leaves the system default);
+/// `tcp_user_timeout` when given. A setting the kernel refuses fails the connection, as in
+/// libpq.
+fn tune_tcp(config: &ConnConfig, sock: socket2::SockRef<'_>) -> Result<()> {
+    let failed = |what: &str, e: std::io::Error| {
+        Error::new(
+            ErrorKind::Connect,
+            format!("could not set {what} on the socket: {e}"),
+        )
+    };
     let _ = sock.set_nodelay(true);
     if config.keepalives {
-        let _ = sock.set_keepalive(true);
+        let mut ka = socket2::TcpKeepalive::new();
+        if let Some(t) = config.keepalives_idle.filter(|t| !t.is_zero()) {
+            ka = ka.with_time(t);
+        }
+        if let Some(t) = config.keepalives_interval.filter(|t| !t.is_zero()) {
+            ka = ka.with_interval(t);
+        }
+        if let Some(n) = config.keepalives_count.filter(|n| *n > 0) {
+            ka = ka.with_retries(n);
+        }
+        sock.set_tcp_keepalive(&ka)
+            .map_err(|e| failed("the keepalive options (keepalives_*)", e))?;
+    } else {
+        sock.set_keepalive(false)
+            .map_err(|e| failed("SO_KEEPALIVE", e))?;
+    }
+    if let Some(t) = config.tcp_user_timeout {
+        sock.set_tcp_user_timeout((!t.is_zero()).then_some(t))
+            .map_err(|e| failed("TCP_USER_TIMEOUT (tcp_user_timeout)", e))?;
+    }
+    Ok(())
+}
+
+/// A source of uniform picks in `0..=i` for [`select::shuffle`]: xorshift64* seeded from the
+/// standard library's per-process random hash keys (enough to spread connections; nothing
+/// here needs to be unpredictable).
+fn random_pick() -> impl FnMut(usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let mut state = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        | 1;
+    move |i| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) % (i as u64 + 1)) as usize
+    }
+}
+
+/// libpq 16 shuffles each host's addresses too under `load_balance_hosts=random`.
+fn order_addresses(config: &ConnConfig, addrs: &mut [std::net::SocketAddr]) {
+    if config.load_balance_hosts == LoadBalanceHosts::Random {
+        select::shuffle(addrs, &mut random_pick());
     }
 }
 
@@ -716,10 +889,11 @@ fn tcp_connect_blocking(
 ) -> Result<(std::net::TcpStream, std::net::SocketAddr)> {
     use std::net::ToSocketAddrs;
     let lookup = &lookup_name(config, index, name);
-    let addrs: Vec<std::net::SocketAddr> = (lookup.as_str(), port)
+    let mut addrs: Vec<std::net::SocketAddr> = (lookup.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| unresolved(lookup, &e))?
         .collect();
+    order_addresses(config, &mut addrs);
     let mut last = None;
     for addr in addrs {
         let connected = match open.left() {
@@ -729,7 +903,7 @@ fn tcp_connect_blocking(
         };
         match connected {
             Ok(s) => {
-                tune_tcp(config, socket2::SockRef::from(&s));
+                tune_tcp(config, socket2::SockRef::from(&s))?;
                 return Ok((s, addr));
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut && open.deadline.is_some() => {
