@@ -50,6 +50,9 @@ pub struct Connection {
     pub(crate) host_label: String,
     /// What the server told of the session's attributes (`target_session_attrs`).
     pub(crate) session: select::SessionState,
+    /// The pass of the host list in which the session qualified (prefer-standby's second
+    /// pass accepts any server).
+    pub(crate) pass: select::Pass,
 }
 
 /// See [`Connection::inline`].
@@ -373,11 +376,6 @@ impl Connection {
     pub(crate) fn connect_inline(config: &ConnConfig) -> Result<Connection> {
         use std::future::Future;
         let mut attempt = std::pin::pin!(Self::connect_with(config, true));
-        // Nothing ever wakes it: every step completes within this one poll.
-        struct NoWake;
-        impl std::task::Wake for NoWake {
-            fn wake(self: std::sync::Arc<Self>) {}
-        }
         let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
         let mut cx = std::task::Context::from_waker(&waker);
         match attempt.as_mut().poll(&mut cx) {
@@ -423,6 +421,7 @@ impl Connection {
             let reason = match res {
                 Ok(Ok(mut c)) => {
                     c.host = index;
+                    c.pass = pass;
                     c.host_label = describe_host(host, *port);
                     crate::metrics::connection_created(c.kind().label());
                     return Ok(c);
@@ -483,6 +482,68 @@ impl Connection {
                 Ok(Err(r))
             }
         }
+    }
+
+    /// A pooled connection, checked again before a new stream uses it when the client asks
+    /// for particular session attributes: a host's role changes (a standby is promoted, a
+    /// primary is demoted or made read-only), and a pooled session must not outlive that.
+    /// One round trip: an empty query, whose ReadyForQuery the server precedes with the
+    /// changed `in_hot_standby`/`default_transaction_read_only` (PostgreSQL 14+), or else the
+    /// check queries again. `None` (the connection closed) when it no longer qualifies or does
+    /// not answer; the caller then opens a new connection through host selection. With
+    /// `target_session_attrs=any` (and a prefer-standby session taken in the second pass)
+    /// there is nothing to check and no round trip.
+    pub(crate) fn requalify(mut self, config: &ConnConfig) -> Option<Connection> {
+        let want = config.target_session_attrs;
+        if want == TargetSessionAttrs::Any || self.pass == select::Pass::Second {
+            return Some(self);
+        }
+        let outcome = if self.is_plain() {
+            use std::future::Future;
+            self.inline = Some(InlineOpen {
+                deadline: config.connect_timeout.map(|t| Instant::now() + t),
+                timeout: config.connect_timeout,
+            });
+            let outcome = {
+                let mut check = std::pin::pin!(self.recheck(want));
+                let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
+                match check
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(&waker))
+                {
+                    std::task::Poll::Ready(r) => r,
+                    std::task::Poll::Pending => Err(Error::new(
+                        ErrorKind::Panic,
+                        "internal: a check on the calling thread would have waited",
+                    )),
+                }
+            };
+            self.inline = None;
+            outcome.map(|ok| ok.then_some(self))
+        } else {
+            crate::runtime::block_on(async move {
+                let ok = self.recheck(want).await?;
+                Ok(ok.then_some(self))
+            })
+        };
+        match outcome {
+            Ok(Some(c)) => Some(c),
+            Ok(None) => None,
+            Err(e) => {
+                crate::log::debug(format!(
+                    "a pooled connection failed its session check and is dropped: {e}"
+                ));
+                None
+            }
+        }
+    }
+
+    async fn recheck(&mut self, want: TargetSessionAttrs) -> Result<bool> {
+        self.session.forget_answers();
+        if self.session.reported {
+            self.simple_query_value("").await?;
+        }
+        Ok(self.check_target(want, self.pass).await?.is_none())
     }
 
     /// Whether the session has the attributes asked for (`None`) or why not, asking the
@@ -613,6 +674,7 @@ impl Connection {
             host: 0,
             host_label: String::new(),
             session: select::SessionState::default(),
+            pass: select::Pass::First,
         }
     }
 
@@ -934,6 +996,14 @@ async fn negotiate_tls(
     } else {
         Ok(Transport::Tcp(s))
     }
+}
+
+/// The waker of a future polled once on the caller's thread: nothing ever wakes it, every
+/// step completes within that one poll (see [`Connection::inline`]).
+struct NoWake;
+
+impl std::task::Wake for NoWake {
+    fn wake(self: std::sync::Arc<Self>) {}
 }
 
 /// How long a connection may sit idle in a client's pool before it is closed.
