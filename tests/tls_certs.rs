@@ -507,3 +507,65 @@ fn clientcert_verify_full_needs_a_client_certificate() {
     );
     assert!(ssl_of(&ci).expect("with the client certificate"));
 }
+
+/// A client certificate signed by a CA the server does not trust: the server ends the session
+/// with a TLS alert after the handshake, which the error explains in words.
+#[test]
+fn an_untrusted_client_certificate_is_explained() {
+    let _server = server_with(Shape::CaSigned);
+    let other = other_root();
+    let other_key = scratch().join("other.key").display().to_string();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "stranger.key",
+        "-out",
+        "stranger.csr",
+        "-subj",
+        "/CN=fw_cert_only",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "stranger.csr",
+        "-CA",
+        &other,
+        "-CAkey",
+        &other_key,
+        "-set_serial",
+        "92",
+        "-days",
+        "2",
+        "-out",
+        "stranger.crt",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    let key = scratch().join("stranger.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = must_fail(&conninfo(
+        "fw_cert_only",
+        "localhost",
+        &format!(
+            "sslmode=verify-full sslrootcert={} sslcert={} sslkey={}",
+            Shape::CaSigned.root(),
+            scratch().join("stranger.crt").display(),
+            key.display()
+        ),
+    ));
+    let m = e.message();
+    assert!(
+        m.contains("the client certificate is not signed by a CA the server trusts"),
+        "{e}"
+    );
+    assert!(
+        !m.contains("UnknownCA") && !m.contains("AlertReceived"),
+        "{e}"
+    );
+}
