@@ -277,8 +277,12 @@ fn every_target_session_attrs_value_picks_the_right_server() {
         ("standby", [standby.port, standby.port]),
         ("prefer-standby", [standby.port, standby.port]),
     ];
-    for (tsa, [primary_first, standby_first]) in expect {
-        let extra = format!("target_session_attrs={tsa}");
+    // sslmode=disable opens connections on the calling thread, require through the runtime.
+    for ((tsa, [primary_first, standby_first]), ssl) in expect
+        .into_iter()
+        .flat_map(|e| [(e, "disable"), (e, "require")])
+    {
+        let extra = format!("target_session_attrs={tsa} sslmode={ssl}");
         assert_eq!(
             port_of(&conninfo(&[primary, standby], &extra)),
             primary_first,
@@ -289,6 +293,35 @@ fn every_target_session_attrs_value_picks_the_right_server() {
             standby_first,
             "{tsa}, standby listed first"
         );
+    }
+}
+
+/// A pooled connection is checked before reuse (one round trip) and, still qualifying, reused:
+/// the same backend serves the next stream, on plain TCP (checked on the calling thread) and
+/// on TLS (through the runtime).
+#[test]
+fn pooled_connections_are_checked_and_reused() {
+    let p = pair();
+    for tsa in [
+        "standby",
+        "primary",
+        "read-only",
+        "read-write",
+        "prefer-standby",
+    ] {
+        for ssl in ["disable", "require"] {
+            let ci = conninfo(
+                &[&p.primary, &p.standby],
+                &format!("target_session_attrs={tsa} sslmode={ssl}"),
+            );
+            let client = Client::connect(&ci).unwrap();
+            let first = where_from(&client).unwrap();
+            let second = where_from(&client).unwrap();
+            assert_eq!(
+                first, second,
+                "{tsa} {ssl}: the pooled connection was not reused"
+            );
+        }
     }
 }
 
