@@ -216,7 +216,6 @@ impl Connection {
     /// sockets; writing to a TLS socket needs the runtime), then the socket.
     pub(crate) fn close(self) {
         if let Some(sock) = self.transport.plain_socket() {
-            const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
             let _ = sock.send_with_flags(&TERMINATE, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
         }
     }
@@ -457,6 +456,11 @@ impl Connection {
         match conn.check_target(config.target_session_attrs, pass).await? {
             None => Ok(Ok(conn)),
             Some(r) => {
+                // Politely, as libpq: a Terminate message before closing (`close` writes it
+                // on plain sockets itself; TLS needs the runtime).
+                if !conn.is_plain() {
+                    let _ = conn.send(&TERMINATE).await;
+                }
                 conn.close();
                 Ok(Err(r))
             }
@@ -1005,6 +1009,9 @@ struct NoWake;
 impl std::task::Wake for NoWake {
     fn wake(self: std::sync::Arc<Self>) {}
 }
+
+/// The Terminate message.
+const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 
 /// How long a connection may sit idle in a client's pool before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
