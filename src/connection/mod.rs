@@ -373,17 +373,7 @@ impl Connection {
     /// runtime's: the future is polled once, and every wait in it blocks in poll(2) instead
     /// of returning `Pending` (see [`Connection::inline`]).
     pub(crate) fn connect_inline(config: &ConnConfig) -> Result<Connection> {
-        use std::future::Future;
-        let mut attempt = std::pin::pin!(Self::connect_with(config, true));
-        let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
-        let mut cx = std::task::Context::from_waker(&waker);
-        match attempt.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(r) => r,
-            std::task::Poll::Pending => Err(Error::new(
-                ErrorKind::Panic,
-                "internal: a connection step on the calling thread would have waited",
-            )),
-        }
+        poll_once(Self::connect_with(config, true))
     }
 
     /// libpq's connection loop (the decisions are in [`select`]): the hosts in order, or
@@ -503,25 +493,11 @@ impl Connection {
             return Some(self);
         }
         let outcome = if self.is_plain() {
-            use std::future::Future;
             self.inline = Some(InlineOpen {
                 deadline: config.connect_timeout.map(|t| Instant::now() + t),
                 timeout: config.connect_timeout,
             });
-            let outcome = {
-                let mut check = std::pin::pin!(self.recheck(want));
-                let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
-                match check
-                    .as_mut()
-                    .poll(&mut std::task::Context::from_waker(&waker))
-                {
-                    std::task::Poll::Ready(r) => r,
-                    std::task::Poll::Pending => Err(Error::new(
-                        ErrorKind::Panic,
-                        "internal: a check on the calling thread would have waited",
-                    )),
-                }
-            };
+            let outcome = poll_once(self.recheck(want));
             self.inline = None;
             outcome.map(|ok| ok.then_some(self))
         } else {
@@ -1002,12 +978,26 @@ async fn negotiate_tls(
     }
 }
 
-/// The waker of a future polled once on the caller's thread: nothing ever wakes it, every
-/// step completes within that one poll (see [`Connection::inline`]).
-struct NoWake;
-
-impl std::task::Wake for NoWake {
-    fn wake(self: std::sync::Arc<Self>) {}
+/// Run a connection step on the caller's thread: the future is polled once, and every wait in
+/// it blocks in poll(2) instead of returning `Pending` (see [`Connection::inline`]), so
+/// nothing ever needs to wake it.
+fn poll_once<T>(step: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    struct NoWake;
+    impl std::task::Wake for NoWake {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let mut step = std::pin::pin!(step);
+    let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
+    match step
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(&waker))
+    {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => Err(Error::new(
+            ErrorKind::Panic,
+            "internal: a connection step on the calling thread would have waited",
+        )),
+    }
 }
 
 /// The Terminate message.
