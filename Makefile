@@ -48,8 +48,9 @@ WITH_PG := scripts/with-pg
 # Debian packages `make test` needs (beyond the Rust toolchain). libclang-rt-14-dev holds
 # clang's sanitizer runtimes (only recommended by clang, and install-deps skips recommends).
 # The second line is for the bindings' tests (bindings/*/test.sh fail without their
-# toolchain when CI=true).
-TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 \
+# toolchain when CI=true). pgbouncer is for tests/scale_out.rs, nftables and iproute2 for
+# tests/keepalive.rs (a network namespace of its own whose packets it drops).
+TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 pgbouncer nftables iproute2 \
 	python3 ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus linux-perf
 
 CSTD     := -std=c99 -D_POSIX_C_SOURCE=200809L

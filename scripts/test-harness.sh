@@ -106,6 +106,12 @@ check "server cert verifies against the CA" \
 check "server cert has SAN localhost and 127.0.0.1" bash -c \
     "openssl x509 -in '$A_FW_PG_DIR/tls/server.crt' -noout -ext subjectAltName | grep -q 'DNS:localhost, IP Address:127.0.0.1'"
 check "server key is mode 600" bash -c "[[ \$(stat -c %a '$A_FW_PG_DIR/tls/server.key') == 600 ]]"
+check "selfsigned.crt is CA:TRUE (PostgreSQL's documented recipe)" bash -c \
+    "openssl x509 -in '$A_FW_PG_DIR/tls/selfsigned.crt' -noout -ext basicConstraints | grep -q 'CA:TRUE'"
+check "selfsigned.crt has no subjectAltName" bash -c \
+    "! openssl x509 -in '$A_FW_PG_DIR/tls/selfsigned.crt' -noout -ext subjectAltName | grep -q DNS"
+check "expired.crt is signed by the CA" openssl verify -no_check_time -CAfile "$A_FW_PG_SSLROOTCERT" "$A_FW_PG_DIR/tls/expired.crt"
+check_fails "expired.crt has expired" openssl x509 -in "$A_FW_PG_DIR/tls/expired.crt" -noout -checkend 0
 
 # listening sockets for our port: only 127.0.0.1 (0100007F), nothing on v6
 port_hex=$(printf '%04X' "$A_FW_PG_PORT")
@@ -180,7 +186,7 @@ check_eq "v_user data has id/n/active/score/big" 1000 \
 check_eq "app.orders.data is json (not jsonb)" json \
     "$(q "select format_type(atttypid, atttypmod) from pg_attribute where attrelid = 'app.orders'::regclass and attname = 'data'")"
 check_eq "view column types" \
-    "app.tv_order:data:json public.v_bench_10k:data:jsonb public.v_bench_1m:data:jsonb public.v_big:data:jsonb public.v_div_zero_after:data:jsonb public.v_empty:data:jsonb public.v_not_json:data:text public.v_null:data:jsonb public.v_sleep30:data:jsonb public.v_slow:data:jsonb public.v_two_cols:data:jsonb public.v_two_cols:other:integer public.v_user:data:jsonb public.v_wrong_name:payload:jsonb" \
+    "app.tv_order:data:json public.v_bench_10k:data:jsonb public.v_bench_1m:data:jsonb public.v_big:data:jsonb public.v_div_zero_after:data:jsonb public.v_empty:data:jsonb public.v_not_json:data:text public.v_null:data:jsonb public.v_sleep30:data:jsonb public.v_slow:data:jsonb public.v_slow_not_json:data:text public.v_two_cols:data:jsonb public.v_two_cols:other:integer public.v_user:data:jsonb public.v_wrong_name:payload:jsonb" \
     "$(q "select string_agg(table_schema || '.' || table_name || ':' || column_name || ':' || data_type, ' ' order by table_schema, table_name, column_name) from information_schema.columns where (table_schema, table_name) in (select table_schema, table_name from information_schema.views where table_schema in ('public', 'app'))")"
 avg=$(q "select avg(length(data::text))::int from v_bench_10k")
 check "v_bench_10k documents are ~430 bytes (avg $avg)" test "$avg" -ge 380 -a "$avg" -le 480
@@ -232,6 +238,31 @@ echo keep > "$not_ours/file"
 check_fails "stop refuses a dir that is not a throwaway cluster" "$PGT" stop "$not_ours"
 check "... and leaves it alone" test -f "$not_ours/file"
 rm -rf "$not_ours"
+
+echo "# replication and pgbouncer"
+if start_cluster R --watch-pid $$ --replication; then
+    pass "a cluster with --replication starts"
+    S_OUT=$("$PGT" start-standby "$R_FW_PG_DIR" --watch-pid $$ 2>/dev/null) && pass "start-standby" || fail "start-standby"
+    S_DIR=$(sed -n 's/^FW_PG_DIR=//p' <<< "$S_OUT"); S_SOCK=$(sed -n 's/^FW_PG_SOCKET_DIR=//p' <<< "$S_OUT")
+    S_PORT=$(sed -n 's/^FW_PG_PORT=//p' <<< "$S_OUT")
+    TO_STOP+=("$S_DIR")
+    check_eq "the standby is in recovery" t \
+        "$(psql -X -At -h "$S_SOCK" -p "$S_PORT" -U fw_trust -d fraiseql_test -c 'select pg_is_in_recovery()' 2>&1)"
+    check_eq "the standby has the fixtures" 1000 \
+        "$(psql -X -At -h "$S_SOCK" -p "$S_PORT" -U fw_trust -d fraiseql_test -c 'select count(*) from v_user' 2>&1)"
+    B_OUT=$("$PGT" start-pgbouncer "$R_FW_PG_DIR" --mode transaction --watch-pid $$ 2>/dev/null) &&
+        pass "start-pgbouncer" || fail "start-pgbouncer"
+    B_DIR=$(sed -n 's/^FW_PGB_DIR=//p' <<< "$B_OUT"); B_PORT=$(sed -n 's/^FW_PGB_PORT=//p' <<< "$B_OUT")
+    TO_STOP+=("$B_DIR")
+    check_eq "pgbouncer reaches the cluster" 1000 \
+        "$(psql -X -At "host=127.0.0.1 port=$B_PORT user=fw_trust dbname=fraiseql_test" -c 'select count(*) from v_user' 2>&1)"
+    B_PID=$(cat "$B_DIR/pgbouncer.pid")
+    check "stop pgbouncer" "$PGT" stop "$B_DIR"
+    check_fails "pgbouncer is gone" proc_alive "$B_PID"
+    check "stop the standby" "$PGT" stop "$S_DIR"
+else
+    fail "a cluster with --replication starts"
+fi
 
 echo "# watchdog"
 sleep 300 &

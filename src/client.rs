@@ -181,7 +181,9 @@ impl Client {
         let json_filters = query.json_filters().to_vec();
         // The usual case, an idle pooled connection on a plain socket: the query starts on
         // this thread (see `Reader::run_inline`); a small result is read here whole.
-        let mut pooled = self.pool.take();
+        // With target_session_attrs, a pooled session is checked again first (its host may
+        // have changed role since); one that no longer qualifies is closed.
+        let mut pooled = self.pool.take().and_then(|c| c.requalify(&self.config));
         if pooled.as_ref().is_some_and(Connection::is_plain) {
             runtime::handle()?;
             let conn = pooled.take().expect("checked above");

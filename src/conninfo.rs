@@ -181,6 +181,94 @@ impl FromStr for ChannelBindingMode {
     }
 }
 
+/// The `target_session_attrs` connection option: which servers of the host list qualify
+/// (libpq 14+ semantics; see `connection::select`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TargetSessionAttrs {
+    /// Any server (the default).
+    #[default]
+    Any,
+    /// A session that accepts writes: `default_transaction_read_only` and `in_hot_standby`
+    /// both off (else `SHOW transaction_read_only` is `off`).
+    ReadWrite,
+    /// A read-only session: the opposite of `ReadWrite`.
+    ReadOnly,
+    /// A server not in hot standby (`in_hot_standby` off, else `pg_is_in_recovery()` false).
+    Primary,
+    /// A server in hot standby.
+    Standby,
+    /// A standby if any host is one, else any server (a second pass over the hosts).
+    PreferStandby,
+}
+
+impl TargetSessionAttrs {
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetSessionAttrs::Any => "any",
+            TargetSessionAttrs::ReadWrite => "read-write",
+            TargetSessionAttrs::ReadOnly => "read-only",
+            TargetSessionAttrs::Primary => "primary",
+            TargetSessionAttrs::Standby => "standby",
+            TargetSessionAttrs::PreferStandby => "prefer-standby",
+        }
+    }
+}
+
+impl fmt::Display for TargetSessionAttrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TargetSessionAttrs {
+    type Err = ConnInfoError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "any" => TargetSessionAttrs::Any,
+            "read-write" => TargetSessionAttrs::ReadWrite,
+            "read-only" => TargetSessionAttrs::ReadOnly,
+            "primary" => TargetSessionAttrs::Primary,
+            "standby" => TargetSessionAttrs::Standby,
+            "prefer-standby" => TargetSessionAttrs::PreferStandby,
+            _ => return Err(err(format!("invalid target_session_attrs value: \"{s}\""))),
+        })
+    }
+}
+
+/// The `load_balance_hosts` connection option (libpq 16).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadBalanceHosts {
+    /// Try the hosts in the order given (the default).
+    #[default]
+    Disable,
+    /// Shuffle the hosts for each new connection, then each host's addresses.
+    Random,
+}
+
+impl LoadBalanceHosts {
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBalanceHosts::Disable => "disable",
+            LoadBalanceHosts::Random => "random",
+        }
+    }
+}
+
+impl FromStr for LoadBalanceHosts {
+    type Err = ConnInfoError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "disable" => LoadBalanceHosts::Disable,
+            "random" => LoadBalanceHosts::Random,
+            _ => return Err(err(format!("invalid load_balance_hosts value: \"{s}\""))),
+        })
+    }
+}
+
 /// One server to try.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Host {
@@ -250,8 +338,13 @@ pub struct ConnConfig {
     pub keepalives_interval: Option<Duration>,
     /// `keepalives_count` (negative values become 0, as libpq).
     pub keepalives_count: Option<u32>,
-    /// `target_session_attrs`; only `"any"` is accepted for now.
-    pub target_session_attrs: Option<String>,
+    /// `tcp_user_timeout`: how long transmitted data may stay unacknowledged before the
+    /// kernel closes the connection (`TCP_USER_TIMEOUT`); `None` leaves the system default.
+    pub tcp_user_timeout: Option<Duration>,
+    /// `target_session_attrs`: which servers qualify.
+    pub target_session_attrs: TargetSessionAttrs,
+    /// `load_balance_hosts`: the order in which hosts are tried.
+    pub load_balance_hosts: LoadBalanceHosts,
     /// Channel binding policy for SCRAM authentication.
     pub channel_binding: ChannelBindingMode,
 }
@@ -295,7 +388,9 @@ const KEYWORDS: &[(&str, Option<&str>)] = &[
     ("keepalives_idle", None),
     ("keepalives_interval", None),
     ("keepalives_count", None),
+    ("tcp_user_timeout", None),
     ("target_session_attrs", Some("PGTARGETSESSIONATTRS")),
+    ("load_balance_hosts", Some("PGLOADBALANCEHOSTS")),
     ("gssencmode", Some("PGGSSENCMODE")),
     ("channel_binding", Some("PGCHANNELBINDING")),
     ("krbsrvname", Some("PGKRBSRVNAME")),
@@ -310,8 +405,6 @@ const UNSUPPORTED_KEYWORDS: &[&str] = &[
     "requiressl",
     "requirepeer",
     "require_auth",
-    "load_balance_hosts",
-    "tcp_user_timeout",
     "sslpassword",
     "sslcrl",
     "sslcrldir",
@@ -878,16 +971,12 @@ fn resolve(
     };
 
     let target_session_attrs = match p.get("target_session_attrs") {
-        None => None,
-        Some(v) => match v.as_str() {
-            "any" => Some(v),
-            "read-write" | "read-only" | "primary" | "standby" | "prefer-standby" => {
-                return Err(err(format!(
-                    "target_session_attrs value \"{v}\" is not supported (only \"any\" is)"
-                )))
-            }
-            _ => return Err(err(format!("invalid target_session_attrs value: \"{v}\""))),
-        },
+        None => TargetSessionAttrs::Any,
+        Some(v) => v.parse::<TargetSessionAttrs>()?,
+    };
+    let load_balance_hosts = match p.get("load_balance_hosts") {
+        None => LoadBalanceHosts::Disable,
+        Some(v) => v.parse::<LoadBalanceHosts>()?,
     };
 
     let connect_timeout = match p.get("connect_timeout") {
@@ -913,6 +1002,11 @@ fn resolve(
     let keepalives_count = p
         .get("keepalives_count")
         .map(|v| parse_int(&v, "keepalives_count").map(|n| n.max(0) as u32))
+        .transpose()?;
+    // Milliseconds; negative values become 0 (the system default), as in libpq.
+    let tcp_user_timeout = p
+        .get("tcp_user_timeout")
+        .map(|v| parse_int(&v, "tcp_user_timeout").map(|n| Duration::from_millis(n.max(0) as u64)))
         .transpose()?;
 
     let sslsni = match p.get("sslsni").as_deref() {
@@ -974,7 +1068,9 @@ fn resolve(
         keepalives_idle,
         keepalives_interval,
         keepalives_count,
+        tcp_user_timeout,
         target_session_attrs,
+        load_balance_hosts,
         channel_binding,
     })
 }
@@ -1317,7 +1413,9 @@ impl fmt::Debug for ConnConfig {
             keepalives_idle,
             keepalives_interval,
             keepalives_count,
+            tcp_user_timeout,
             target_session_attrs,
+            load_balance_hosts,
             channel_binding,
         } = self;
         f.debug_struct("ConnConfig")
@@ -1338,7 +1436,9 @@ impl fmt::Debug for ConnConfig {
             .field("keepalives_idle", keepalives_idle)
             .field("keepalives_interval", keepalives_interval)
             .field("keepalives_count", keepalives_count)
+            .field("tcp_user_timeout", tcp_user_timeout)
             .field("target_session_attrs", target_session_attrs)
+            .field("load_balance_hosts", load_balance_hosts)
             .field("channel_binding", channel_binding)
             .finish()
     }
@@ -1412,7 +1512,9 @@ mod tests {
         assert_eq!(c.keepalives_idle, None);
         assert_eq!(c.keepalives_interval, None);
         assert_eq!(c.keepalives_count, None);
-        assert_eq!(c.target_session_attrs, None);
+        assert_eq!(c.target_session_attrs, TargetSessionAttrs::Any);
+        assert_eq!(c.load_balance_hosts, LoadBalanceHosts::Disable);
+        assert_eq!(c.tcp_user_timeout, None);
         assert_eq!(c.channel_binding, ChannelBindingMode::Prefer);
         assert_eq!(ok("   \t\n "), c);
         assert_eq!(ok("postgresql://"), c);
@@ -1922,27 +2024,62 @@ mod tests {
 
     #[test]
     fn target_session_attrs() {
-        assert_eq!(
-            ok("target_session_attrs=any")
-                .target_session_attrs
-                .as_deref(),
-            Some("any")
-        );
-        for v in [
-            "read-write",
-            "read-only",
-            "primary",
-            "standby",
-            "prefer-standby",
+        use TargetSessionAttrs as T;
+        for (v, want) in [
+            ("any", T::Any),
+            ("read-write", T::ReadWrite),
+            ("read-only", T::ReadOnly),
+            ("primary", T::Primary),
+            ("standby", T::Standby),
+            ("prefer-standby", T::PreferStandby),
         ] {
-            assert_eq!(
-                fail(&format!("target_session_attrs={v}")),
-                format!("target_session_attrs value \"{v}\" is not supported (only \"any\" is)")
-            );
+            let c = ok(&format!("target_session_attrs={v}"));
+            assert_eq!(c.target_session_attrs, want);
+            assert_eq!(want.as_str(), v);
+            let c = parse_env("", &env_of(&[("PGTARGETSESSIONATTRS", v)])).unwrap();
+            assert_eq!(c.target_session_attrs, want, "from PGTARGETSESSIONATTRS");
         }
         assert_eq!(
             fail("target_session_attrs=bogus"),
             "invalid target_session_attrs value: \"bogus\""
+        );
+        assert_eq!(
+            fail("target_session_attrs=Primary"),
+            "invalid target_session_attrs value: \"Primary\""
+        );
+    }
+
+    #[test]
+    fn load_balance_hosts() {
+        assert_eq!(
+            ok("load_balance_hosts=random").load_balance_hosts,
+            LoadBalanceHosts::Random
+        );
+        assert_eq!(
+            ok("load_balance_hosts=disable").load_balance_hosts,
+            LoadBalanceHosts::Disable
+        );
+        let c = parse_env("", &env_of(&[("PGLOADBALANCEHOSTS", "random")])).unwrap();
+        assert_eq!(c.load_balance_hosts, LoadBalanceHosts::Random);
+        assert_eq!(
+            fail("load_balance_hosts=yes"),
+            "invalid load_balance_hosts value: \"yes\""
+        );
+    }
+
+    #[test]
+    fn tcp_user_timeout() {
+        assert_eq!(
+            ok("tcp_user_timeout=1500").tcp_user_timeout,
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            ok("tcp_user_timeout=-5").tcp_user_timeout,
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            fail("tcp_user_timeout=1s"),
+            "invalid integer value \"1s\" for connection option \"tcp_user_timeout\""
         );
     }
 
@@ -2029,7 +2166,7 @@ mod tests {
         assert_eq!(c.sslrootcert, Some(PathBuf::from("/r.pem")));
         assert_eq!(c.sslcert, Some(PathBuf::from("/c.pem")));
         assert_eq!(c.sslkey, Some(PathBuf::from("/k.pem")));
-        assert_eq!(c.target_session_attrs.as_deref(), Some("any"));
+        assert_eq!(c.target_session_attrs, TargetSessionAttrs::Any);
         assert_eq!(c.channel_binding, ChannelBindingMode::Require);
 
         let c = parse_env("", &env_of(&[("PGHOSTADDR", "127.0.0.1")])).unwrap();

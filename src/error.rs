@@ -135,6 +135,18 @@ impl Error {
         Error::new(ErrorKind::Protocol, message)
     }
     pub fn io(context: &str, err: &std::io::Error) -> Error {
+        // A TLS failure on an established connection (an alert from the server after the
+        // handshake, a corrupt record) comes as an I/O error wrapping rustls' error: say what
+        // it means instead of rustls' names.
+        if let Some(tls) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            return Error::new(
+                ErrorKind::Io,
+                format!("{context}: {}", crate::connection::tls::rustls_problem(tls)),
+            );
+        }
         Error::new(ErrorKind::Io, format!("{context}: {err}"))
     }
     pub fn state(message: impl Into<String>) -> Error {

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod select;
 pub(crate) mod tls;
 pub mod transport;
 
@@ -18,7 +19,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::conninfo::{ConnConfig, Host, SslMode};
+use crate::conninfo::{ConnConfig, Host, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 use crate::error::{Error, ErrorKind, Result, ServerError};
 pub use auth::Mechanism;
 pub use cancel::{CancelTarget, CancelToken};
@@ -42,6 +43,16 @@ pub struct Connection {
     /// ([`Connection::connect_inline`]): `send` and `read_more` then block on the socket
     /// instead of waiting on the runtime. The deadline is the host's `connect_timeout`.
     inline: Option<InlineOpen>,
+    /// The host of the connection string this connection went to (its index in
+    /// `ConnConfig::hosts`, which the pool keys connections by).
+    pub(crate) host: usize,
+    /// `host:port` or the socket path, for messages.
+    pub(crate) host_label: String,
+    /// What the server told of the session's attributes (`target_session_attrs`).
+    pub(crate) session: select::SessionState,
+    /// The pass of the host list in which the session qualified (prefer-standby's second
+    /// pass accepts any server).
+    pub(crate) pass: select::Pass,
 }
 
 /// See [`Connection::inline`].
@@ -205,7 +216,6 @@ impl Connection {
     /// sockets; writing to a TLS socket needs the runtime), then the socket.
     pub(crate) fn close(self) {
         if let Some(sock) = self.transport.plain_socket() {
-            const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
             let _ = sock.send_with_flags(&TERMINATE, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
         }
     }
@@ -363,35 +373,32 @@ impl Connection {
     /// runtime's: the future is polled once, and every wait in it blocks in poll(2) instead
     /// of returning `Pending` (see [`Connection::inline`]).
     pub(crate) fn connect_inline(config: &ConnConfig) -> Result<Connection> {
-        use std::future::Future;
-        let mut attempt = std::pin::pin!(Self::connect_with(config, true));
-        // Nothing ever wakes it: every step completes within this one poll.
-        struct NoWake;
-        impl std::task::Wake for NoWake {
-            fn wake(self: std::sync::Arc<Self>) {}
-        }
-        let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
-        let mut cx = std::task::Context::from_waker(&waker);
-        match attempt.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(r) => r,
-            std::task::Poll::Pending => Err(Error::new(
-                ErrorKind::Panic,
-                "internal: a connection step on the calling thread would have waited",
-            )),
-        }
+        poll_once(Self::connect_with(config, true))
     }
 
+    /// libpq's connection loop (the decisions are in [`select`]): the hosts in order, or
+    /// shuffled with `load_balance_hosts=random`; a host that cannot be reached, cannot accept
+    /// connections now (57P03), or whose session does not have the `target_session_attrs`
+    /// asked for is skipped; prefer-standby goes over the hosts twice. `connect_timeout`
+    /// applies to each attempt, the attribute check included.
     async fn connect_with(config: &ConnConfig, inline: bool) -> Result<Connection> {
-        let mut failures = Vec::new();
-        for (index, (host, port)) in config.hosts.iter().enumerate() {
+        let want = config.target_session_attrs;
+        let order = select::host_order(
+            config.hosts.len(),
+            config.load_balance_hosts,
+            &mut random_pick(),
+        );
+        let mut skipped = Vec::new();
+        for (pass, index) in select::attempts(want, &order) {
+            let (host, port) = &config.hosts[index];
             let res = if inline {
                 let open = InlineOpen {
                     deadline: config.connect_timeout.map(|t| Instant::now() + t),
                     timeout: config.connect_timeout,
                 };
-                Self::connect_host_inline(config, index, host, *port, open).await
+                Self::attempt_inline(config, index, host, *port, open, pass).await
             } else {
-                let attempt = Self::connect_host(config, index, host, *port);
+                let attempt = Self::attempt(config, index, host, *port, pass);
                 match config.connect_timeout {
                     Some(t) => match tokio::time::timeout(t, attempt).await {
                         Ok(r) => r,
@@ -400,27 +407,174 @@ impl Connection {
                     None => attempt.await,
                 }
             };
-            match res {
-                Ok(c) => {
+            let reason = match res {
+                Ok(Ok(mut c)) => {
+                    c.host = index;
+                    c.pass = pass;
+                    c.host_label = describe_host(host, *port);
                     crate::metrics::connection_created(c.kind().label());
                     return Ok(c);
                 }
-                // Only an unreachable host moves on to the next one (as libpq does).
-                Err(e) if e.kind() == ErrorKind::Connect && e.server_error().is_none() => {
-                    failures.push(format!("{}: {}", describe_host(host, *port), e.message()))
-                }
+                Ok(Err(rejection)) => rejection.to_string(),
+                Err(e) if select::moves_on(&e) => e.to_string(),
                 Err(e) => {
                     crate::metrics::connection_error(&e);
                     return Err(e);
                 }
-            }
+            };
+            skipped.push(select::Skipped {
+                host: describe_host(host, *port),
+                pass,
+                reason,
+            });
         }
-        let e = Error::new(
-            ErrorKind::Connect,
-            format!("could not connect to the server: {}", failures.join("; ")),
-        );
+        let e = select::no_host(want, &skipped);
         crate::metrics::connection_error(&e);
         Err(e)
+    }
+
+    /// One host on the runtime: connect, start the session, check its attributes. A session
+    /// that does not qualify is closed and its rejection returned.
+    async fn attempt(
+        config: &ConnConfig,
+        index: usize,
+        host: &Host,
+        port: u16,
+        pass: select::Pass,
+    ) -> Result<std::result::Result<Connection, select::Rejection>> {
+        let mut conn = Self::connect_host(config, index, host, port).await?;
+        match conn.check_target(config.target_session_attrs, pass).await? {
+            None => Ok(Ok(conn)),
+            Some(r) => {
+                // Politely, as libpq: a Terminate message before closing (`close` writes it
+                // on plain sockets itself; TLS needs the runtime).
+                if !conn.is_plain() {
+                    let _ = conn.send(&TERMINATE).await;
+                }
+                conn.close();
+                Ok(Err(r))
+            }
+        }
+    }
+
+    /// [`Connection::attempt`] on the calling thread, within `open`'s deadline.
+    async fn attempt_inline(
+        config: &ConnConfig,
+        index: usize,
+        host: &Host,
+        port: u16,
+        open: InlineOpen,
+        pass: select::Pass,
+    ) -> Result<std::result::Result<Connection, select::Rejection>> {
+        let mut conn = Self::connect_host_inline(config, index, host, port, open).await?;
+        let checked = conn.check_target(config.target_session_attrs, pass).await?;
+        conn.inline = None;
+        match checked {
+            None => Ok(Ok(conn)),
+            Some(r) => {
+                conn.close();
+                Ok(Err(r))
+            }
+        }
+    }
+
+    /// A pooled connection, checked again before a new stream uses it when the client asks
+    /// for particular session attributes: a host's role changes (a standby is promoted, a
+    /// primary is demoted or made read-only), and a pooled session must not outlive that.
+    /// One round trip: an empty query, whose ReadyForQuery the server precedes with the
+    /// changed `in_hot_standby`/`default_transaction_read_only` (PostgreSQL 14+), or else the
+    /// check queries again. `None` (the connection closed) when it no longer qualifies or does
+    /// not answer; the caller then opens a new connection through host selection. With
+    /// `target_session_attrs=any` (and a prefer-standby session taken in the second pass)
+    /// there is nothing to check and no round trip.
+    pub(crate) fn requalify(mut self, config: &ConnConfig) -> Option<Connection> {
+        let want = config.target_session_attrs;
+        if want == TargetSessionAttrs::Any || self.pass == select::Pass::Second {
+            return Some(self);
+        }
+        let outcome = if self.is_plain() {
+            self.inline = Some(InlineOpen {
+                deadline: config.connect_timeout.map(|t| Instant::now() + t),
+                timeout: config.connect_timeout,
+            });
+            let outcome = poll_once(self.recheck(want));
+            self.inline = None;
+            outcome.map(|ok| ok.then_some(self))
+        } else {
+            crate::runtime::block_on(async move {
+                let ok = self.recheck(want).await?;
+                Ok(ok.then_some(self))
+            })
+        };
+        match outcome {
+            Ok(Some(c)) => Some(c),
+            Ok(None) => None,
+            Err(e) => {
+                crate::log::debug(format!(
+                    "a pooled connection failed its session check and is dropped: {e}"
+                ));
+                None
+            }
+        }
+    }
+
+    async fn recheck(&mut self, want: TargetSessionAttrs) -> Result<bool> {
+        self.session.forget_answers();
+        if self.session.reported {
+            self.simple_query_value("").await?;
+        }
+        Ok(self.check_target(want, self.pass).await?.is_none())
+    }
+
+    /// Whether the session has the attributes asked for (`None`) or why not, asking the
+    /// server when it did not report them (see [`select::check`]).
+    pub(crate) async fn check_target(
+        &mut self,
+        want: TargetSessionAttrs,
+        pass: select::Pass,
+    ) -> Result<Option<select::Rejection>> {
+        loop {
+            match select::check(want, pass, self.session) {
+                select::Check::Accept => return Ok(None),
+                select::Check::Reject(r) => return Ok(Some(r)),
+                select::Check::Ask(q) => match self.simple_query_value(q.sql()).await? {
+                    Some(value) => self.session.answer(q, &value),
+                    None => return Ok(Some(select::Rejection::CheckFailed(q))),
+                },
+            }
+        }
+    }
+
+    /// Run `sql` with the simple query protocol and return the first column of its first row
+    /// as text; `None` when the server answered with an error (or no row). ParameterStatus
+    /// messages on the way are recorded. An empty `sql` is a round trip that only collects
+    /// the ParameterStatus changes the server reports before ReadyForQuery.
+    pub(crate) async fn simple_query_value(&mut self, sql: &str) -> Result<Option<String>> {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out)
+            .map_err(|e| Error::invalid(format!("invalid query: {e}")))?;
+        self.send(&out).await?;
+        let mut value = None;
+        let mut failed = false;
+        loop {
+            match self.read_message().await? {
+                Message::DataRow(row) if value.is_none() => {
+                    let mut ranges = row.ranges();
+                    use fallible_iterator::FallibleIterator;
+                    if let Ok(Some(Some(r))) = ranges.next() {
+                        value = Some(String::from_utf8_lossy(&row.buffer()[r]).into_owned());
+                    }
+                }
+                Message::ErrorResponse(_) => failed = true,
+                Message::ParameterStatus(p) => {
+                    if let (Ok(name), Ok(v)) = (p.name(), p.value()) {
+                        self.session.parameter(name, v);
+                    }
+                }
+                Message::ReadyForQuery(_) => return Ok(if failed { None } else { value }),
+                _ => {}
+            }
+        }
     }
 
     async fn connect_host(
@@ -480,7 +634,6 @@ impl Connection {
         let mut conn = Connection::new(Transport::Detached(socket), target);
         conn.inline = Some(open);
         conn.startup(config).await?;
-        conn.inline = None;
         Ok(conn)
     }
 
@@ -498,6 +651,10 @@ impl Connection {
             created: Instant::now(),
             answer_time: None,
             inline: None,
+            host: 0,
+            host_label: String::new(),
+            session: select::SessionState::default(),
+            pass: select::Pass::First,
         }
     }
 
@@ -616,7 +773,12 @@ impl Connection {
                     self.cancel.process_id = k.process_id();
                     self.cancel.secret_key = k.secret_key();
                 }
-                Message::ParameterStatus(_) | Message::NoticeResponse(_) => {}
+                Message::ParameterStatus(p) => {
+                    if let (Ok(name), Ok(value)) = (p.name(), p.value()) {
+                        self.session.parameter(name, value);
+                    }
+                }
+                Message::NoticeResponse(_) => {}
                 Message::ReadyForQuery(_) => return Ok(()),
                 Message::ErrorResponse(body) => return Err(startup_error(body)),
                 _ => {
@@ -660,15 +822,16 @@ async fn tcp_connect(
     port: u16,
 ) -> Result<(TcpStream, std::net::SocketAddr)> {
     let lookup = &lookup_name(config, index, name);
-    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((lookup.as_str(), port))
+    let mut addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((lookup.as_str(), port))
         .await
         .map_err(|e| unresolved(lookup, &e))?
         .collect();
+    order_addresses(config, &mut addrs);
     let mut last = None;
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => {
-                tune_tcp(config, socket2::SockRef::from(&s));
+                tune_tcp(config, socket2::SockRef::from(&s))?;
                 return Ok((s, addr));
             }
             Err(e) => last = Some(format!("could not connect to {addr}: {e}")),
@@ -691,11 +854,63 @@ fn unresolved(lookup: &str, e: &std::io::Error) -> Error {
     )
 }
 
-/// TCP_NODELAY, and keepalives unless `keepalives=0`.
-fn tune_tcp(config: &ConnConfig, sock: socket2::SockRef<'_>) {
+/// TCP_NODELAY; keepalives unless `keepalives=0`, with `keepalives_idle`,
+/// `keepalives_interval` and `keepalives_count` when given (0 leaves the system default);
+/// `tcp_user_timeout` when given. A setting the kernel refuses fails the connection, as in
+/// libpq.
+fn tune_tcp(config: &ConnConfig, sock: socket2::SockRef<'_>) -> Result<()> {
+    let failed = |what: &str, e: std::io::Error| {
+        Error::new(
+            ErrorKind::Connect,
+            format!("could not set {what} on the socket: {e}"),
+        )
+    };
     let _ = sock.set_nodelay(true);
     if config.keepalives {
-        let _ = sock.set_keepalive(true);
+        let mut ka = socket2::TcpKeepalive::new();
+        if let Some(t) = config.keepalives_idle.filter(|t| !t.is_zero()) {
+            ka = ka.with_time(t);
+        }
+        if let Some(t) = config.keepalives_interval.filter(|t| !t.is_zero()) {
+            ka = ka.with_interval(t);
+        }
+        if let Some(n) = config.keepalives_count.filter(|n| *n > 0) {
+            ka = ka.with_retries(n);
+        }
+        sock.set_tcp_keepalive(&ka)
+            .map_err(|e| failed("the keepalive options (keepalives_*)", e))?;
+    } else {
+        sock.set_keepalive(false)
+            .map_err(|e| failed("SO_KEEPALIVE", e))?;
+    }
+    if let Some(t) = config.tcp_user_timeout {
+        sock.set_tcp_user_timeout((!t.is_zero()).then_some(t))
+            .map_err(|e| failed("TCP_USER_TIMEOUT (tcp_user_timeout)", e))?;
+    }
+    Ok(())
+}
+
+/// A source of uniform picks in `0..=i` for [`select::shuffle`]: xorshift64* seeded from the
+/// standard library's per-process random hash keys (enough to spread connections; nothing
+/// here needs to be unpredictable).
+fn random_pick() -> impl FnMut(usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let mut state = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        | 1;
+    move |i| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) % (i as u64 + 1)) as usize
+    }
+}
+
+/// libpq 16 shuffles each host's addresses too under `load_balance_hosts=random`.
+fn order_addresses(config: &ConnConfig, addrs: &mut [std::net::SocketAddr]) {
+    if config.load_balance_hosts == LoadBalanceHosts::Random {
+        select::shuffle(addrs, &mut random_pick());
     }
 }
 
@@ -716,10 +931,11 @@ fn tcp_connect_blocking(
 ) -> Result<(std::net::TcpStream, std::net::SocketAddr)> {
     use std::net::ToSocketAddrs;
     let lookup = &lookup_name(config, index, name);
-    let addrs: Vec<std::net::SocketAddr> = (lookup.as_str(), port)
+    let mut addrs: Vec<std::net::SocketAddr> = (lookup.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| unresolved(lookup, &e))?
         .collect();
+    order_addresses(config, &mut addrs);
     let mut last = None;
     for addr in addrs {
         let connected = match open.left() {
@@ -729,7 +945,7 @@ fn tcp_connect_blocking(
         };
         match connected {
             Ok(s) => {
-                tune_tcp(config, socket2::SockRef::from(&s));
+                tune_tcp(config, socket2::SockRef::from(&s))?;
                 return Ok((s, addr));
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut && open.deadline.is_some() => {
@@ -761,6 +977,31 @@ async fn negotiate_tls(
         Ok(Transport::Tcp(s))
     }
 }
+
+/// Run a connection step on the caller's thread: the future is polled once, and every wait in
+/// it blocks in poll(2) instead of returning `Pending` (see [`Connection::inline`]), so
+/// nothing ever needs to wake it.
+fn poll_once<T>(step: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    struct NoWake;
+    impl std::task::Wake for NoWake {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let mut step = std::pin::pin!(step);
+    let waker = std::task::Waker::from(std::sync::Arc::new(NoWake));
+    match step
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(&waker))
+    {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => Err(Error::new(
+            ErrorKind::Panic,
+            "internal: a connection step on the calling thread would have waited",
+        )),
+    }
+}
+
+/// The Terminate message.
+const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 
 /// How long a connection may sit idle in a client's pool before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName, UnixTime};
@@ -92,18 +91,18 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore> {
+fn load_roots(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>)> {
     let what = "root certificate file";
     let certs = read_certs(path, what)?;
     let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    let (added, _ignored) = roots.add_parsable_certificates(certs.iter().cloned());
     if added == 0 {
         return Err(tls_err(format!(
             "{what} \"{}\" contains no usable certificate",
             path.display()
         )));
     }
-    Ok(roots)
+    Ok((roots, certs))
 }
 
 fn system_roots_file() -> Result<PathBuf> {
@@ -202,12 +201,285 @@ fn client_identity(
 /// unverified modes), roots mean "the chain must lead to one of them", plus the host name for
 /// `verify-full`. The handshake signatures are always verified, so the peer has to hold the
 /// private key of the certificate it presented (which is what channel binding relies on).
+///
+/// The chain is checked by webpki (rustls' `verify_server_cert_signed_by_trust_anchor`, the
+/// chain half of `WebPkiServerVerifier`), the host name by libpq's rules ([`check_host_name`]):
+/// `WebPkiServerVerifier` itself is not used because its name check follows RFC 6125 without
+/// libpq's fallback to the subject CN, so certificates libpq accepts would be refused.
+///
+/// One chain result is overruled: webpki refuses a server certificate with `CA:TRUE`
+/// (`CaUsedAsEndEntity`), which is what `openssl req -x509` makes and what PostgreSQL's
+/// documentation recommends for a self-signed server certificate, copied by the client to
+/// `root.crt`. OpenSSL (and so libpq) accepts it when the certificate is itself trusted: the
+/// chain is that one certificate. The same holds here, only when the server's certificate is
+/// byte for byte one of the configured roots: webpki has already checked its validity dates
+/// (they come before the CA check), the handshake signature proves the server holds its key,
+/// and the purpose checks OpenSSL applies to a server certificate are repeated
+/// ([`self_signed_purpose`]). A `CA:TRUE` certificate that is not itself a root stays refused
+/// (OpenSSL would accept it when a root signed it: a difference, stricter).
 #[derive(Debug)]
 struct PgVerifier {
-    roots: Option<Arc<RootCertStore>>,
-    /// verify-full: chain and host name, done by rustls' own verifier.
-    full: Option<Arc<WebPkiServerVerifier>>,
+    roots: Option<Roots>,
+    /// verify-full: the host name is checked too.
+    verify_name: bool,
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// The trusted roots, as a store for webpki and as the certificates themselves (to recognise a
+/// server certificate that is one of them).
+#[derive(Debug)]
+struct Roots {
+    store: Arc<RootCertStore>,
+    certs: Vec<CertificateDer<'static>>,
+}
+
+fn cert_problem(problem: CertProblem) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+        problem,
+    ))))
+}
+
+/// A verification failure found by our own checks (not webpki's), with its message for people.
+#[derive(Debug)]
+enum CertProblem {
+    /// libpq's wording: the first name found, how many others, the host name.
+    NameMismatch {
+        first: String,
+        others: usize,
+        host: String,
+    },
+    /// No subjectAltName DNS/IP entry and no CN to check.
+    NoName { host: String },
+    /// A name that cannot be compared (libpq refuses these too).
+    BadName(String),
+    /// The certificate is one of the roots but not usable by a TLS server.
+    Purpose(String),
+    /// The certificate could not be parsed for the name check.
+    Unparsable(String),
+}
+
+impl std::fmt::Display for CertProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CertProblem::NameMismatch {
+                first,
+                others: 0,
+                host,
+            } => write!(
+                f,
+                "host name check (sslmode=verify-full): the server certificate for \"{first}\" \
+                 does not match host name \"{host}\""
+            ),
+            CertProblem::NameMismatch {
+                first,
+                others,
+                host,
+            } => write!(
+                f,
+                "host name check (sslmode=verify-full): the server certificate for \"{first}\" \
+                 (and {others} other name{}) does not match host name \"{host}\"",
+                if *others == 1 { "" } else { "s" }
+            ),
+            CertProblem::NoName { host } => write!(
+                f,
+                "host name check (sslmode=verify-full): the server certificate has no \
+                 subjectAltName DNS or IP entry and no common name to compare with host name \
+                 \"{host}\""
+            ),
+            CertProblem::BadName(m) | CertProblem::Purpose(m) | CertProblem::Unparsable(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl std::error::Error for CertProblem {}
+
+/// libpq's `wildcard_certificate_match`: `*.rest` matches `label.rest` (case-insensitively),
+/// where the label has no dot.
+fn wildcard_matches(pattern: &str, host: &str) -> bool {
+    let Some(suffix) = pattern.strip_prefix('*') else {
+        return false;
+    };
+    if pattern.len() < 3 || !suffix.starts_with('.') || pattern.len() > host.len() {
+        return false;
+    }
+    let cut = host.len() - suffix.len();
+    host.is_char_boundary(cut)
+        && host[cut..].eq_ignore_ascii_case(suffix)
+        && !host[..cut].contains('.')
+}
+
+/// libpq's `pq_verify_peer_name_matches_certificate_name`: the whole name, case-insensitively,
+/// or a wildcard. A name with an embedded NUL is refused.
+fn name_matches(name: &str, host: &str) -> std::result::Result<bool, CertProblem> {
+    if name.contains('\0') {
+        return Err(CertProblem::BadName(
+            "host name check (sslmode=verify-full): the server certificate's name contains an \
+             embedded NUL"
+                .into(),
+        ));
+    }
+    Ok(name.eq_ignore_ascii_case(host) || wildcard_matches(name, host))
+}
+
+/// The host name check of libpq 15 and later (`verify-full`), on the server's certificate:
+///
+/// * every subjectAltName `dNSName` is compared with the host name as a string (exactly, or as
+///   a `*.` wildcard for one label), and every `iPAddress` with the host when it is an IP
+///   address (IPv4 with IPv4, IPv6 with IPv6, byte for byte);
+/// * the subject's first common name is compared like a `dNSName`, but only when there is no
+///   subjectAltName entry of the host's kind (`dNSName` for a host name, `iPAddress` for an IP
+///   address);
+/// * an `iPAddress` entry that is neither 4 nor 16 bytes long, or a name with an embedded NUL,
+///   fails the check.
+fn check_host_name(cert_der: &[u8], host: &str) -> std::result::Result<(), CertProblem> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| {
+        CertProblem::Unparsable(format!(
+            "host name check (sslmode=verify-full): could not read the server certificate: {e}"
+        ))
+    })?;
+    let host_ip: Option<IpAddr> = host.parse().ok();
+    let mut examined = 0usize;
+    let mut first: Option<String> = None;
+    let mut check_cn = true;
+    let san = cert.subject_alternative_name().map_err(|e| {
+        CertProblem::Unparsable(format!(
+            "host name check (sslmode=verify-full): could not read the server certificate's \
+             subjectAltName: {e}"
+        ))
+    })?;
+    for name in san.iter().flat_map(|s| s.value.general_names.iter()) {
+        let (matched, shown) = match name {
+            GeneralName::DNSName(n) => {
+                if host_ip.is_none() {
+                    check_cn = false;
+                }
+                (name_matches(n, host)?, (*n).to_string())
+            }
+            GeneralName::IPAddress(bytes) => {
+                if host_ip.is_some() {
+                    check_cn = false;
+                }
+                let addr = match bytes.len() {
+                    4 => IpAddr::from(<[u8; 4]>::try_from(*bytes).expect("4 bytes")),
+                    16 => IpAddr::from(<[u8; 16]>::try_from(*bytes).expect("16 bytes")),
+                    n => {
+                        return Err(CertProblem::BadName(format!(
+                            "host name check (sslmode=verify-full): the server certificate \
+                             contains an IP address entry of invalid length {n}"
+                        )))
+                    }
+                };
+                (host_ip == Some(addr), addr.to_string())
+            }
+            _ => continue,
+        };
+        examined += 1;
+        if matched {
+            return Ok(());
+        }
+        first.get_or_insert(shown);
+    }
+    if check_cn {
+        if let Some(cn) = cert.subject().iter_common_name().next() {
+            examined += 1;
+            let cn = cn.as_str().map_err(|_| {
+                CertProblem::BadName(
+                    "host name check (sslmode=verify-full): the server certificate's common \
+                     name is not a readable string"
+                        .into(),
+                )
+            })?;
+            if name_matches(cn, host)? {
+                return Ok(());
+            }
+            first.get_or_insert(cn.to_string());
+        }
+    }
+    match first {
+        Some(first) => Err(CertProblem::NameMismatch {
+            first,
+            others: examined - 1,
+            host: host.to_string(),
+        }),
+        None => Err(CertProblem::NoName {
+            host: host.to_string(),
+        }),
+    }
+}
+
+/// OpenSSL's purpose check for a server certificate (`X509_PURPOSE_SSL_SERVER` on the chain's
+/// first certificate), for a self-signed certificate accepted because it is one of the roots:
+/// an extendedKeyUsage, when present, must allow TLS servers (serverAuth, or one of the two
+/// "server gated crypto" purposes), and a keyUsage, when present, must allow a digital
+/// signature, key encipherment or key agreement.
+fn self_signed_purpose(cert_der: &[u8]) -> std::result::Result<(), CertProblem> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        CertProblem::Unparsable(format!("could not read the server certificate: {e}"))
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| unreadable(&e))?;
+    if let Some(eku) = cert.extended_key_usage().map_err(|e| unreadable(&e))? {
+        const SGC: &[&str] = &["2.16.840.1.113730.4.1", "1.3.6.1.4.1.311.10.3.3"];
+        let sgc = eku
+            .value
+            .other
+            .iter()
+            .any(|oid| SGC.contains(&oid.to_id_string().as_str()));
+        if !eku.value.server_auth && !sgc {
+            return Err(CertProblem::Purpose(
+                "the server certificate is not for TLS servers (its extendedKeyUsage lacks \
+                 serverAuth)"
+                    .into(),
+            ));
+        }
+    }
+    if let Some(ku) = cert.key_usage().map_err(|e| unreadable(&e))? {
+        let ku = ku.value;
+        if !(ku.digital_signature() || ku.key_encipherment() || ku.key_agreement()) {
+            return Err(CertProblem::Purpose(
+                "the server certificate's keyUsage allows neither digital signatures, key \
+                 encipherment nor key agreement"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl PgVerifier {
+    /// The chain check, with the self-signed-root exception described on [`PgVerifier`].
+    fn verify_chain(
+        &self,
+        roots: &Roots,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<(), rustls::Error> {
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        let result = rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &roots.store,
+            intermediates,
+            now,
+            self.algorithms.all,
+        );
+        match result {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(ref other)))
+                if matches!(
+                    other.0.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::CaUsedAsEndEntity)
+                ) && roots
+                    .certs
+                    .iter()
+                    .any(|r| r.as_ref() == end_entity.as_ref()) =>
+            {
+                self_signed_purpose(end_entity).map_err(cert_problem)
+            }
+            other => other,
+        }
+    }
 }
 
 impl ServerCertVerifier for PgVerifier {
@@ -216,27 +488,19 @@ impl ServerCertVerifier for PgVerifier {
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
+        _ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        if let Some(full) = &self.full {
-            return full.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
-            );
-        }
         if let Some(roots) = &self.roots {
-            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-            rustls::client::verify_server_cert_signed_by_trust_anchor(
-                &cert,
-                roots,
-                intermediates,
-                now,
-                self.algorithms.all,
-            )?;
+            self.verify_chain(roots, end_entity, intermediates, now)?;
+            if self.verify_name {
+                let host = match server_name {
+                    ServerName::DnsName(d) => d.as_ref().to_string(),
+                    ServerName::IpAddress(ip) => IpAddr::from(*ip).to_string(),
+                    _ => String::new(),
+                };
+                check_host_name(end_entity.as_ref(), &host).map_err(cert_problem)?;
+            }
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -331,20 +595,18 @@ impl TlsSetup {
         };
         let verify_name = mode.verifies_hostname();
         let (roots, roots_from) = match roots {
-            Some((r, from)) => (Some(Arc::new(r)), Some(from)),
-            None => (None, None),
-        };
-        let full = match (&roots, verify_name) {
-            (Some(r), true) => Some(
-                WebPkiServerVerifier::builder_with_provider(r.clone(), provider.clone())
-                    .build()
-                    .map_err(|e| tls_err(format!("could not set up certificate checks: {e}")))?,
+            Some(((store, certs), from)) => (
+                Some(Roots {
+                    store: Arc::new(store),
+                    certs,
+                }),
+                Some(from),
             ),
-            _ => None,
+            None => (None, None),
         };
         let verifier = PgVerifier {
             roots,
-            full,
+            verify_name,
             algorithms,
         };
         let builder = ClientConfig::builder_with_provider(provider)
@@ -412,46 +674,163 @@ impl TlsSetup {
         let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
         let Some(err) = inner else {
             if e.kind() == io::ErrorKind::UnexpectedEof {
-                return tls_err("the server closed the connection during the TLS handshake");
+                return tls_err(format!(
+                    "the server at \"{host}\" closed the connection during the TLS handshake"
+                ));
             }
-            return tls_err(format!("TLS handshake failed: {e}"));
+            return tls_err(format!("TLS handshake with \"{host}\" failed: {e}"));
         };
+        let roots = self.roots_from.as_deref().unwrap_or("none");
         match err {
-            rustls::Error::InvalidCertificate(ce) => {
-                let reason = match ce {
-                    CertificateError::UnknownIssuer => format!(
-                        "the server certificate does not chain to a trusted root (trusted roots: \
-                         {})",
-                        self.roots_from.as_deref().unwrap_or("none")
-                    ),
-                    CertificateError::NotValidForName => {
-                        format!("the server certificate does not match host name \"{host}\"")
-                    }
-                    CertificateError::NotValidForNameContext { presented, .. } => format!(
-                        "the server certificate does not match host name \"{host}\" (it is \
-                         valid for {})",
-                        if presented.is_empty() {
-                            "no name".to_owned()
-                        } else {
-                            presented.join(", ")
-                        }
-                    ),
-                    CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                        format!("the server certificate has expired ({ce})")
-                    }
-                    CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                        format!("the server certificate is not valid yet ({ce})")
-                    }
-                    other => other.to_string(),
-                };
-                tls_err(format!("certificate verify failed: {reason}"))
-            }
-            rustls::Error::AlertReceived(alert) => tls_err(format!(
-                "the server aborted the TLS handshake with alert {alert:?} (does it require a \
-                 client certificate, or refuse this one?)"
+            rustls::Error::InvalidCertificate(ce) => tls_err(format!(
+                "certificate verify failed for host \"{host}\" (trusted roots: {roots}): {}",
+                certificate_problem(ce)
             )),
-            other => tls_err(format!("TLS handshake failed: {other}")),
+            other => tls_err(format!(
+                "TLS handshake with \"{host}\" failed: {}",
+                rustls_problem(other)
+            )),
         }
+    }
+}
+
+/// A rustls error in words (the handshake, or a TLS record read later).
+pub(crate) fn rustls_problem(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(ce) => certificate_problem(ce),
+        rustls::Error::AlertReceived(alert) => {
+            format!("the server sent TLS alert \"{}\"", alert_text(*alert))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What the alert means, for the alerts a PostgreSQL server sends.
+fn alert_text(alert: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    match alert {
+        A::CertificateRequired => {
+            "certificate required: the server wants a client certificate (sslcert/sslkey)".into()
+        }
+        A::HandshakeFailure => "handshake failure: no protocol version or cipher in common, or \
+                                the client certificate was refused"
+            .into(),
+        A::BadCertificate => "bad certificate: the server refused the client certificate".into(),
+        A::UnknownCA => {
+            "unknown CA: the client certificate is not signed by a CA the server trusts".into()
+        }
+        A::CertificateExpired => "certificate expired: the client certificate has expired".into(),
+        A::AccessDenied => "access denied".into(),
+        A::ProtocolVersion => "protocol version: no TLS version in common".into(),
+        A::InternalError => "internal error on the server".into(),
+        other => format!("alert number {}", u8::from(other)),
+    }
+}
+
+/// A date in UTC for messages (`2020-02-01 00:00:00 UTC`), from Unix seconds.
+fn utc(t: UnixTime) -> String {
+    let secs = t.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// Which certificate check failed, in words (never a Rust debug dump).
+fn certificate_problem(ce: &CertificateError) -> String {
+    match ce {
+        CertificateError::UnknownIssuer => {
+            "chain check: the server certificate is not signed by a trusted root (nor through \
+             the intermediates it sent)"
+                .into()
+        }
+        CertificateError::BadSignature => {
+            "chain check: a signature in the server's certificate chain is invalid".into()
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            "host name check: the server certificate does not match the host name".into()
+        }
+        CertificateError::ExpiredContext { time, not_after } => format!(
+            "validity check: the server certificate expired on {} (now {})",
+            utc(*not_after),
+            utc(*time)
+        ),
+        CertificateError::Expired => "validity check: the server certificate has expired, or \
+                                      its validity period is malformed"
+            .into(),
+        CertificateError::NotValidYetContext { time, not_before } => format!(
+            "validity check: the server certificate is not valid before {} (now {})",
+            utc(*not_before),
+            utc(*time)
+        ),
+        CertificateError::NotValidYet => {
+            "validity check: the server certificate is not valid yet".into()
+        }
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            "purpose check: the server certificate is not for TLS servers (its extendedKeyUsage \
+             lacks serverAuth)"
+                .into()
+        }
+        CertificateError::BadEncoding => {
+            "the server certificate is malformed (invalid DER encoding)".into()
+        }
+        CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "chain check: the server's certificate chain uses an unsupported signature algorithm"
+                .into()
+        }
+        CertificateError::Other(other) => {
+            if let Some(p) = other.0.downcast_ref::<CertProblem>() {
+                return p.to_string();
+            }
+            match other.0.downcast_ref::<webpki::Error>() {
+                Some(e) => webpki_problem(e),
+                None => format!("{}", other.0),
+            }
+        }
+        other => format!("{other}"),
+    }
+}
+
+/// webpki's errors that rustls passes on as "other", in words.
+fn webpki_problem(e: &webpki::Error) -> String {
+    use webpki::Error as W;
+    match e {
+        W::CaUsedAsEndEntity => "chain check: the server certificate is a CA certificate \
+                                 (basicConstraints CA:TRUE) that is not itself one of the \
+                                 trusted roots"
+            .into(),
+        W::EndEntityUsedAsCa => "chain check: a certificate in the server's chain that signs \
+                                 another is not a CA certificate (basicConstraints CA:FALSE)"
+            .into(),
+        W::PathLenConstraintViolated => {
+            "chain check: the server's chain breaks a CA's path length constraint".into()
+        }
+        W::NameConstraintViolation => {
+            "chain check: the server certificate breaks a CA's name constraints".into()
+        }
+        W::UnsupportedCriticalExtension => {
+            "chain check: a certificate in the server's chain has an unsupported critical \
+             extension"
+                .into()
+        }
+        W::MaximumPathDepthExceeded | W::MaximumPathBuildCallsExceeded => {
+            "chain check: the server's certificate chain is too long".into()
+        }
+        other => format!("chain check failed (webpki: {other})"),
     }
 }
 
@@ -675,4 +1054,45 @@ mod tests {
             Some((0x04, &[0xaa, 0xbb][..], &[0xcc][..]))
         );
     }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_follow_libpq() {
+        assert!(wildcard_matches("*.example.com", "db.example.com"));
+        assert!(wildcard_matches("*.example.com", "DB.Example.COM"));
+        // One label only, and never the bare domain.
+        assert!(!wildcard_matches("*.example.com", "a.db.example.com"));
+        assert!(!wildcard_matches("*.example.com", "example.com"));
+        // Only a leading "*." is a wildcard.
+        assert!(!wildcard_matches("db*.example.com", "db1.example.com"));
+        assert!(!wildcard_matches("*", "localhost"));
+        assert!(!wildcard_matches("*x.example.com", "ax.example.com"));
+    }
+
+    #[test]
+    fn names_compare_case_insensitively_and_refuse_nul() {
+        assert!(name_matches("LocalHost", "localhost").unwrap());
+        assert!(!name_matches("localhost", "localhost.").unwrap());
+        assert!(name_matches("local\0host", "localhost").is_err());
+    }
+
+    #[test]
+    fn dates_for_messages() {
+        assert_eq!(
+            utc(UnixTime::since_unix_epoch(Duration::from_secs(
+                1_580_515_200
+            ))),
+            "2020-02-01 00:00:00 UTC"
+        );
+        assert_eq!(
+            utc(UnixTime::since_unix_epoch(Duration::from_secs(951_827_696))),
+            "2000-02-29 12:34:56 UTC"
+        );
+    }
+
+    use std::time::Duration;
 }

@@ -48,25 +48,35 @@ impl Drop for FakePg {
     }
 }
 
+/// Build the fake server (once per process) and return its path.
+pub fn fakepg_binary() -> String {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let target = format!("{root}/target/fakepg");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(format!("{root}/benches/fakepg/Cargo.toml"))
+            .args(["--target-dir", &target])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "could not build benches/fakepg");
+        format!("{target}/release/fakepg")
+    })
+    .clone()
+}
+
 /// Start a fake server with these extra arguments (e.g. `--ignore-flush`).
 pub fn fakepg_with(args: &[&str]) -> FakePg {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let root = env!("CARGO_MANIFEST_DIR");
-    let target = format!("{root}/target/fakepg");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(format!("{root}/benches/fakepg/Cargo.toml"))
-        .args(["--target-dir", &target])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "could not build benches/fakepg");
+    let binary = fakepg_binary();
     let dir = std::env::temp_dir().join(format!(
         "fw-fake-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = Command::new(format!("{target}/release/fakepg"))
+    let mut child = Command::new(binary)
         .arg("--unix-dir")
         .arg(&dir)
         .args(["--watch-pid", &std::process::id().to_string()])
