@@ -453,6 +453,12 @@ impl Session {
                 let name = p.cstr();
                 let sql = if kind == b'S' {
                     self.stmts.get(&name).cloned()
+                } else if let (None, Some(c)) = (self.portals.get(&name), self.cursors.get(&name)) {
+                    // A cursor opened with DECLARE is a portal too (psycopg's named cursors
+                    // describe it so).
+                    let cols = columns(&c.wl.faults);
+                    proto::row_description(&mut self.out, &cols);
+                    return Ok(true);
                 } else {
                     self.portals.get(&name).map(|p| p.sql.clone())
                 };
