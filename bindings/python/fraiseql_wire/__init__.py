@@ -496,16 +496,21 @@ except ImportError:
     json_module = "json"
 
 
+_decode = bytes.decode
+
+
 def _rows_str(b):
-    """A block's rows as str: one decode of the whole block, then one split on NUL
-    (rows never hold a NUL byte; if one did, cut by the offsets instead)."""
+    """A block's rows as str: one copy of the block, one split on NUL (rows never hold a
+    NUL byte; if one did, cut by the offsets instead), then each piece decoded by a C-level
+    map. Decoding row by row is faster than decoding the block at once: a row gets the
+    narrowest str kind its own characters allow."""
     n = b.n
-    rows = _n.decode(b.data, b.len - 1).split("\0")
+    rows = _n.string_at(b.data, b.len - 1).split(b"\0")
     if len(rows) != n:
         raw = _n.string_at(b.data, b.len)
         off = b.offsets
-        rows = [raw[off[i]:off[i + 1] - 1].decode("utf-8") for i in range(n)]
-    return rows
+        rows = [raw[off[i]:off[i + 1] - 1] for i in range(n)]
+    return list(map(_decode, rows))
 
 
 def _rows_bytes(b):
@@ -527,10 +532,10 @@ def _rows_json(b):
         if raw.count(b"\0") == n - 1:
             return _orjson.loads(b"[" + raw.replace(b"\0", b",") + b"]")
         return [_orjson.loads(r) for r in _rows_bytes(b)]
-    text = _n.decode(b.data, b.len - 1)
-    if text.count("\0") == n - 1:
-        return json.loads("[" + text.replace("\0", ",") + "]")
-    return [json.loads(r) for r in _rows_str(b)]
+    raw = _n.string_at(b.data, b.len - 1)
+    if raw.count(b"\0") == n - 1:
+        return json.loads(b"[" + raw.replace(b"\0", b",") + b"]")
+    return [json.loads(r) for r in _rows_bytes(b)]
 
 
 _END = object()

@@ -154,16 +154,4 @@ stream_cancel = fn("fw_stream_cancel", c_int, c_void_p)
 stream_error = fn("fw_stream_error", c_void_p, c_void_p)
 stream_free = fn("fw_stream_free", None, c_void_p)
 
-# One copy from library memory straight into a str (CPython); elsewhere through bytes.
-try:
-    _decode_utf8 = ctypes.pythonapi.PyUnicode_DecodeUTF8
-    _decode_utf8.restype = ctypes.py_object
-    _decode_utf8.argtypes = [c_void_p, ctypes.c_ssize_t, c_char_p]
-
-    def decode(ptr, n):
-        return _decode_utf8(ptr, n, b"strict")
-except AttributeError:  # not CPython
-    def decode(ptr, n):
-        return ctypes.string_at(ptr, n).decode("utf-8")
-
 string_at = ctypes.string_at
