@@ -122,8 +122,8 @@ typedef struct fw_row {
 // ```
 //
 // Row `i` starts at `data + offsets[i]` and is `offsets[i + 1] - offsets[i] - 1` bytes long,
-// followed by its NUL. Rows are JSON text, which never holds a NUL byte, so splitting
-// `data[0 .. len - 1]` on NUL also gives the `n` rows. Everything is owned by the stream and
+// followed by its NUL. No row holds a NUL byte (see `fw_stream_next_block`), so splitting
+// `data[0 .. len - 1]` on NUL gives exactly the `n` rows. Everything is owned by the stream and
 // valid until the next call on it (or `fw_stream_free`).
 typedef struct fw_block {
   // The rows, back to back, each followed by a NUL byte.
@@ -374,7 +374,10 @@ enum fw_status fw_stream_next_batch(struct fw_stream *s,
 // `FW_PAUSED`, an error) and `*out` is not written. The block's memory belongs to the
 // stream, is reused by the next call and stays valid until then (or `fw_stream_free`);
 // it is outside the stream's memory budget and holds at most one block. A binding copies
-// `out->data` once per block and cuts its rows from its copy.
+// `out->data` once per block and cuts its rows from its copy. A row holding a NUL byte
+// (JSON text never does; PostgreSQL cannot send one) is never put in a block: it ends the
+// block before it, and a call that starts with it fails with `FW_E_STATE` without consuming
+// it (`fw_stream_next` returns it).
 enum fw_status fw_stream_next_block(struct fw_stream *s,
                                     struct fw_block *out,
                                     size_t max_rows,

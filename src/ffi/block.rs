@@ -12,8 +12,8 @@ use crate::stream::block::Block;
 /// ```
 ///
 /// Row `i` starts at `data + offsets[i]` and is `offsets[i + 1] - offsets[i] - 1` bytes long,
-/// followed by its NUL. Rows are JSON text, which never holds a NUL byte, so splitting
-/// `data[0 .. len - 1]` on NUL also gives the `n` rows. Everything is owned by the stream and
+/// followed by its NUL. No row holds a NUL byte (see `fw_stream_next_block`), so splitting
+/// `data[0 .. len - 1]` on NUL gives exactly the `n` rows. Everything is owned by the stream and
 /// valid until the next call on it (or `fw_stream_free`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

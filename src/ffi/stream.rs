@@ -361,7 +361,10 @@ pub extern "C" fn fw_stream_next_batch(
 /// `FW_PAUSED`, an error) and `*out` is not written. The block's memory belongs to the
 /// stream, is reused by the next call and stays valid until then (or `fw_stream_free`);
 /// it is outside the stream's memory budget and holds at most one block. A binding copies
-/// `out->data` once per block and cuts its rows from its copy.
+/// `out->data` once per block and cuts its rows from its copy. A row holding a NUL byte
+/// (JSON text never does; PostgreSQL cannot send one) is never put in a block: it ends the
+/// block before it, and a call that starts with it fails with `FW_E_STATE` without consuming
+/// it (`fw_stream_next` returns it).
 #[no_mangle]
 pub extern "C" fn fw_stream_next_block(
     s: *mut fw_stream,

@@ -103,7 +103,9 @@ impl Stream {
     /// `wait` says), then the rows of the same chunk that follow it, until `max_rows` rows or
     /// until the block holds `max_bytes` bytes or more (so at most `max_bytes` plus one row).
     /// Rows already received are delivered before an error, as with `next`. The block's
-    /// previous rows are dropped.
+    /// previous rows are dropped. A row holding a NUL byte (never sent by PostgreSQL) cannot
+    /// be separated in a block: it ends the block before it, and a call that starts with it
+    /// fails with a `State` error, leaving it to [`Stream::next`].
     pub fn next_block(
         &mut self,
         block: &mut Block,
@@ -116,6 +118,16 @@ impl Stream {
             return Err(Error::invalid("block: max_rows must be at least 1"));
         }
         match self.next(wait)? {
+            Next::Row(r) if r.contains(&0) => {
+                // Not JSON text: PostgreSQL never sends one (text cannot hold a NUL byte).
+                let i = self.idx - 1;
+                self.put_back(i);
+                return Err(Error::state(format!(
+                    "row {} holds a NUL byte, which a block cannot separate (JSON text never \
+                     holds one); read it with fw_stream_next",
+                    self.yielded + 1
+                )));
+            }
             Next::Row(r) => block.push(r),
             Next::Done => return Ok(Filled::Status(Next::Done)),
             Next::WouldBlock => return Ok(Filled::Status(Next::WouldBlock)),
@@ -123,13 +135,29 @@ impl Stream {
             Next::Paused => return Ok(Filled::Status(Next::Paused)),
         }
         // The rest of the chunk being read: no wait, lock or refill (the next call takes the
-        // next chunk and releases this one).
+        // next chunk and releases this one). A row holding a NUL byte ends the block and is
+        // left for the next call (which fails on it).
         while block.len() < max_rows && block.data.len() < max_bytes {
             let Some(i) = self.advance() else { break };
             let chunk = self.current.as_ref().expect("advance found a row");
-            block.push(chunk.row(i));
+            let row = chunk.row(i);
+            if row.contains(&0) {
+                self.put_back(i);
+                break;
+            }
+            block.push(row);
         }
         Ok(Filled::Rows(block.len()))
+    }
+
+    /// Undo `advance()` for row `i` of the current chunk: the next call yields it again.
+    fn put_back(&mut self, i: usize) {
+        self.idx = i;
+        self.yielded -= 1;
+        self.control
+            .shared
+            .rows_yielded
+            .store(self.yielded, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

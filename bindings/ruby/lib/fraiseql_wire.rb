@@ -513,8 +513,14 @@ module FraiseqlWire
         @pending = []
         rows.each(&block)
       end
-      while (rows = next_batch)
-        rows.each(&block)
+      # Rows straight from each block's text (String#each_line on NUL: no Array in between),
+      # unless parsed.
+      while (text = next_text)
+        if text.is_a?(Array)
+          text.each(&block)
+        else
+          text.each_line(NUL, chomp: true, &block)
+        end
       end
       self
     end
@@ -549,13 +555,23 @@ module FraiseqlWire
 
     # The next Array of rows, or nil at the end. Waits while the stream is paused.
     def next_batch(timeout: nil)
+      fetch_until(timeout) { rows_of_block }
+    end
+
+    # The next block for each: its text with every row followed by its NUL (each_line's
+    # separator), or, parsed, the Array of values; nil at the end.
+    def next_text # :nodoc:
+      fetch_until(nil) { text_of_block }
+    end
+
+    def fetch_until(timeout) # :nodoc:
       deadline = timeout && (Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout)
       loop do
         return nil if @done
 
         wait = deadline ? [((deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)) * 1000).to_i, 0].max : -1
-        code, rows = fetch(wait)
-        return rows if rows
+        code = fetch(wait)
+        return yield if code == OK
 
         case code
         when PAUSED
@@ -622,35 +638,39 @@ module FraiseqlWire
 
     private
 
-    # One block: [status, rows or nil].
+    # One call into the library; the block stays in @block until the next one.
     def fetch(timeout_ms)
-      result = @h.use do |ptr|
+      code = @h.use do |ptr|
         code = Lib.fw_stream_next_block(ptr, @block, @cap, @max_bytes, timeout_ms)
         raise FraiseqlWire.error_for(code, Lib.fw_stream_error(ptr)) if code.negative?
 
-        [code, code == OK ? rows_of_block : nil]
+        code
       end
-      @done = true if result[0] == DONE
-      result
+      @done = true if code == DONE
+      code
     end
 
     NUL = "\0"
     COMMA = ","
 
-    # The block's rows: one copy of it, then one split on NUL (rows never hold a NUL byte;
-    # if one did, they are cut by the offsets instead). Parsed: the block as one JSON array.
+    # The block's rows: one copy of it, then one split on NUL (no row holds a NUL byte: the
+    # library guarantees it; were the pieces not n, the offsets would cut them). Parsed: the
+    # block as one JSON array.
     def rows_of_block
       n = @block[:n]
-      len = @block[:len]
-      text = @block[:data].read_bytes(len - 1).force_encoding(Encoding::UTF_8)
-      if @parse
-        # One parse of the block as a JSON array, when the only NULs are the n - 1 separators.
-        return JSON.parse("[#{text.tr(NUL, COMMA)}]") if text.count(NUL) == n - 1
+      text = @block[:data].read_bytes(@block[:len] - 1).force_encoding(Encoding::UTF_8)
+      return JSON.parse("[#{text.tr(NUL, COMMA)}]") if @parse
 
-        return rows_by_offsets(text, n).map { |r| JSON.parse(r) }
-      end
       rows = text.split(NUL, -1)
       rows.size == n ? rows : rows_by_offsets(text, n)
+    end
+
+    # each's form of the block: its text with every row followed by its NUL (the separator of
+    # each_line), or, parsed, the Array of values.
+    def text_of_block
+      return rows_of_block if @parse
+
+      @block[:data].read_bytes(@block[:len]).force_encoding(Encoding::UTF_8)
     end
 
     def rows_by_offsets(text, n)

@@ -102,9 +102,8 @@ class FraiseqlWireTest < Minitest::Test
     q.close
   end
 
-  # A block as fw_stream_next_block lays it out, with a NUL inside row 1 (JSON text from
-  # PostgreSQL never has one): the split finds 4 pieces for 3 rows, so the rows are cut by
-  # the offsets instead.
+  # A block with a NUL inside row 1, which the library never hands out (tests/stream_block_nul.rs):
+  # the split finds 4 pieces for 3 rows, so the rows are cut by the offsets instead.
   def test_block_split_falls_back_to_offsets
     data = "{\"a\":1}\0\"x\0y\"\0[]\0".b
     buf = FFI::MemoryPointer.new(:char, data.bytesize)
@@ -120,9 +119,21 @@ class FraiseqlWireTest < Minitest::Test
     s.instance_variable_set(:@block, block)
     s.instance_variable_set(:@parse, false)
     assert_equal ['{"a":1}', "\"x\0y\"", "[]"], s.send(:rows_of_block)
-    s.instance_variable_set(:@parse, true)
-    # a raw NUL in a JSON string is not JSON: the row's own parse says so
-    assert_raises(JSON::ParserError) { s.send(:rows_of_block) }
+  end
+
+  # each takes rows from each block's text with each_line (the NUL of every row its
+  # separator): the same rows, in order, as each_batch and next_row; and after next_row.
+  def test_each_matches_batches
+    q = client.query("v_user").order_by("(data->>'n')::int")
+    by_each = q.stream(batch_size: 50, &:to_a)
+    by_batch = q.stream(batch_size: 50) { |s| s.each_batch.flat_map(&:itself) }
+    mixed = q.stream(batch_size: 50) { |s| [s.next_row, s.next_row] + s.to_a }
+    q.close
+    assert_equal 1000, by_each.size
+    assert_equal by_batch, by_each
+    assert_equal by_batch, mixed
+    assert(by_each.none? { |r| r.include?("\0") || r.empty? })
+    assert(by_each.all? { |r| r.encoding == Encoding::UTF_8 && r.valid_encoding? })
   end
 
   def test_error_fields
