@@ -55,7 +55,7 @@ WITH_PG := scripts/with-pg
 # The second line is for the bindings' tests (bindings/*/test.sh fail without their
 # toolchain when CI=true).
 TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 \
-	python3 python3-venv ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus linux-perf \
+	python3 python3-venv python3-pip ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus linux-perf \
 	ruby-pg golang-github-jackc-pgx-v4-dev
 
 CSTD     := -std=c99 -D_POSIX_C_SOURCE=200809L
@@ -199,8 +199,9 @@ bench: build
 bench-bindings: build
 	benches/bindings/run
 
+# After bench-smoke in `make test`: fw_bench and the fake server are built already.
 bench-bindings-smoke: build
-	benches/bindings/run --smoke
+	benches/bindings/run --smoke --no-build
 
 # ---------------------------------------------------------------------------------------------
 # install

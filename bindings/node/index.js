@@ -132,6 +132,7 @@ const C = {
 
 const OK = 0;
 const DONE = 1;
+const WOULD_BLOCK = 2;
 const TIMEOUT = 3;
 const PAUSED = 4;
 const STATES = { [-1]: 'invalid', 0: 'running', 1: 'paused', 2: 'completed', 3: 'failed', 4: 'cancelled' };
@@ -396,7 +397,6 @@ class Stream {
     this._pending = null;
     this._pos = 0;
     this._queued = 0;
-    this._prefetch = null;
     this._done = false;
     this._error = null;
     this._tail = Promise.resolve();
@@ -452,6 +452,21 @@ class Stream {
     return rows;
   }
 
+  // One fw_stream_next_block on this thread that does not wait (timeout 0): { status, rows }
+  // or { error } when it produced something, null when nothing was ready.
+  _fetchReady() {
+    const h = this._h;
+    const status = C.next_block(this._ptr(), h.block, h.cap, h.maxBytes, 0);
+    if (status === TIMEOUT || status === WOULD_BLOCK) return null;
+    if (status < 0) return { error: makeError(status, C.stream_error(h.ptr), true) };
+    if (status !== OK) return { status, rows: null };
+    try {
+      return { status, rows: this._rowsOfBlock() };
+    } catch (e) {
+      return { error: e };
+    }
+  }
+
   // One fw_stream_next_block on a worker thread: { status, rows } or { error }.
   _fetch() {
     const h = this._h;
@@ -498,18 +513,16 @@ class Stream {
       if (!this._open()) throw new CancelledError(-10, 'the stream was closed while waiting for rows');
       if (this._error) throw this._error;
       if (this._done) return null;
-      const r = await (this._prefetch || this._fetch());
-      this._prefetch = null;
+      // Rows that are ready come from a call on this thread that does not wait (no thread
+      // hop: the common case while the library reads ahead of the consumer); only when there
+      // are none does a call wait for them on a worker thread.
+      let r = this._fetchReady();
+      if (r === null) r = await this._fetch();
       if (r.error) {
         this._error = r.error;
         throw r.error;
       }
-      if (r.status === OK) {
-        // The next block is fetched on a worker thread while these rows are consumed (its
-        // rows are decoded when it arrives, so the library's block is free to be reused).
-        if (this._open()) this._prefetch = this._fetch();
-        return r.rows;
-      }
+      if (r.status === OK) return r.rows;
       if (r.status === DONE) {
         this._done = true;
       } else if (r.status === PAUSED) {
