@@ -12,11 +12,17 @@
 #     make test-examples  build and run every examples-c/*.c program (the README's example is
 #                         examples-c/readme.c: tests/readme-example)
 #     make test-bindings  run every bindings/*/test.sh that exists
+#     make test-bindings-install  install each binding as a package from outside the repo
+#                         (pip/venv, gem, npm tarball, Go module with replace) against
+#                         `make install` into a temporary prefix (tests/bindings-install)
 #     make test-packaging install into temporary prefixes and use it: pkg-config, CMake,
 #                         static and shared (tests/packaging/run.sh)
 #   make bench-smoke    benches/run --smoke: every benchmark contender on tiny inputs,
 #                       benches/instructions on 2000 rows, benches/alternate once
 #   make bench          the full benchmark suite (benches/run)
+#   make bench-bindings each binding against its language's incumbent drivers and the C API
+#                       (benches/bindings/run; results in docs/bindings.md)
+#   make python-wheel   build/python-wheel/dist/*.whl: the Python binding with the library inside
 #   make install        header, libraries, fraiseql-wire.pc and the CMake package under
 #                       $(DESTDIR)$(PREFIX) (packaging/install.sh); `make uninstall` removes them
 #
@@ -48,10 +54,12 @@ WITH_PG := scripts/with-pg
 # Debian packages `make test` needs (beyond the Rust toolchain). libclang-rt-14-dev holds
 # clang's sanitizer runtimes (only recommended by clang, and install-deps skips recommends).
 # The second line is for the bindings' tests (bindings/*/test.sh fail without their
-# toolchain when CI=true). pgbouncer is for tests/scale_out.rs, nftables and iproute2 for
-# tests/keepalive.rs (a network namespace of its own whose packets it drops).
+# toolchain when CI=true; the third line is for the bindings' benchmark and install tests).
+# pgbouncer is for tests/scale_out.rs, nftables and iproute2 for tests/keepalive.rs (a network
+# namespace of its own whose packets it drops).
 TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 pgbouncer nftables iproute2 \
-	python3 ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus linux-perf
+	python3 python3-venv python3-pip ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus linux-perf \
+	ruby-pg golang-github-jackc-pgx-v4-dev
 
 CSTD     := -std=c99 -D_POSIX_C_SOURCE=200809L
 CWARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Werror
@@ -78,7 +86,8 @@ VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
 	--num-callers=40 --suppressions=$(abspath tests/c/valgrind.supp)
 
 .PHONY: all build header demo deps test lint test-rust test-c test-valgrind test-examples \
-	test-bindings test-packaging bench-smoke bench install uninstall clean
+	test-bindings test-bindings-install test-packaging bench-smoke bench bench-bindings \
+	bench-bindings-smoke python-wheel install uninstall clean
 
 all: build
 
@@ -116,7 +125,9 @@ test: deps
 	$(MAKE) test-examples
 	$(MAKE) test-bindings
 	$(MAKE) test-packaging
+	$(MAKE) test-bindings-install
 	$(MAKE) bench-smoke
+	$(MAKE) bench-bindings-smoke
 	@echo "make test: all passed"
 
 lint:
@@ -167,6 +178,13 @@ test-bindings:
 	for t in bindings/*/test.sh; do echo "== $$t"; bash "$$t"; n=$$((n + 1)); done; \
 	echo "bindings: $$n test script(s) passed"
 
+# Each binding installed as its language's package, used from outside the repository.
+test-bindings-install: build
+	tests/bindings-install/run.sh
+
+python-wheel: build
+	bindings/python/build-wheel.sh
+
 # Installs into temporary prefixes (with and without DESTDIR) and builds against them; needs
 # no PostgreSQL.
 test-packaging: build
@@ -181,6 +199,14 @@ bench-smoke: build
 # target/bench/; numbers in docs/performance.md come from it).
 bench: build
 	benches/run
+
+# Bindings against ruby-pg, node-postgres, psycopg 3 and pgx (benches/bindings/run).
+bench-bindings: build
+	benches/bindings/run
+
+# After bench-smoke in `make test`: fw_bench and the fake server are built already.
+bench-bindings-smoke: build
+	benches/bindings/run --smoke --no-build
 
 # ---------------------------------------------------------------------------------------------
 # install

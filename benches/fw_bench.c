@@ -3,6 +3,8 @@
  *   --mode next      fw_stream_next, one row per call
  *   --mode batch     fw_stream_next_batch (--batch rows per call, default 1024)
  *   --mode foreach   fw_stream_for_each with a callback
+ *   --mode block     fw_stream_next_block (--batch rows per call, default 1024): the rows
+ *                    packed into one block, as the bindings read them
  *   --mode latency   --repeat sequential streams (use --limit 10) on one client, fw_stream_next
  *   --mode connect   --repeat times: fw_client_new + query + stream + free everything
  * FW_BENCH_LOG=1 in the environment installs a (counting) log callback at debug level.
@@ -63,6 +65,11 @@ static void run_stream(fw_query *q, sink *s, const char *mode, fw_stats *stats_o
         while ((rc = fw_stream_next_batch(st, rows, O.batch, &n, -1)) == FW_OK)
             for (size_t i = 0; i < n; i++) sink_row(s, rows[i].data, rows[i].len);
         free(rows);
+    } else if (strcmp(mode, "block") == 0) {
+        fw_block b;
+        while ((rc = fw_stream_next_block(st, &b, O.batch, 0, -1)) == FW_OK)
+            for (size_t i = 0; i < b.n; i++)
+                sink_row(s, b.data + b.offsets[i], b.offsets[i + 1] - b.offsets[i] - 1);
     } else if (strcmp(mode, "foreach") == 0) {
         rc = fw_stream_for_each(st, foreach_cb, s);
     } else {
@@ -210,7 +217,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(O.mode, "latency") == 0 || reconnect) {
         latency(&r, reconnect);
-    } else if (!strcmp(O.mode, "next") || !strcmp(O.mode, "batch") || !strcmp(O.mode, "foreach")) {
+    } else if (!strcmp(O.mode, "next") || !strcmp(O.mode, "batch") || !strcmp(O.mode, "foreach") ||
+               !strcmp(O.mode, "block")) {
         throughput(&r);
     } else {
         fprintf(stderr, "fw_bench: unknown mode %s\n", O.mode);

@@ -163,6 +163,28 @@ typedef struct fw_row {
   size_t len;
 } fw_row;
 
+// The rows of one batch as one block of memory, filled by `fw_stream_next_block`:
+//
+// ```text
+// data:    row 0 \0 row 1 \0 ... row n-1 \0      (len bytes, NULs included)
+// offsets: 0, start of row 1, ..., start of row n-1, len   (n + 1 entries)
+// ```
+//
+// Row `i` starts at `data + offsets[i]` and is `offsets[i + 1] - offsets[i] - 1` bytes long,
+// followed by its NUL. No row holds a NUL byte (see `fw_stream_next_block`), so splitting
+// `data[0 .. len - 1]` on NUL gives exactly the `n` rows. Everything is owned by the stream and
+// valid until the next call on it (or `fw_stream_free`).
+typedef struct fw_block {
+  // The rows, back to back, each followed by a NUL byte.
+  const char *data;
+  // Bytes at `data`, the NULs included (`offsets[n]`).
+  size_t len;
+  // `n + 1` offsets into `data`: where each row starts, then `len`.
+  const size_t *offsets;
+  // Rows in the block (at least 1).
+  size_t n;
+} fw_block;
+
 // A row callback for `fw_stream_for_each`: return 0 to go on, anything else to stop.
 typedef int (*fw_row_callback)(void *userdata, const char *json, size_t len);
 
@@ -428,6 +450,24 @@ enum fw_status fw_stream_next_batch(struct fw_stream *s,
                                     struct fw_row *rows,
                                     size_t cap,
                                     size_t *n,
+                                    int64_t timeout_ms);
+
+// The next rows as one block (see `fw_block` for the layout): the first row as
+// `fw_stream_next` finds it (waiting as `timeout_ms` says), then the rows that follow it in
+// the chunk being read, until `max_rows` rows or until the block holds `max_bytes` bytes or
+// more (a block is at most `max_bytes` plus one row; `max_bytes` 0 means no byte limit).
+// `FW_OK` with `*out` filled (`out->n >= 1`); otherwise a status (`FW_DONE`, `FW_TIMEOUT`,
+// `FW_PAUSED`, an error) and `*out` is not written. The block's memory belongs to the
+// stream, is reused by the next call and stays valid until then (or `fw_stream_free`);
+// it is outside the stream's memory budget and holds at most one block. A binding copies
+// `out->data` once per block and cuts its rows from its copy. A row holding a NUL byte
+// (JSON text never does; PostgreSQL cannot send one) is never put in a block: it ends the
+// block before it, and a call that starts with it fails with `FW_E_STATE` without consuming
+// it (`fw_stream_next` returns it).
+enum fw_status fw_stream_next_block(struct fw_stream *s,
+                                    struct fw_block *out,
+                                    size_t max_rows,
+                                    size_t max_bytes,
                                     int64_t timeout_ms);
 
 // Deliver every row to `cb` on the calling thread until the end (`FW_DONE`), a non-zero

@@ -8,12 +8,14 @@
 //	defer rows.Close()
 //	for rows.Next() {
 //		var doc map[string]any
-//		_ = json.Unmarshal(rows.Row(), &doc)
+//		if err := rows.Scan(&doc); err != nil { ... } // json.Unmarshal
 //	}
 //	if err := rows.Err(); err != nil { ... }
 //
-// Rows are copied into Go memory before Next returns; the library never keeps a Go
-// pointer. Cancelling the context passed to Stream cancels the query (fw_stream_cancel).
+// Each call into the library (fw_stream_next_block) returns a block of rows; Next then
+// walks it without calling into C. RawRow is the row in the library's memory (valid until
+// the next Next, like pgx's RawValues); Row copies it, Text makes a string, Scan parses it
+// with encoding/json. The library never keeps a Go pointer. Cancelling the context passed to Stream cancels the query (fw_stream_cancel).
 // Errors are *Error values carrying the status and, for server errors, the SQLSTATE.
 package fraiseqlwire
 
@@ -25,6 +27,7 @@ import "C"
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -365,7 +368,8 @@ func (q *Query) DescribeWaitForever() *Query {
 	return q
 }
 
-// BatchRows sets how many rows the binding fetches per call into the library (default 256).
+// BatchRows sets how many rows the binding fetches per call into the library (default 256;
+// fewer when the chunk being read has fewer).
 func (q *Query) BatchRows(n int) *Query { q.batchRows = n; return q }
 
 // Stream executes the query. Cancelling ctx cancels the running query; the stream's Err
@@ -487,23 +491,27 @@ func (q *Query) Stream(ctx context.Context) (*Stream, error) {
 
 // Stream is a running query's rows, read like database/sql's Rows:
 //
-//	for s.Next() { use(s.Row()) }
+//	for s.Next() { use(s.RawRow()) }
 //	err := s.Err()
 //
-// Next and Row belong to one goroutine at a time; Pause, Resume, Cancel, State, Stats
+// Next, RawRow, Row, Text and Scan belong to one goroutine at a time; Pause, Resume, Cancel, State, Stats
 // and Close may be called from any goroutine.
 type Stream struct{ *stream }
 
 type stream struct {
-	mu   sync.RWMutex // read-locked around every C call on s; write-locked to free it
-	s    *C.fw_stream
-	rows *C.fw_row // C memory: cap entries filled by fw_stream_next_batch
-	cap  int
+	mu  sync.RWMutex // read-locked around every C call on s; write-locked to free it
+	s   *C.fw_stream
+	cap int
 
-	pending [][]byte
-	row     []byte
-	err     error
-	done    bool
+	// The current block (library memory, valid until the next fetch): data and the n + 1
+	// offsets of its rows; i is the index of the current row (set by Next).
+	data []byte
+	offs []C.size_t
+	n, i int
+
+	err    error
+	done   bool
+	closed int32 // set (atomically) by close before the stream is freed
 
 	ctx       context.Context
 	stop      chan struct{}
@@ -512,6 +520,9 @@ type stream struct {
 
 const pausePoll = 5 * time.Millisecond
 
+// maxBlockBytes bounds one block (fw_stream_next_block's max_bytes).
+const maxBlockBytes = 1 << 20
+
 func newStream(ctx context.Context, cs *C.fw_stream, batch int) *Stream {
 	if batch <= 0 {
 		batch = 256
@@ -519,7 +530,6 @@ func newStream(ctx context.Context, cs *C.fw_stream, batch int) *Stream {
 	st := &stream{
 		s:    cs,
 		cap:  batch,
-		rows: (*C.fw_row)(C.malloc(C.size_t(batch) * C.size_t(unsafe.Sizeof(C.fw_row{})))),
 		ctx:  ctx,
 		stop: make(chan struct{}),
 	}
@@ -549,19 +559,19 @@ func newStream(ctx context.Context, cs *C.fw_stream, batch int) *Stream {
 // is resumed (by another goroutine, or by the pause timeout) or the context is done.
 func (s *Stream) Next() bool {
 	st := s.stream
-	st.row = nil
+	if st.i+1 < st.n && atomic.LoadInt32(&st.closed) == 0 {
+		st.i++
+		return true
+	}
+	st.data, st.offs, st.n, st.i = nil, nil, 0, 0
 	for {
-		if len(st.pending) > 0 {
-			st.row = st.pending[0]
-			st.pending[0] = nil
-			st.pending = st.pending[1:]
-			return true
-		}
 		if st.done || st.err != nil {
 			return false
 		}
 		status := st.fetch()
 		switch {
+		case status == C.FW_OK:
+			return true
 		case status == C.FW_PAUSED:
 			if st.ctx.Err() != nil {
 				_ = s.Cancel() // the context's watcher may not have run yet
@@ -579,7 +589,7 @@ func (s *Stream) Next() bool {
 	}
 }
 
-// fetch calls fw_stream_next_batch and copies the rows into Go memory.
+// fetch calls fw_stream_next_block; the block stays in library memory until the next fetch.
 func (st *stream) fetch() int32 {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
@@ -589,8 +599,8 @@ func (st *stream) fetch() int32 {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var n C.size_t
-	status := C.fw_stream_next_batch(st.s, st.rows, C.size_t(st.cap), &n, -1)
+	var b C.fw_block
+	status := C.fw_stream_next_block(st.s, &b, C.size_t(st.cap), maxBlockBytes, -1)
 	if status < 0 {
 		e := errorFrom(status, C.fw_stream_error(st.s))
 		if status == C.FW_E_CANCELLED && st.ctx.Err() != nil {
@@ -600,27 +610,65 @@ func (st *stream) fetch() int32 {
 		return status
 	}
 	if status == C.FW_OK {
-		rows := unsafe.Slice(st.rows, int(n))
-		total := 0
-		for _, r := range rows {
-			total += int(r.len)
-		}
-		buf := make([]byte, total)
-		out := make([][]byte, len(rows))
-		off := 0
-		for i, r := range rows {
-			l := int(r.len)
-			copy(buf[off:off+l], unsafe.Slice((*byte)(unsafe.Pointer(r.data)), l))
-			out[i] = buf[off : off+l : off+l]
-			off += l
-		}
-		st.pending = out
+		st.n = int(b.n)
+		st.data = unsafe.Slice((*byte)(unsafe.Pointer(b.data)), int(b.len))
+		st.offs = unsafe.Slice((*C.size_t)(unsafe.Pointer(b.offsets)), st.n+1)
+		st.i = 0
 	}
 	return status
 }
 
-// Row is the current row's JSON text. It is a copy in Go memory: the caller may keep it.
-func (s *Stream) Row() []byte { return s.stream.row }
+// RawRow is the current row's JSON text in the library's memory, without a copy: valid
+// until the next call to Next (or Close), like pgx's RawValues. Copy it (or use Row) to
+// keep it. nil without a current row or once the stream is closed.
+func (s *Stream) RawRow() []byte {
+	st := s.stream
+	if st.n == 0 || atomic.LoadInt32(&st.closed) != 0 {
+		return nil
+	}
+	start, end := int(st.offs[st.i]), int(st.offs[st.i+1])-1
+	return st.data[start:end:end]
+}
+
+// withRow runs f on the current row while the stream cannot be freed (Close may come from
+// another goroutine); false without a current row or once closed.
+func (st *stream) withRow(f func(raw []byte)) bool {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if st.s == nil || st.n == 0 {
+		return false
+	}
+	start, end := int(st.offs[st.i]), int(st.offs[st.i+1])-1
+	f(st.data[start:end:end])
+	return true
+}
+
+// Row is a copy of the current row's JSON text in Go memory: the caller may keep it.
+func (s *Stream) Row() []byte {
+	var out []byte
+	s.stream.withRow(func(raw []byte) {
+		out = make([]byte, len(raw))
+		copy(out, raw)
+	})
+	return out
+}
+
+// Text is the current row's JSON text as a string (a copy).
+func (s *Stream) Text() string {
+	var out string
+	s.stream.withRow(func(raw []byte) { out = string(raw) })
+	return out
+}
+
+// Scan parses the current row into dest with encoding/json (json.Unmarshal), straight from
+// the library's memory.
+func (s *Stream) Scan(dest any) error {
+	var err error
+	if !s.stream.withRow(func(raw []byte) { err = json.Unmarshal(raw, dest) }) {
+		return errors.New("fraiseqlwire: Scan without a current row (call Next first; the stream may be closed)")
+	}
+	return err
+}
 
 // Err is the error that ended the stream (nil at a normal end). A stream cancelled
 // through its context gives an *Error with Code StatusCancelled wrapping ctx.Err().
@@ -754,10 +802,9 @@ func (st *stream) close() {
 		}
 		st.mu.RUnlock()
 		st.mu.Lock()
+		atomic.StoreInt32(&st.closed, 1)
 		C.fw_stream_free(st.s)
 		st.s = nil
-		C.free(unsafe.Pointer(st.rows))
-		st.rows = nil
 		st.mu.Unlock()
 		atomic.AddInt64(&liveStreams, -1)
 	})

@@ -539,3 +539,65 @@ func TestFinalizersFreeEverything(t *testing.T) {
 		t.Fatalf("%d goroutines, %d before", g, baseGoroutines)
 	}
 }
+
+// RawRow (library memory, no copy), Row (a copy), Text and Scan (json.Unmarshal) give the
+// same row; RawRow of SQL NULL is the JSON null; after Close there is no current row.
+func TestRawRowRowTextScan(t *testing.T) {
+	c := newClient(t)
+	s := mustStream(t, c.Query("v_user").OrderBy("(data->>'n')::int", Asc).BatchRows(64))
+	n := 0
+	for s.Next() {
+		n++
+		raw := s.RawRow()
+		row := s.Row()
+		if string(raw) != string(row) || s.Text() != string(row) {
+			t.Fatalf("row %d: RawRow %q, Row %q, Text %q", n, raw, row, s.Text())
+		}
+		if cap(raw) != len(raw) {
+			t.Fatalf("RawRow's capacity %d exceeds its length %d (append would write into the block)", cap(raw), len(raw))
+		}
+		var d doc
+		if err := s.Scan(&d); err != nil || d.N != n {
+			t.Fatalf("Scan row %d: %v, n = %d", n, err, d.N)
+		}
+	}
+	if err := s.Err(); err != nil || n != 1000 {
+		t.Fatalf("%d rows, %v", n, err)
+	}
+	s.Close()
+	if s.RawRow() != nil || s.Row() != nil || s.Scan(&struct{}{}) == nil {
+		t.Fatal("a closed stream still has a current row")
+	}
+
+	s = mustStream(t, c.Query("v_null"))
+	var got []string
+	for s.Next() {
+		var v any
+		if err := s.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s=%v", s.RawRow(), v))
+	}
+	if want := `{"i": 1}=map[i:1],null=<nil>,{"i": 3}=map[i:3]`; strings.Join(got, ",") != want {
+		t.Fatalf("v_null: %s", strings.Join(got, ","))
+	}
+}
+
+// Errors carry the status (Code and its name), Message, SQLState, Detail, Hint, Position.
+func TestErrorFields(t *testing.T) {
+	c := newClient(t)
+	_, err := c.Query("v_user").Where("(data->>'n')::int = 'x'").Stream(context.Background())
+	var fe *Error
+	if !errors.As(err, &fe) {
+		t.Fatalf("not an *Error: %v", err)
+	}
+	if fe.Code != StatusServer || fe.Code.String() != "FW_E_SERVER" || int(fe.Code) != -6 || fe.SQLState != "22P02" {
+		t.Fatalf("fields: %+v", fe)
+	}
+	if !strings.Contains(fe.Message, "invalid input syntax") || fe.Position == "" {
+		t.Fatalf("message/position: %+v", fe)
+	}
+	if !strings.HasPrefix(fe.Error(), "FW_E_SERVER: ") {
+		t.Fatalf("Error(): %s", fe.Error())
+	}
+}

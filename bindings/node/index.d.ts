@@ -40,12 +40,28 @@ export class Query {
   readAhead(bytes: number): this;
   readCoalesce(microseconds: number): this;
   describeWait(ms: number | null): this;
-  stream(options?: { batchSize?: number; signal?: AbortSignal | null }): Stream;
+  /** Rows as JSON text (the default). */
+  stream(options?: StreamOptions & { parse?: false }): Stream<string>;
+  /** Rows parsed with JSON.parse. */
+  stream(options: StreamOptions & { parse: true }): Stream<unknown>;
 }
 
-export class Stream implements AsyncIterable<string> {
-  next(): Promise<string | null>;
-  [Symbol.asyncIterator](): AsyncGenerator<string, void, undefined>;
+export interface StreamOptions {
+  /** Rows per call into the library (default 256). */
+  batchSize?: number;
+  /** Bytes per call into the library (default 1 MiB; at least one row). */
+  maxBytes?: number;
+  /** Cancels the stream when aborted. */
+  signal?: AbortSignal | null;
+}
+
+/** A running query's rows: strings of JSON text, or parsed values with `{ parse: true }`. */
+export class Stream<Row = string> implements AsyncIterable<Row> {
+  /** The next row, or null at the end. */
+  next(): Promise<Row | null>;
+  [Symbol.asyncIterator](): AsyncIterator<Row>;
+  /** One array of rows per call into the library (the fastest way to read). */
+  batches(): AsyncIterableIterator<Row[]>;
   pause(reason?: string | null): void;
   resume(): void;
   setPauseTimeout(ms: number): void;
@@ -56,10 +72,12 @@ export class Stream implements AsyncIterable<string> {
 }
 
 export class FwError extends Error {
-  /** The status name, e.g. 'FW_E_SERVER'. */
+  /** As in node-postgres: the SQLSTATE of a server error ('42P01'), else the status name. */
   code: string;
+  /** The status name, e.g. 'FW_E_SERVER'. */
+  status: string;
   /** The status number, e.g. -6. */
-  status: number;
+  errno: number;
   sqlstate: string | null;
   detail: string | null;
   hint: string | null;
@@ -80,6 +98,8 @@ export class StateError extends FwError {}
 export class PanicError extends FwError {}
 export class ShutdownError extends FwError {}
 
+/** The path (or name) the library was loaded from. */
+export const libraryPath: string;
 export function version(): string;
 export function metricsDump(): string;
 export function shutdown(timeoutMs?: number): void;

@@ -7,14 +7,14 @@
 //   for await (const row of stream) console.log(JSON.parse(row));
 //   client.close();
 //
-// Rows are fetched by fw_stream_next_batch running on koffi's worker threads (async
+// Rows are fetched by fw_stream_next_block running on koffi's worker threads (async
 // calls), so waiting for rows never blocks the event loop. Connecting and executing are
 // synchronous calls (see the README).
 //
 // The shared library is found through, in order: $FW_LIB (a file), $FW_LIB_DIR (a
-// directory), the repository's build tree (target/release), then the system's library path.
+// directory), the system's dynamic loader, then pkg-config (see load() below).
 
-const fs = require('fs');
+const { execFileSync } = require('child_process');
 const path = require('path');
 const koffi = require('koffi');
 
@@ -23,33 +23,58 @@ const koffi = require('koffi');
 // ---------------------------------------------------------------------------
 
 const LIBNAME = 'libfraiseql_wire.so';
+const MAJOR = 0;
+const SONAME = `${LIBNAME}.${MAJOR}`;
 
+// [where, path] in lookup order (the same as the Python and Ruby bindings): $FW_LIB (a file),
+// $FW_LIB_DIR (a directory), the system's dynamic loader (LD_LIBRARY_PATH, the ld.so cache,
+// the default directories), then pkg-config's libdir of fraiseql-wire.pc.
 function candidates() {
-  if (process.env.FW_LIB) return [process.env.FW_LIB];
-  if (process.env.FW_LIB_DIR) return [path.join(process.env.FW_LIB_DIR, LIBNAME)];
-  const built = path.join(__dirname, '..', '..', 'target', 'release', LIBNAME);
-  return (fs.existsSync(built) ? [built] : []).concat([LIBNAME]);
+  if (process.env.FW_LIB) return [['FW_LIB', process.env.FW_LIB]];
+  if (process.env.FW_LIB_DIR) return [['FW_LIB_DIR', path.join(process.env.FW_LIB_DIR, LIBNAME)]];
+  return [['system loader', SONAME], ['pkg-config', null]];
+}
+
+function pkgConfigLibdir() {
+  try {
+    const out = execFileSync('pkg-config', ['--variable=libdir', 'fraiseql-wire'],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return out || null;
+  } catch (e) {
+    return null;
+  }
 }
 
 function load() {
   const errors = [];
-  for (const p of candidates()) {
+  for (const [where, p0] of candidates()) {
+    let p = p0;
+    if (where === 'pkg-config') {
+      const libdir = pkgConfigLibdir();
+      if (!libdir) {
+        errors.push('pkg-config: no fraiseql-wire.pc found');
+        continue;
+      }
+      p = path.join(libdir, SONAME);
+    }
     try {
-      return koffi.load(p);
+      return [koffi.load(p), p];
     } catch (e) {
-      errors.push(`${p}: ${e.message}`);
+      errors.push(`${where}: ${e.message}`);
     }
   }
-  throw new Error(`cannot load ${LIBNAME} (set FW_LIB or FW_LIB_DIR): ${errors.join('; ')}`);
+  throw new Error(`cannot load ${SONAME} (install it with \`make install\`, or set FW_LIB to its path): ${errors.join('; ')}`);
 }
 
-const lib = load();
+const [lib, libraryPath] = load();
 
 koffi.opaque('fw_client');
 koffi.opaque('fw_query');
 koffi.opaque('fw_stream');
 koffi.opaque('fw_error');
-const Row = koffi.struct('fw_row', { data: 'void *', len: 'size_t' });
+const Block = koffi.struct('fw_block', {
+  data: 'void *', len: 'size_t', offsets: 'void *', n: 'size_t',
+});
 const STATS_FIELDS = [
   'items_buffered', 'bytes_buffered', 'estimated_memory', 'total_rows_received',
   'total_rows_yielded', 'total_rows_filtered', 'total_bytes_received', 'current_chunk_size',
@@ -88,7 +113,7 @@ const C = {
   shutdown: lib.func('int fw_shutdown(uint64_t timeout_ms)'),
   string_free: lib.func('void fw_string_free(void *s)'),
   status_str: lib.func('const char *fw_status_str(int status)'),
-  next_batch: lib.func('int fw_stream_next_batch(fw_stream *s, void *rows, size_t cap, void *n, int64_t timeout_ms)'),
+  next_block: lib.func('int fw_stream_next_block(fw_stream *s, void *out, size_t max_rows, size_t max_bytes, int64_t timeout_ms)'),
   pause: lib.func('int fw_stream_pause(fw_stream *s)'),
   pause_with_reason: lib.func('int fw_stream_pause_with_reason(fw_stream *s, const char *reason)'),
   resume: lib.func('int fw_stream_resume(fw_stream *s)'),
@@ -98,13 +123,8 @@ const C = {
   cancel: lib.func('int fw_stream_cancel(fw_stream *s)'),
   stream_error: lib.func('fw_error *fw_stream_error(fw_stream *s)'),
   stream_free: lib.func('void fw_stream_free(fw_stream *s)'),
+  metrics_dump: lib.func('int fw_metrics_dump(_Out_ void **out, _Out_ size_t *len)'),
 };
-let metricsDumpFn = null;
-try {
-  metricsDumpFn = lib.func('int fw_metrics_dump(_Out_ void **out, _Out_ size_t *len)');
-} catch (e) {
-  // a library built before the metrics dump existed
-}
 
 // ---------------------------------------------------------------------------
 // status codes, states, errors
@@ -112,20 +132,25 @@ try {
 
 const OK = 0;
 const DONE = 1;
+const WOULD_BLOCK = 2;
 const TIMEOUT = 3;
 const PAUSED = 4;
 const STATES = { [-1]: 'invalid', 0: 'running', 1: 'paused', 2: 'completed', 3: 'failed', 4: 'cancelled' };
 
-/** A failed library call: `.code` is the status name ('FW_E_SERVER'), `.status` its number,
- * `.sqlstate`, `.detail`, `.hint`, `.position` are set for server errors (else null). */
+/** A failed library call. As in node-postgres, `.code` is the server's SQLSTATE for server
+ * errors ('42P01'); for the others it is the library status name ('FW_E_CONNECT'). `.status`
+ * is the status name ('FW_E_SERVER') and `.errno` its number (-6); `.message` is the library's
+ * or the server's message; `.sqlstate`, `.detail`, `.hint`, `.position` are set for server
+ * errors (else null). The same fields as in the Python, Ruby and Go bindings. */
 class FwError extends Error {
-  constructor(status, message, fields = {}) {
-    const code = C.status_str(status);
-    super(message ? `${code}: ${message}` : code);
+  constructor(errno, message, fields = {}) {
+    const status = C.status_str(errno);
+    super(message || status);
     this.name = this.constructor.name;
-    this.code = code;
     this.status = status;
+    this.errno = errno;
     this.sqlstate = fields.sqlstate || null;
+    this.code = this.sqlstate || status;
     this.detail = fields.detail || null;
     this.hint = fields.hint || null;
     this.position = fields.position || null;
@@ -220,8 +245,7 @@ function freeStream(h) {
   }
   C.stream_free(h.ptr);
   h.ptr = null;
-  koffi.free(h.rows);
-  koffi.free(h.n);
+  koffi.free(h.block);
   live.stream--;
 }
 
@@ -321,10 +345,11 @@ class Query {
 
   /** Execute the query (synchronously: returns once the server described the result, or
    * after the describe wait) and
-   * return its Stream. Options: `batchSize` (rows per fetch, default 256), `signal` (an
-   * AbortSignal that cancels the stream). Throws ServerError (e.g. sqlstate 42P01),
+   * return its Stream. Options: `batchSize` (rows per fetch, default 256), `maxBytes` (bytes
+   * per fetch, default 1 MiB), `parse` (rows parsed with JSON.parse instead of JSON text),
+   * `signal` (an AbortSignal that cancels the stream). Throws ServerError (e.g. sqlstate 42P01),
    * SchemaError, ... */
-  stream({ batchSize = 256, signal = null } = {}) {
+  stream({ batchSize = 256, signal = null, parse = false, maxBytes = 1 << 20 } = {}) {
     if (signal && signal.aborted) throw new CancelledError(-10, 'the signal was aborted');
     const out = [null];
     check(C.query_new(this._client._ptr(), this._source, out));
@@ -333,7 +358,7 @@ class Query {
       for (const op of this._ops) check(op(q));
       const so = [null];
       check(C.query_execute(q, so));
-      return new Stream(so[0], batchSize, signal);
+      return new Stream(so[0], batchSize, signal, parse, maxBytes);
     } finally {
       C.query_free(q);
     }
@@ -350,22 +375,28 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** A running query's rows: `for await (const row of stream)` (rows are strings of JSON
- * text), or `await stream.next()`. Breaking out of the loop closes the stream. While the
- * stream is paused and drained, iteration waits (without blocking the event loop) until
- * it is resumed or its pause timeout ends the pause. */
+/** A running query's rows: `for await (const row of stream)` (rows are strings of JSON text,
+ * or parsed values with `stream({ parse: true })`), `for await (const rows of
+ * stream.batches())` (an array per call into the library: the fastest), or
+ * `await stream.next()`. Breaking out of the loop closes the stream. While the stream is
+ * paused and drained, iteration waits (without blocking the event loop) until it is resumed
+ * or its pause timeout ends the pause.
+ *
+ * Each fetch runs fw_stream_next_block on a koffi worker thread; the block of rows it returns
+ * is decoded once into a JS string on the main thread and split into rows in one call. */
 class Stream {
-  constructor(ptr, batchSize, signal) {
+  constructor(ptr, batchSize, signal, parse = false, maxBytes = 1 << 20) {
     const cap = Math.max(1, batchSize | 0);
     this._h = {
-      ptr, cap, busy: false, freeWhenIdle: false,
-      rows: koffi.alloc(Row, cap),
-      n: koffi.alloc('size_t', 1),
+      ptr, cap, maxBytes: Math.max(0, maxBytes | 0), busy: false, freeWhenIdle: false, closed: false,
+      block: koffi.alloc(Block, 1),
     };
     live.stream++;
     streamRegistry.register(this, this._h, this);
-    this._pending = [];
+    this._parse = parse;
+    this._pending = null;
     this._pos = 0;
+    this._queued = 0;
     this._done = false;
     this._error = null;
     this._tail = Promise.resolve();
@@ -377,18 +408,72 @@ class Stream {
     }
   }
 
+  // Closed by close() (the library's stream may still be freed later, once a fetch in
+  // flight is back).
+  _open() {
+    return this._h.ptr !== null && !this._h.closed;
+  }
+
   _ptr() {
-    if (!this._h.ptr) throw closedError('stream');
+    if (!this._open()) throw closedError('stream');
     return this._h.ptr;
   }
 
-  // One fw_stream_next_batch on a worker thread.
+  // The rows of the block just filled, cut at the NULs (rows never hold a NUL byte; if one
+  // did, the pieces would not be n and the offsets cut them instead) and decoded row by row
+  // from a view of the library's memory. Row by row is faster than one decode of the block
+  // and a split (V8 decodes UTF-8 that is not ASCII slowly; a block-sized string then also
+  // keeps every row's memory alive while any row is).
+  _rowsOfBlock() {
+    const b = koffi.decode(this._h.block, Block);
+    const n = Number(b.n);
+    const len = Number(b.len);
+    const bytes = Buffer.from(koffi.view(b.data, len));
+    let rows = new Array(n);
+    let start = 0;
+    let i = 0;
+    for (; i < n; i++) {
+      const end = bytes.indexOf(0, start);
+      if (end < 0) break;
+      rows[i] = bytes.utf8Slice(start, end);
+      start = end + 1;
+    }
+    if (i !== n || start !== len) rows = this._rowsByOffsets(b, bytes, n);
+    if (!this._parse) return rows;
+    // Parsed: the block as one JSON array, in one JSON.parse (the rows are whole JSON texts
+    // separated by commas).
+    return JSON.parse(`[${rows.join(',')}]`);
+  }
+
+  _rowsByOffsets(b, bytes, n) {
+    const off = Array.from(koffi.decode(b.offsets, 'size_t', n + 1), Number);
+    const rows = new Array(n);
+    for (let i = 0; i < n; i++) rows[i] = bytes.utf8Slice(off[i], off[i + 1] - 1);
+    return rows;
+  }
+
+  // One fw_stream_next_block on this thread that does not wait (timeout 0): { status, rows }
+  // or { error } when it produced something, null when nothing was ready.
+  _fetchReady() {
+    const h = this._h;
+    const status = C.next_block(this._ptr(), h.block, h.cap, h.maxBytes, 0);
+    if (status === TIMEOUT || status === WOULD_BLOCK) return null;
+    if (status < 0) return { error: makeError(status, C.stream_error(h.ptr), true) };
+    if (status !== OK) return { status, rows: null };
+    try {
+      return { status, rows: this._rowsOfBlock() };
+    } catch (e) {
+      return { error: e };
+    }
+  }
+
+  // One fw_stream_next_block on a worker thread: { status, rows } or { error }.
   _fetch() {
     const h = this._h;
     const ptr = this._ptr();
     h.busy = true;
     return new Promise((resolve) => {
-      C.next_batch.async(ptr, h.rows, h.cap, h.n, FETCH_SLICE_MS, (err, status) => {
+      C.next_block.async(ptr, h.block, h.cap, h.maxBytes, FETCH_SLICE_MS, (err, status) => {
         h.busy = false;
         if (err) {
           resolve({ error: err });
@@ -398,8 +483,13 @@ class Stream {
         } else {
           let rows = null;
           if (status === OK) {
-            const n = Number(koffi.decode(h.n, 'size_t'));
-            rows = koffi.decode(h.rows, Row, n).map((r) => koffi.decode.string(r.data, Number(r.len)));
+            try {
+              rows = this._rowsOfBlock();
+            } catch (e) {
+              resolve({ error: e });
+              if (h.freeWhenIdle) freeStream(h);
+              return;
+            }
           }
           resolve({ status, rows });
         }
@@ -408,36 +498,32 @@ class Stream {
     });
   }
 
-  /** The next row (a string), or null at the end of the stream. Calls are served in
-   * order, one fetch at a time. */
-  next() {
-    const p = this._tail.then(() => this._next());
-    this._tail = p.then(() => undefined, () => undefined);
-    return p;
-  }
-
-  async _next() {
-    if (!this._h.ptr) throw closedError('stream');
+  // The next array of rows (null at the end); one caller at a time.
+  async _nextBatch() {
+    if (!this._open()) throw closedError('stream');
+    if (this._pending !== null) {
+      const rows = this._pos === 0 ? this._pending : this._pending.slice(this._pos);
+      this._pending = null;
+      this._pos = 0;
+      return rows;
+    }
     for (;;) {
-      if (this._pos < this._pending.length) {
-        const row = this._pending[this._pos];
-        this._pending[this._pos++] = undefined;
-        return row;
-      }
       // Closed while this call waited (between two fetch slices, or during one): the wait
       // was cancelled, as when close() lands during a fetch.
-      if (!this._h.ptr) throw new CancelledError(-10, 'the stream was closed while waiting for rows');
+      if (!this._open()) throw new CancelledError(-10, 'the stream was closed while waiting for rows');
       if (this._error) throw this._error;
       if (this._done) return null;
-      const r = await this._fetch();
+      // Rows that are ready come from a call on this thread that does not wait (no thread
+      // hop: the common case while the library reads ahead of the consumer); only when there
+      // are none does a call wait for them on a worker thread.
+      let r = this._fetchReady();
+      if (r === null) r = await this._fetch();
       if (r.error) {
         this._error = r.error;
         throw r.error;
       }
-      if (r.status === OK) {
-        this._pending = r.rows;
-        this._pos = 0;
-      } else if (r.status === DONE) {
+      if (r.status === OK) return r.rows;
+      if (r.status === DONE) {
         this._done = true;
       } else if (r.status === PAUSED) {
         await sleep(5);
@@ -445,16 +531,104 @@ class Stream {
     }
   }
 
-  async* [Symbol.asyncIterator]() {
-    try {
-      for (;;) {
-        const row = await this.next();
-        if (row === null) return;
-        yield row;
+  /** The next row, or null at the end of the stream (with `parse`, a JSON null row is null
+   * too: use iteration). Calls are served in order, one fetch at a time. */
+  next() {
+    if (this._queued === 0 && this._pending !== null && this._pos < this._pending.length
+        && this._open()) {
+      const row = this._pending[this._pos];
+      this._pending[this._pos++] = undefined;
+      if (this._pos === this._pending.length) {
+        this._pending = null;
+        this._pos = 0;
       }
-    } finally {
-      this.close();
+      return Promise.resolve(row);
     }
+    this._queued++;
+    const p = this._tail.then(() => this._nextSlow()).finally(() => { this._queued--; });
+    this._tail = p.then(() => undefined, () => undefined);
+    return p;
+  }
+
+  async _nextSlow() {
+    if (this._pending !== null && this._pos < this._pending.length) {
+      const row = this._pending[this._pos];
+      this._pending[this._pos++] = undefined;
+      if (this._pos === this._pending.length) {
+        this._pending = null;
+        this._pos = 0;
+      }
+      return row;
+    }
+    this._pending = null;
+    const rows = await this._nextBatch();
+    if (rows === null) return null;
+    this._pending = rows;
+    this._pos = 1;
+    if (rows.length === 1) {
+      this._pending = null;
+      this._pos = 0;
+    }
+    return rows[0];
+  }
+
+  /** An async iterator over arrays of rows, one array per call into the library. Breaking
+   * out of the loop closes the stream. */
+  batches() {
+    const self = this;
+    let tail = this._tail;
+    return {
+      [Symbol.asyncIterator]() { return this; },
+      next() {
+        const p = tail.then(() => self._nextBatch()).then((rows) => {
+          if (rows === null) {
+            self.close();
+            return { value: undefined, done: true };
+          }
+          return { value: rows, done: false };
+        });
+        tail = p.then(() => undefined, () => undefined);
+        self._tail = tail;
+        return p;
+      },
+      return() {
+        self.close();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+
+  [Symbol.asyncIterator]() {
+    const self = this;
+    let rows = null;
+    let i = 0;
+    return {
+      next() {
+        if (rows !== null && i < rows.length) {
+          const value = rows[i];
+          rows[i++] = undefined;
+          return Promise.resolve({ value, done: false });
+        }
+        const p = self._tail.then(() => self._nextBatch()).then((b) => {
+          if (b === null) {
+            self.close();
+            return { value: undefined, done: true };
+          }
+          rows = b;
+          i = 1;
+          return { value: b[0], done: false };
+        }, (e) => {
+          self.close();
+          throw e;
+        });
+        self._tail = p.then(() => undefined, () => undefined);
+        return p;
+      },
+      return() {
+        self.close();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
   }
 
   /** Stop reading the socket (the server blocks); buffered rows can still be read. */
@@ -472,7 +646,7 @@ class Stream {
 
   /** 'running', 'paused', 'completed', 'failed' or 'cancelled' ('closed' once closed). */
   get state() {
-    if (!this._h.ptr) return 'closed';
+    if (!this._open()) return 'closed';
     return STATES[C.state(this._h.ptr)] || 'invalid';
   }
 
@@ -493,9 +667,10 @@ class Stream {
       this._unlisten();
       this._unlisten = null;
     }
-    this._pending = [];
+    this._pending = null;
     this._pos = 0;
-    if (this._h.ptr) {
+    if (this._open()) {
+      this._h.closed = true;
       streamRegistry.unregister(this);
       freeStream(this._h);
     }
@@ -513,10 +688,9 @@ function version() {
 
 /** The library's metrics in the Prometheus text format. */
 function metricsDump() {
-  if (!metricsDumpFn) throw new Error('this build of libfraiseql_wire has no fw_metrics_dump');
   const out = [null];
   const len = [0];
-  check(metricsDumpFn(out, len));
+  check(C.metrics_dump(out, len));
   if (!out[0]) return '';
   try {
     return koffi.decode.string(out[0], Number(len[0]));
@@ -531,7 +705,7 @@ function shutdown(timeoutMs = 5000) {
 }
 
 module.exports = {
-  Client, Query, Stream, version, metricsDump, shutdown, liveHandles,
+  libraryPath, Client, Query, Stream, version, metricsDump, shutdown, liveHandles,
   FwError, InvalidArgumentError, NullPointerError, ConnectError, AuthError, TLSError,
   ServerError, ProtocolError, SchemaError, MemoryLimitError, CancelledError,
   ConnectionLostError, StateError, PanicError, ShutdownError,

@@ -10,6 +10,7 @@
 // are safe to call from C under the documented contracts, so they are not `unsafe fn`.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+pub mod block;
 pub mod client;
 pub mod error;
 pub mod log;

@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use super::block::fw_block;
 use super::error::fw_error;
 use super::{cstr, fw_status, guard, guard_value, null, obj, write_out};
 use crate::error::{Error, Result};
+use crate::stream::block::{Block, Filled};
 use crate::stream::{
     Batch, ForEachEnd, Next, Stream, StreamControl, StreamState, StreamStats, Wait,
 };
@@ -127,11 +129,13 @@ const FW_STATS_MIN_SIZE: usize = std::mem::offset_of!(fw_stats, elapsed_us) + 8;
 pub struct fw_stream {
     control: StreamControl,
     consumer: UnsafeCell<Stream>,
+    /// The rows of the last `fw_stream_next_block`; touched only by the thread holding `busy`.
+    block: UnsafeCell<Block>,
     busy: AtomicBool,
     error: OnceLock<Box<fw_error>>,
 }
 
-// SAFETY: `consumer` is only touched by the thread holding `busy`; everything
+// SAFETY: `consumer` and `block` are only touched by the thread holding `busy`; everything
 // else is thread-safe.
 unsafe impl Sync for fw_stream {}
 
@@ -140,6 +144,7 @@ impl fw_stream {
         fw_stream {
             control: stream.control().clone(),
             consumer: UnsafeCell::new(stream),
+            block: UnsafeCell::new(Block::new()),
             busy: AtomicBool::new(false),
             error: OnceLock::new(),
         }
@@ -148,6 +153,14 @@ impl fw_stream {
     /// Run `f` with exclusive access to the consumer, or `FW_E_STATE` if another thread is
     /// consuming this stream right now.
     fn consume<T>(&self, f: impl FnOnce(&mut Stream) -> Result<T>) -> Result<T> {
+        self.consume_with_block(|stream, _| f(stream))
+    }
+
+    /// `consume` with the stream's block as well.
+    fn consume_with_block<T>(
+        &self,
+        f: impl FnOnce(&mut Stream, &mut Block) -> Result<T>,
+    ) -> Result<T> {
         if self.busy.swap(true, Ordering::Acquire) {
             return Err(Error::state(
                 "the stream is being consumed by another call (streams are consumed by one thread at a time)",
@@ -162,7 +175,9 @@ impl fw_stream {
         let _release = Release(&self.busy);
         // SAFETY: `busy` grants this call exclusive access to the consumer.
         let stream = unsafe { &mut *self.consumer.get() };
-        let r = f(stream);
+        // SAFETY: as above, `busy` covers the block too.
+        let block = unsafe { &mut *self.block.get() };
+        let r = f(stream, block);
         if let Err(e) = &r {
             self.remember(e);
         }
@@ -333,6 +348,53 @@ pub extern "C" fn fw_stream_next_batch(
                     unsafe { write_out(n, 0) };
                     Ok(status_of(&other))
                 }
+            }
+        })
+    })
+}
+
+/// The next rows as one block (see `fw_block` for the layout): the first row as
+/// `fw_stream_next` finds it (waiting as `timeout_ms` says), then the rows that follow it in
+/// the chunk being read, until `max_rows` rows or until the block holds `max_bytes` bytes or
+/// more (a block is at most `max_bytes` plus one row; `max_bytes` 0 means no byte limit).
+/// `FW_OK` with `*out` filled (`out->n >= 1`); otherwise a status (`FW_DONE`, `FW_TIMEOUT`,
+/// `FW_PAUSED`, an error) and `*out` is not written. The block's memory belongs to the
+/// stream, is reused by the next call and stays valid until then (or `fw_stream_free`);
+/// it is outside the stream's memory budget and holds at most one block. A binding copies
+/// `out->data` once per block and cuts its rows from its copy. A row holding a NUL byte
+/// (JSON text never does; PostgreSQL cannot send one) is never put in a block: it ends the
+/// block before it, and a call that starts with it fails with `FW_E_STATE` without consuming
+/// it (`fw_stream_next` returns it).
+#[no_mangle]
+pub extern "C" fn fw_stream_next_block(
+    s: *mut fw_stream,
+    out: *mut fw_block,
+    max_rows: usize,
+    max_bytes: usize,
+    timeout_ms: i64,
+) -> fw_status {
+    guard(|| {
+        // SAFETY: see fw_stream_next.
+        let s = unsafe { obj(s as *const fw_stream, "stream") }?;
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        if max_rows == 0 {
+            return Err(Error::invalid("max_rows must be at least 1"));
+        }
+        let max_bytes = if max_bytes == 0 {
+            usize::MAX
+        } else {
+            max_bytes
+        };
+        s.consume_with_block(|stream, block| {
+            match stream.next_block(block, max_rows, max_bytes, Wait::from_millis(timeout_ms))? {
+                Filled::Rows(_) => {
+                    // SAFETY: `out` checked non-null; the block lives until the next call.
+                    unsafe { write_out(out, fw_block::of(block)) };
+                    Ok(fw_status::FW_OK)
+                }
+                Filled::Status(st) => Ok(status_of(&st)),
             }
         })
     })

@@ -2,6 +2,7 @@
 //! adaptive chunking, memory accounting and statistics.
 
 pub mod adaptive;
+pub mod block;
 pub mod chunk;
 pub mod coalesce;
 pub mod options;

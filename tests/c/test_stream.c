@@ -498,3 +498,108 @@ void test_stream_fd_poll(void) {
     CHECK_ST(st, FW_DONE);
     fw_stream_free(s);
 }
+
+/* Check one block's layout (fw_block's doc comment) and fold its rows into the counters. */
+static void check_block(const fw_block *b, size_t max_rows, long *rows, long long *ids, long *bad) {
+    size_t i;
+    CHECK(b->n >= 1 && b->n <= max_rows);
+    CHECK(b->data != NULL && b->offsets != NULL);
+    CHECK_INT(b->offsets[0], 0);
+    CHECK_INT(b->offsets[b->n], b->len);
+    for (i = 0; i < b->n; i++) {
+        const char *row = b->data + b->offsets[i];
+        size_t len;
+        if (b->offsets[i + 1] <= b->offsets[i]) {
+            (*bad)++;
+            continue;
+        }
+        len = b->offsets[i + 1] - b->offsets[i] - 1;
+        /* the row is followed by its NUL, holds none itself (strlen), and is a whole row */
+        if (row[len] != '\0' || strlen(row) != len || !fwt_row_ok(row, len)) (*bad)++;
+        *ids += fwt_json_int(row, "id");
+    }
+    *rows += (long)b->n;
+}
+
+void test_stream_next_block(void) {
+    fw_stream *s = fwt_exec(fwt_client(), "v_user", NULL);
+    fw_block b, sentinel;
+    fw_status st;
+    long total = 0, blocks = 0, bad = 0;
+    long long ids = 0;
+    REQUIRE(s != NULL);
+    CHECK_ST(fw_stream_next_block(NULL, &b, 64, 0, 0), FW_E_NULL);
+    CHECK_ST(fw_stream_next_block(s, NULL, 64, 0, 0), FW_E_NULL);
+    CHECK_ST(fw_stream_next_block(s, &b, 0, 0, 0), FW_E_INVALID_ARGUMENT);
+    for (;;) {
+        memset(&b, 0xab, sizeof b);
+        st = fw_stream_next_block(s, &b, 64, 0, -1);
+        if (st != FW_OK) break;
+        blocks++;
+        check_block(&b, 64, &total, &ids, &bad);
+    }
+    CHECK_ST(st, FW_DONE);
+    /* out-parameters are written on success only */
+    memset(&sentinel, 0xab, sizeof sentinel);
+    CHECK(memcmp(&b, &sentinel, sizeof b) == 0);
+    CHECK_INT(total, 1000);
+    CHECK_INT(bad, 0);
+    CHECK_INT(ids, 500500);
+    CHECK(blocks >= 1000 / 64 && blocks < 1000);
+    CHECK_ST(fw_stream_next_block(s, &b, 64, 0, -1), FW_DONE);
+    check_final_stats(s, 1000, 1000);
+    fw_stream_free(s);
+
+    /* A byte limit below one row: one row per block. */
+    s = fwt_exec(fwt_client(), "v_user", NULL);
+    REQUIRE(s != NULL);
+    total = 0, ids = 0, bad = 0;
+    while ((st = fw_stream_next_block(s, &b, 64, 1, -1)) == FW_OK) {
+        CHECK_INT(b.n, 1);
+        check_block(&b, 1, &total, &ids, &bad);
+    }
+    CHECK_ST(st, FW_DONE);
+    CHECK_INT(total, 1000);
+    CHECK_INT(ids, 500500);
+    CHECK_INT(bad, 0);
+    fw_stream_free(s);
+
+    /* SQL NULL is the JSON null. */
+    s = fwt_exec(fwt_client(), "v_null", NULL);
+    REQUIRE(s != NULL);
+    REQUIRE(fw_stream_next_block(s, &b, 64, 0, -1) == FW_OK);
+    CHECK_INT(b.n, 3);
+    CHECK_INT(b.len, strlen("{\"i\": 1}") + 1 + strlen("null") + 1 + strlen("{\"i\": 3}") + 1);
+    CHECK(memcmp(b.data, "{\"i\": 1}\0null\0{\"i\": 3}\0", b.len) == 0);
+    CHECK_ST(fw_stream_next_block(s, &b, 64, 0, -1), FW_DONE);
+    fw_stream_free(s);
+
+    /* Rows received before a server error come first, then the error. */
+    s = fwt_exec(fwt_client(), "v_div_zero_after", NULL);
+    REQUIRE(s != NULL);
+    total = 0;
+    while ((st = fw_stream_next_block(s, &b, 16, 0, -1)) == FW_OK) total += (long)b.n;
+    CHECK_ST(st, FW_E_SERVER);
+    CHECK_INT(total, 50);
+    REQUIRE(fw_stream_error(s) != NULL);
+    CHECK_STR(fw_error_sqlstate(fw_stream_error(s)), "22012");
+    fw_stream_free(s);
+
+    /* Mixing next and next_block on one stream keeps order and loses nothing. */
+    s = fwt_exec(fwt_client(), "app.tv_order", NULL);
+    REQUIRE(s != NULL);
+    total = 0;
+    for (;;) {
+        fw_row one;
+        st = fw_stream_next(s, &one, -1);
+        if (st != FW_OK) break;
+        total++;
+        st = fw_stream_next_block(s, &b, 7, 0, -1);
+        if (st != FW_OK) break;
+        CHECK(b.n >= 1 && b.n <= 7);
+        total += (long)b.n;
+    }
+    CHECK_ST(st, FW_DONE);
+    CHECK_INT(total, 500);
+    fw_stream_free(s);
+}

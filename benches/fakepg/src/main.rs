@@ -67,6 +67,7 @@ Faults, appended to the name with double underscores (w_10k_430__cut500__slow100
   slow<US>      write in 8 KiB pieces, sleeping US microseconds after each
   stall<MS>     wait MS milliseconds before the first row (CancelRequest ends it: 57014)
   nulls<K>      every K-th row is SQL NULL
+  nulbyte<K>    every K-th row holds a NUL byte (in the middle of its JSON text)
   text | json   describe the column as text (oid 25) / json (oid 114) instead of jsonb
   twocols       two columns (data, extra)
   rename        the column is called doc instead of data

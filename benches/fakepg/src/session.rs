@@ -453,6 +453,12 @@ impl Session {
                 let name = p.cstr();
                 let sql = if kind == b'S' {
                     self.stmts.get(&name).cloned()
+                } else if let (None, Some(c)) = (self.portals.get(&name), self.cursors.get(&name)) {
+                    // A cursor opened with DECLARE is a portal too (psycopg's named cursors
+                    // describe it so).
+                    let cols = columns(&c.wl.faults);
+                    proto::row_description(&mut self.out, &cols);
+                    return Ok(true);
                 } else {
                     self.portals.get(&name).map(|p| p.sql.clone())
                 };
@@ -826,7 +832,7 @@ impl Session {
         Ok(false)
     }
 
-    /// Rows `a..b` encoded one by one (NULL rows, two columns).
+    /// Rows `a..b` encoded one by one (NULL rows, NUL bytes, two columns).
     fn send_rows_slow(
         &mut self,
         wl: &Workload,
@@ -839,7 +845,20 @@ impl Session {
         for i in a..b {
             let doc = block.doc(((wl.offset + i) % nb) as usize);
             let null = wl.faults.nulls_every.is_some_and(|k| (i + 1) % k == 0);
-            let v = if null { None } else { Some(doc) };
+            let nul_byte = wl.faults.nul_byte_every.is_some_and(|k| (i + 1) % k == 0);
+            let with_nul;
+            let v = if null {
+                None
+            } else if nul_byte {
+                // A NUL byte in the middle of the document.
+                let mut d = doc.to_vec();
+                let mid = d.len() / 2;
+                d[mid] = 0;
+                with_nul = d;
+                Some(&with_nul[..])
+            } else {
+                Some(doc)
+            };
             if wl.faults.two_cols {
                 proto::data_row(&mut buf, &[v, Some(b"x")]);
             } else {

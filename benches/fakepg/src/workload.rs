@@ -36,6 +36,9 @@ pub struct Faults {
     pub stall_ms: Option<u64>,
     /// `nulls<K>`: every K-th row is an SQL NULL.
     pub nulls_every: Option<u64>,
+    /// `nulbyte<K>`: every K-th row holds a NUL byte in its JSON text (PostgreSQL never sends
+    /// one: text cannot hold it).
+    pub nul_byte_every: Option<u64>,
     /// `text` / `json`: describe the column as text (oid 25) / json (oid 114) instead of jsonb.
     pub type_oid: Option<u32>,
     /// `twocols`: describe (and send) two columns `data` and `extra`.
@@ -75,6 +78,12 @@ impl Faults {
                 return Err("fault `nulls0`: K must be at least 1".into());
             }
             self.nulls_every = Some(n);
+        } else if let Some(n) = num("nulbyte") {
+            let n = n?;
+            if n == 0 {
+                return Err("fault `nulbyte0`: K must be at least 1".into());
+            }
+            self.nul_byte_every = Some(n);
         } else if tok == "text" {
             self.type_oid = Some(TEXT_OID);
         } else if tok == "json" {
@@ -99,7 +108,7 @@ impl Faults {
 
     /// Faults that change the bytes of individual rows (no block replay).
     pub fn per_row(&self) -> bool {
-        self.nulls_every.is_some() || self.two_cols
+        self.nulls_every.is_some() || self.nul_byte_every.is_some() || self.two_cols
     }
 
     /// The row index at which the stream is interrupted by a fault, if any (the smallest).

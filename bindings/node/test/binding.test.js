@@ -81,7 +81,8 @@ test('query builder; a query streams more than once', async () => {
     assert.deepEqual((await collect(q.stream())).map((r) => JSON.parse(r).n), [999, 998, 997]);
   }
   assert.throws(() => client.query('v_user; drop table t_guard').stream(),
-    (e) => e instanceof fw.InvalidArgumentError && e.code === 'FW_E_INVALID_ARGUMENT');
+    (e) => e instanceof fw.InvalidArgumentError && e.code === 'FW_E_INVALID_ARGUMENT'
+      && e.status === 'FW_E_INVALID_ARGUMENT' && e.errno === -1 && e.sqlstate === null);
 });
 
 test('missing view: ServerError with sqlstate 42P01', () => {
@@ -90,11 +91,49 @@ test('missing view: ServerError with sqlstate 42P01', () => {
     assert.ok(e instanceof fw.FwError);
     assert.ok(e instanceof Error);
     assert.equal(e.sqlstate, '42P01');
-    assert.equal(e.code, 'FW_E_SERVER');
-    assert.equal(e.status, -6);
+    // as in node-postgres: the SQLSTATE in .code; the library status in .status / .errno
+    assert.equal(e.code, '42P01');
+    assert.equal(e.status, 'FW_E_SERVER');
+    assert.equal(e.errno, -6);
     assert.match(e.message, /v_does_not_exist/);
     return true;
   });
+});
+
+test('error fields: status, errno, message, sqlstate, detail, hint, position', () => {
+  assert.throws(() => client.query('v_user').where("(data->>'n')::int = 'x'").stream(), (e) => {
+    assert.ok(e instanceof fw.ServerError);
+    assert.deepEqual([e.status, e.errno, e.sqlstate, e.code], ['FW_E_SERVER', -6, '22P02', '22P02']);
+    assert.match(e.message, /invalid input syntax/);
+    assert.notEqual(e.position, null);
+    for (const f of ['detail', 'hint']) assert.ok(f in e);
+    return true;
+  });
+});
+
+test('rows as text and parsed; batches', async () => {
+  const q = client.query('v_user').orderBy("(data->>'n')::int");
+  const texts = await collect(q.stream());
+  const parsed = await collect(q.stream({ parse: true }));
+  assert.equal(texts.length, 1000);
+  assert.ok(texts.every((r) => typeof r === 'string'));
+  assert.deepEqual(texts.map((r) => JSON.parse(r)), parsed);
+  assert.deepEqual(parsed.map((r) => r.n), Array.from({ length: 1000 }, (_, i) => i + 1));
+  assert.deepEqual(await collect(client.query('v_null').stream({ parse: true })), [{ i: 1 }, null, { i: 3 }]);
+  assert.deepEqual(await collect(client.query('v_null').stream()), ['{"i": 1}', 'null', '{"i": 3}']);
+
+  const s = client.query('v_user').stream({ batchSize: 64 });
+  assert.ok(await s.next());
+  const sizes = [];
+  for await (const rows of s.batches()) sizes.push(rows.length);
+  assert.equal(sizes.reduce((a, b) => a + b, 0), 999);
+  assert.ok(sizes.every((n) => n >= 1 && n <= 64), String(sizes));
+  assert.equal(s.state, 'closed');
+  const one = [];
+  for await (const rows of client.query('v_user').limit(10).stream({ maxBytes: 1 }).batches()) {
+    one.push(rows.length);
+  }
+  assert.deepEqual(one, Array(10).fill(1));
 });
 
 test('server error after 50 rows: rows first, then 22012', async () => {
@@ -279,4 +318,25 @@ test('handles dropped without close are freed by the GC', { skip: !global.gc && 
   }
   assert.deepEqual(fw.liveHandles(), base);
   assert.ok(now <= before + 2, `${now} backends, ${before} before`);
+});
+
+test('a block whose split does not give n rows is cut by its offsets', () => {
+  // A block as fw_stream_next_block lays it out, with a NUL inside row 1 (JSON text from
+  // PostgreSQL never has one): the split finds 4 pieces for 3 rows.
+  const koffi = require('koffi');
+  const data = Buffer.from('{"a":1}\0"x\0y"\0[]\0', 'latin1');
+  const mem = koffi.alloc('uint8_t', data.length);
+  koffi.encode(mem, 'uint8_t', Array.from(data), data.length);
+  const offs = koffi.alloc('size_t', 4);
+  koffi.encode(offs, 'size_t', [0, 8, 14, 17], 4);
+  const blk = koffi.alloc('fw_block', 1);
+  koffi.encode(blk, 'fw_block', { data: mem, len: data.length, offsets: offs, n: 3 });
+  const s = Object.create(fw.Stream.prototype);
+  s._h = { block: blk };
+  s._parse = false;
+  assert.deepEqual(s._rowsOfBlock(), ['{"a":1}', '"x\0y"', '[]']);
+  // a raw NUL in a JSON string is not JSON: the row's own parse says so
+  s._parse = true;
+  assert.throws(() => s._rowsOfBlock(), SyntaxError);
+  for (const p of [mem, offs, blk]) koffi.free(p);
 });

@@ -8,16 +8,20 @@
             for row in stream:                          # row: str (JSON text)
                 print(row)
 
+Rows are ``str`` by default; ``stream(rows="bytes")`` gives ``bytes`` and
+``stream(rows="json")`` parsed values (orjson when it is installed, else json).
+
 The shared library is found through, in order: $FW_LIB (a file), $FW_LIB_DIR (a
-directory), the repository's build tree (target/release), then the system's
-library search path.
+directory), a copy inside the package (the wheel of ``make python-wheel``), the
+system's dynamic loader, then pkg-config (see ``fraiseql_wire._native``).
 
 Blocking calls release the GIL (ctypes does so for every foreign call), so other
 Python threads run while a stream waits for rows.
 """
 
 import ctypes
-import ctypes.util
+import itertools
+import json
 import math
 import os
 import threading
@@ -153,126 +157,46 @@ _ERRORS = {
     -14: ShutdownError,
 }
 
-# --------------------------------------------------------------------------
-# loading the library
-# --------------------------------------------------------------------------
+from . import _native as _n
 
-_LIBNAME = "libfraiseql_wire.so"
+#: The path (or name) the library was loaded from.
+library_path = _n.path
 
-
-def _candidates():
-    if os.environ.get("FW_LIB"):
-        yield os.environ["FW_LIB"]
-        return
-    if os.environ.get("FW_LIB_DIR"):
-        yield os.path.join(os.environ["FW_LIB_DIR"], _LIBNAME)
-        return
-    here = os.path.dirname(os.path.abspath(__file__))
-    repo = os.path.normpath(os.path.join(here, "..", "..", ".."))
-    yield os.path.join(repo, "target", "release", _LIBNAME)
-    found = ctypes.util.find_library("fraiseql_wire")
-    if found:
-        yield found
-    yield _LIBNAME
-
-
-def _load():
-    errors = []
-    for path in _candidates():
-        if os.path.sep in path and not os.path.exists(path):
-            errors.append("%s: no such file" % path)
-            continue
-        try:
-            return ctypes.CDLL(path)
-        except OSError as e:
-            errors.append(str(e))
-    raise ImportError("cannot load %s (set FW_LIB or FW_LIB_DIR): %s"
-                      % (_LIBNAME, "; ".join(errors)))
-
-
-_lib = _load()
-
-c_char_p = ctypes.c_char_p
+_client_new = _n.client_new
+_client_free = _n.client_free
+_last_error = _n.last_error
+_error_code = _n.error_code
+_error_message = _n.error_message
+_error_sqlstate = _n.error_sqlstate
+_error_detail = _n.error_detail
+_error_hint = _n.error_hint
+_error_position = _n.error_position
+_query_new = _n.query_new
+_query_execute = _n.query_execute
+_query_free = _n.query_free
+_Q = _n.QUERY
+_version = _n.version
+_shutdown = _n.shutdown
+_string_free = _n.string_free
+_status_str = _n.status_str
+_metrics_dump = _n.metrics_dump
+_stream_next_block = _n.stream_next_block
+_stream_pause = _n.stream_pause
+_stream_pause_with_reason = _n.stream_pause_with_reason
+_stream_resume = _n.stream_resume
+_stream_set_pause_timeout = _n.stream_set_pause_timeout
+_stream_state = _n.stream_state
+_stream_stats = _n.stream_stats
+_stream_cancel = _n.stream_cancel
+_stream_error = _n.stream_error
+_stream_free = _n.stream_free
+_STATS_FIELDS = _n.STATS_FIELDS
+_Stats = _n.Stats
 c_void_p = ctypes.c_void_p
-c_int = ctypes.c_int
 c_size_t = ctypes.c_size_t
-c_uint64 = ctypes.c_uint64
-c_int64 = ctypes.c_int64
-c_double = ctypes.c_double
-c_bool = ctypes.c_bool
-
-
-class _Row(ctypes.Structure):
-    _fields_ = [("data", c_void_p), ("len", c_size_t)]
-
-
-_STATS_FIELDS = [
-    "items_buffered", "bytes_buffered", "estimated_memory",
-    "total_rows_received", "total_rows_yielded", "total_rows_filtered",
-    "total_bytes_received", "current_chunk_size", "pause_count",
-    "paused_ms_total", "time_to_first_row_us", "elapsed_us", "memory_limit",
-    "peak_memory", "memory_warnings", "chunks_received", "pause_timeouts",
-]
-
-
-class _Stats(ctypes.Structure):
-    _fields_ = ([("struct_size", c_size_t), ("state", c_int)]
-                + [(name, c_uint64) for name in _STATS_FIELDS])
-
 
 #: A snapshot of a stream (``state`` is a name such as ``"running"``).
 Stats = namedtuple("Stats", ["state"] + _STATS_FIELDS)
-
-
-def _fn(name, restype, *argtypes):
-    f = getattr(_lib, name)
-    f.restype = restype
-    f.argtypes = list(argtypes)
-    return f
-
-
-_client_new = _fn("fw_client_new", c_int, c_char_p, ctypes.POINTER(c_void_p))
-_client_free = _fn("fw_client_free", None, c_void_p)
-_last_error = _fn("fw_last_error", c_void_p)
-_error_code = _fn("fw_error_code", c_int, c_void_p)
-_error_message = _fn("fw_error_message", c_char_p, c_void_p)
-_error_sqlstate = _fn("fw_error_sqlstate", c_char_p, c_void_p)
-_error_detail = _fn("fw_error_detail", c_char_p, c_void_p)
-_error_hint = _fn("fw_error_hint", c_char_p, c_void_p)
-_error_position = _fn("fw_error_position", c_char_p, c_void_p)
-_query_new = _fn("fw_query_new", c_int, c_void_p, c_char_p, ctypes.POINTER(c_void_p))
-_query_where_sql = _fn("fw_query_where_sql", c_int, c_void_p, c_char_p)
-_query_order_by = _fn("fw_query_order_by", c_int, c_void_p, c_char_p, c_char_p, c_int)
-_query_limit = _fn("fw_query_limit", c_int, c_void_p, c_uint64)
-_query_offset = _fn("fw_query_offset", c_int, c_void_p, c_uint64)
-_query_chunk_size = _fn("fw_query_chunk_size", c_int, c_void_p, c_size_t)
-_query_adaptive = _fn("fw_query_adaptive_chunking", c_int, c_void_p, c_bool, c_size_t, c_size_t)
-_query_max_memory = _fn("fw_query_max_memory", c_int, c_void_p, c_size_t, c_double, c_double)
-_query_read_ahead = _fn("fw_query_read_ahead", c_int, c_void_p, c_size_t)
-_query_read_coalesce = _fn("fw_query_read_coalesce", c_int, c_void_p, ctypes.c_uint32)
-_query_describe_wait = _fn("fw_query_describe_wait", c_int, c_void_p, ctypes.c_int64)
-_query_execute = _fn("fw_query_execute", c_int, c_void_p, ctypes.POINTER(c_void_p))
-_query_free = _fn("fw_query_free", None, c_void_p)
-_version = _fn("fw_version", c_char_p)
-_shutdown = _fn("fw_shutdown", c_int, c_uint64)
-_string_free = _fn("fw_string_free", None, c_void_p)
-_status_str = _fn("fw_status_str", c_char_p, c_int)
-_stream_next_batch = _fn("fw_stream_next_batch", c_int, c_void_p, ctypes.POINTER(_Row),
-                         c_size_t, ctypes.POINTER(c_size_t), c_int64)
-_stream_pause = _fn("fw_stream_pause", c_int, c_void_p)
-_stream_pause_with_reason = _fn("fw_stream_pause_with_reason", c_int, c_void_p, c_char_p)
-_stream_resume = _fn("fw_stream_resume", c_int, c_void_p)
-_stream_set_pause_timeout = _fn("fw_stream_set_pause_timeout", c_int, c_void_p, c_uint64)
-_stream_state = _fn("fw_stream_state_snapshot", c_int, c_void_p)
-_stream_stats = _fn("fw_stream_stats", c_int, c_void_p, ctypes.POINTER(_Stats))
-_stream_cancel = _fn("fw_stream_cancel", c_int, c_void_p)
-_stream_error = _fn("fw_stream_error", c_void_p, c_void_p)
-_stream_free = _fn("fw_stream_free", None, c_void_p)
-try:
-    _metrics_dump = _fn("fw_metrics_dump", c_int, ctypes.POINTER(c_void_p),
-                        ctypes.POINTER(c_size_t))
-except AttributeError:  # a library built before the metrics dump existed
-    _metrics_dump = None
 
 # --------------------------------------------------------------------------
 # helpers
@@ -357,8 +281,6 @@ def shutdown(timeout_ms=5000):
 
 def metrics_dump():
     """The library's metrics in the Prometheus text format (a str)."""
-    if _metrics_dump is None:
-        raise NotImplementedError("this build of libfraiseql_wire has no fw_metrics_dump")
     out = c_void_p()
     n = c_size_t()
     _check(_metrics_dump(ctypes.byref(out), ctypes.byref(n)))
@@ -492,39 +414,39 @@ class Query(_Closeable):
 
     def where(self, sql_predicate):
         """Add a trusted SQL predicate (parenthesised, ANDed with the others)."""
-        self._h.call(_query_where_sql, _enc(sql_predicate, "sql_predicate"))
+        self._h.call(_Q["where_sql"], _enc(sql_predicate, "sql_predicate"))
         return self
 
     def order_by(self, sql_expr, collation=None, desc=False):
         """Add an ORDER BY term (trusted SQL expression, optional collation)."""
         coll = None if collation is None else _enc(collation, "collation")
-        self._h.call(_query_order_by, _enc(sql_expr, "sql_expr"), coll, 1 if desc else 0)
+        self._h.call(_Q["order_by"], _enc(sql_expr, "sql_expr"), coll, 1 if desc else 0)
         return self
 
     def limit(self, n):
-        self._h.call(_query_limit, n)
+        self._h.call(_Q["limit"], n)
         return self
 
     def offset(self, n):
-        self._h.call(_query_offset, n)
+        self._h.call(_Q["offset"], n)
         return self
 
     def chunk_size(self, rows):
-        self._h.call(_query_chunk_size, rows)
+        self._h.call(_Q["chunk_size"], rows)
         return self
 
     def adaptive_chunking(self, on=True, min_rows=16, max_rows=1024):
-        self._h.call(_query_adaptive, on, min_rows, max_rows)
+        self._h.call(_Q["adaptive_chunking"], on, min_rows, max_rows)
         return self
 
     def max_memory(self, nbytes, warn_ratio=0.8, fail_ratio=1.0):
-        self._h.call(_query_max_memory, nbytes, warn_ratio, fail_ratio)
+        self._h.call(_Q["max_memory"], nbytes, warn_ratio, fail_ratio)
         return self
 
     def read_ahead(self, nbytes):
         """How many bytes of chunks the reader queues ahead of a slower consumer
         before it stops reading the socket (default 512 KiB, at least 1)."""
-        self._h.call(_query_read_ahead, _unsigned(nbytes, "read_ahead", 64))
+        self._h.call(_Q["read_ahead"], _unsigned(nbytes, "read_ahead", 64))
         return self
 
     def read_coalesce(self, seconds):
@@ -532,7 +454,7 @@ class Query(_Closeable):
         steady server-bound stream, so that one read takes several packets
         (default 0.001; 0 reads every packet at once; at most 0.1)."""
         us = _unsigned(_seconds_to_us(seconds, "read_coalesce"), "read_coalesce", 32)
-        self._h.call(_query_read_coalesce, us)
+        self._h.call(_Q["read_coalesce"], us)
         return self
 
     def describe_wait(self, seconds):
@@ -545,22 +467,89 @@ class Query(_Closeable):
             ms = -1
         else:  # whole microseconds, then milliseconds rounded up
             ms = _unsigned(-(-_seconds_to_us(seconds, "describe_wait") // 1000), "describe_wait", 63)
-        self._h.call(_query_describe_wait, ms)
+        self._h.call(_Q["describe_wait"], ms)
         return self
 
-    def stream(self, batch_size=256):
+    def stream(self, batch_size=256, rows="str", max_bytes=1 << 20):
         """Execute the query and return its Stream (raises on a missing relation,
-        a wrong result shape or a connection failure)."""
+        a wrong result shape or a connection failure).
+
+        ``rows``: ``"str"`` (JSON text, the default), ``"bytes"`` (the UTF-8
+        bytes as received) or ``"json"`` (parsed values: orjson when installed,
+        else the standard json module). ``batch_size`` and ``max_bytes`` bound
+        the rows fetched per call into the library."""
+        if rows not in _ROW_KINDS:
+            raise InvalidArgumentError(-1, "FW_E_INVALID_ARGUMENT",
+                                       "rows: %r is not one of %s" % (rows, ", ".join(_ROW_KINDS)))
         out = c_void_p()
         self._h.call(lambda p: _query_execute(p, ctypes.byref(out)))
-        return Stream(out.value, self._client, batch_size)
+        return Stream(out.value, self._client, batch_size, rows, max_bytes)
+
+
+try:
+    import orjson as _orjson
+
+    #: The JSON module used by ``rows="json"``.
+    json_module = "orjson"
+except ImportError:
+    _orjson = None
+    json_module = "json"
+
+
+_decode = bytes.decode
+
+
+def _rows_str(b):
+    """A block's rows as str: one copy of the block, one split on NUL (rows never hold a
+    NUL byte; if one did, cut by the offsets instead), then each piece decoded by a C-level
+    map. Decoding row by row is faster than decoding the block at once: a row gets the
+    narrowest str kind its own characters allow."""
+    n = b.n
+    rows = _n.string_at(b.data, b.len - 1).split(b"\0")
+    if len(rows) != n:
+        raw = _n.string_at(b.data, b.len)
+        off = b.offsets
+        rows = [raw[off[i]:off[i + 1] - 1] for i in range(n)]
+    return list(map(_decode, rows))
+
+
+def _rows_bytes(b):
+    n = b.n
+    rows = _n.string_at(b.data, b.len - 1).split(b"\0")
+    if len(rows) != n:
+        raw = _n.string_at(b.data, b.len)
+        off = b.offsets
+        rows = [raw[off[i]:off[i + 1] - 1] for i in range(n)]
+    return rows
+
+
+def _rows_json(b):
+    """Parsed rows: the block as one JSON array (NULs turned into commas) in a single
+    parse when the only NULs are the n - 1 separators; else row by row."""
+    n = b.n
+    if _orjson is not None:
+        raw = _n.string_at(b.data, b.len - 1)
+        if raw.count(b"\0") == n - 1:
+            return _orjson.loads(b"[" + raw.replace(b"\0", b",") + b"]")
+        return [_orjson.loads(r) for r in _rows_bytes(b)]
+    raw = _n.string_at(b.data, b.len - 1)
+    if raw.count(b"\0") == n - 1:
+        return json.loads(b"[" + raw.replace(b"\0", b",") + b"]")
+    return [json.loads(r) for r in _rows_bytes(b)]
+
+
+_END = object()
+_ROW_KINDS = {"str": _rows_str, "bytes": _rows_bytes, "json": _rows_json}
 
 
 class Stream(_Closeable):
-    """A running query's rows. Iterate it (rows are ``str``), or use
-    :meth:`next_row`. A context manager: leaving the block frees the stream
-    (cancelling the query if it still runs). Rows are copied out of library
-    memory before they are handed to Python.
+    """A running query's rows. Iterate it (rows are ``str``, or ``bytes`` or parsed
+    values as :meth:`Query.stream` says), take them a batch at a time with
+    :meth:`batches`, or use :meth:`next_row`. A context manager: leaving the block
+    frees the stream (cancelling the query if it still runs).
+
+    Each call into the library returns one block of rows (``fw_stream_next_block``),
+    copied out once; the rows are cut from that copy by one split.
 
     One thread consumes a stream at a time; ``pause``, ``resume``, ``cancel``,
     ``state``, ``stats`` and ``close`` may be called from any thread (closing
@@ -570,64 +559,85 @@ class Stream(_Closeable):
     until the stream is resumed (from another thread or by its pause timeout).
     """
 
-    def __init__(self, ptr, client, batch_size=256):
+    def __init__(self, ptr, client, batch_size=256, rows="str", max_bytes=1 << 20):
         self._h = _Handle(ptr, "stream", _stream_free, wake=_stream_cancel)
         self._client = client
         self._cap = max(1, int(batch_size))
-        self._rows = (_Row * self._cap)()
+        self._max_bytes = max(0, int(max_bytes))
+        self._convert = _ROW_KINDS[rows]
+        self._block = _n.Block()
+        self._block_ref = ctypes.byref(self._block)
         self._pending = []
         self._pos = 0
         self._done = False
 
-    def _fill(self, timeout_ms):
-        """Fetch the next batch; returns a status."""
-        n = c_size_t()
+    def _fetch(self, timeout_ms):
+        """One block: (status, rows or None)."""
         p = self._h.acquire()
         try:
-            st = _stream_next_batch(p, self._rows, self._cap, ctypes.byref(n), timeout_ms)
+            st = _stream_next_block(p, self._block_ref, self._cap, self._max_bytes, timeout_ms)
             if st < 0:
                 raise _error(st, _stream_error(p))
-            if st == FW_OK:
-                rows = self._rows
-                self._pending = [ctypes.string_at(rows[i].data, rows[i].len).decode("utf-8")
-                                 for i in range(n.value)]
-                self._pos = 0
+            rows = self._convert(self._block) if st == FW_OK else None
         finally:
             self._h.release()
         if st == FW_DONE:
             self._done = True
-        return st
+        return st, rows
 
-    def next_row(self, timeout=None):
-        """The next row (str), or None at the end of the stream. With a timeout
-        (seconds), raises TimeoutError when no row came in time. Waits while the
-        stream is paused and drained."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._pos < len(self._pending):
-                row = self._pending[self._pos]
-                self._pos += 1
-                return row
-            if self._done:
-                return None
+    def _next_batch(self, deadline):
+        """The next list of rows, or None at the end; waits while paused."""
+        if self._pos < len(self._pending):
+            rows = self._pending[self._pos:] if self._pos else self._pending
+            self._pending, self._pos = [], 0
+            return rows
+        while not self._done:
             if deadline is None:
                 wait = -1
             else:
                 wait = max(0, int((deadline - time.monotonic()) * 1000))
-            st = self._fill(wait)
+            st, rows = self._fetch(wait)
+            if rows is not None:
+                return rows
             if st == FW_PAUSED:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError("the stream is paused")
                 time.sleep(0.005)
             elif st == FW_TIMEOUT:
-                raise TimeoutError("no row within %.3fs" % timeout)
+                raise TimeoutError("no row in time")
+        return None
+
+    def batches(self):
+        """An iterator over lists of rows, one list per call into the library."""
+        while True:
+            rows = self._next_batch(None)
+            if rows is None:
+                return
+            yield rows
+
+    def next_row(self, timeout=None, default=None):
+        """The next row, or ``default`` at the end of the stream (pass a sentinel
+        with ``rows="json"``, where a JSON null row is None). With a timeout
+        (seconds), raises TimeoutError when no row came in time. Waits while the
+        stream is paused and drained."""
+        if self._pos < len(self._pending):
+            row = self._pending[self._pos]
+            self._pos += 1
+            return row
+        deadline = None if timeout is None else time.monotonic() + timeout
+        rows = self._next_batch(deadline)
+        if rows is None:
+            return default
+        self._pending, self._pos = rows, 1
+        return rows[0]
 
     def __iter__(self):
-        return self
+        # The rows of each batch are handed out by a C-level iterator (no Python call per row).
+        return itertools.chain.from_iterable(self.batches())
 
     def __next__(self):
-        row = self.next_row()
-        if row is None:
+        row = self.next_row(default=_END)
+        if row is _END:
             raise StopIteration
         return row
 

@@ -1,6 +1,7 @@
 """Tests of the Python binding against the throwaway PostgreSQL of scripts/with-pg
 (PGHOST, PGPORT, PGDATABASE, PGUSER and FW_PG_* in the environment)."""
 
+import ctypes
 import gc
 import json
 import os
@@ -80,6 +81,86 @@ class BindingTest(unittest.TestCase):
             self.assertEqual(s.state, "failed")
         self.assertEqual(got, list(range(1, 51)))
         self.assertEqual(cm.exception.sqlstate, "22012")
+
+    def test_rows_as_str_bytes_and_json(self):
+        with self.client.query("v_user").order_by("(data->>'n')::int") as q:
+            texts = list(q.stream())
+            raw = list(q.stream(rows="bytes"))
+            parsed = list(q.stream(rows="json"))
+        self.assertEqual(len(texts), 1000)
+        self.assertTrue(all(isinstance(r, str) for r in texts))
+        self.assertTrue(all(isinstance(r, bytes) for r in raw))
+        self.assertEqual([r.encode("utf-8") for r in texts], raw)
+        self.assertEqual([json.loads(r) for r in texts], parsed)
+        self.assertEqual([p["n"] for p in parsed], list(range(1, 1001)))
+        # len(str) counts characters, len(bytes) UTF-8 bytes: the unicode field differs
+        self.assertLess(len(texts[0]), len(raw[0]))
+        # SQL NULL is the JSON null: None when parsed
+        with self.client.query("v_null") as q:
+            self.assertEqual(list(q.stream(rows="json")), [{"i": 1}, None, {"i": 3}])
+            self.assertEqual(list(q.stream(rows="bytes")), [b'{"i": 1}', b"null", b'{"i": 3}'])
+            with q.stream(rows="json") as s:
+                end = object()
+                self.assertEqual(s.next_row(), {"i": 1})
+                self.assertIsNone(s.next_row(default=end))
+                self.assertEqual(s.next_row(default=end), {"i": 3})
+                self.assertIs(s.next_row(default=end), end)
+            with self.assertRaises(fw.InvalidArgumentError):
+                q.stream(rows="yaml")
+        self.assertIn(fw.json_module, ("json", "orjson"))
+
+    def test_batches(self):
+        with self.client.query("v_user") as q:
+            with q.stream(batch_size=64) as s:
+                first = s.next_row()
+                sizes = [len(b) for b in s.batches()]
+        self.assertTrue(first)
+        self.assertEqual(sum(sizes) + 1, 1000)
+        self.assertTrue(all(1 <= n <= 64 for n in sizes), sizes)
+        self.assertGreater(len(sizes), 1000 // 64 - 1)
+        # a byte limit below one row: one row per batch
+        with self.client.query("v_user").limit(10) as q:
+            with q.stream(max_bytes=1) as s:
+                self.assertEqual([len(b) for b in s.batches()], [1] * 10)
+
+    def test_block_split_and_offsets(self):
+        # A block as fw_stream_next_block lays it out, with a NUL inside row 1 (JSON text
+        # from PostgreSQL never has one): the split finds 4 pieces for 3 rows, so the rows
+        # are cut by the offsets instead.
+        from fraiseql_wire import _native
+        for data, want in ((b'{"a":1}\0"x\0y"\0[]\0', ['{"a":1}', '"x\0y"', "[]"]),
+                           (b'{"a":1}\0""\0[]\0', ['{"a":1}', '""', "[]"])):
+            buf = ctypes.create_string_buffer(data, len(data))
+            ends = [i + 1 for i, c in enumerate(data) if c == 0]
+            if len(ends) == 4:
+                del ends[1]
+            offs = (ctypes.c_size_t * 4)(0, *ends)
+            b = _native.Block(ctypes.cast(buf, ctypes.c_void_p), len(data),
+                              ctypes.cast(offs, ctypes.POINTER(ctypes.c_size_t)), 3)
+            self.assertEqual(fw._rows_str(b), want)
+            self.assertEqual(fw._rows_bytes(b), [w.encode() for w in want])
+        b = _native.Block(ctypes.cast(buf, ctypes.c_void_p), len(data),
+                          ctypes.cast(offs, ctypes.POINTER(ctypes.c_size_t)), 3)
+        self.assertEqual(fw._rows_json(b), [{"a": 1}, "", []])
+        # a raw NUL in a JSON string is not JSON: the row's own parse says so
+        data = b'{"a":1}\0"x\0y"\0[]\0'
+        buf = ctypes.create_string_buffer(data, len(data))
+        offs = (ctypes.c_size_t * 4)(0, 8, 14, 17)
+        b = _native.Block(ctypes.cast(buf, ctypes.c_void_p), len(data),
+                          ctypes.cast(offs, ctypes.POINTER(ctypes.c_size_t)), 3)
+        with self.assertRaises(ValueError):
+            fw._rows_json(b)
+
+    def test_error_fields(self):
+        with self.assertRaises(fw.ServerError) as cm:
+            self.client.query("v_user").where("(data->>'n')::int = 'x'").stream()
+        e = cm.exception
+        self.assertEqual((e.status, e.code, e.sqlstate), ("FW_E_SERVER", -6, "22P02"))
+        self.assertIn("invalid input syntax", e.message)
+        self.assertTrue(str(e).startswith("FW_E_SERVER: "))
+        for field in ("detail", "hint", "position"):
+            self.assertTrue(hasattr(e, field))
+        self.assertIsNotNone(e.position)
 
     def test_schema_error(self):
         with self.assertRaises(fw.SchemaError):

@@ -14,6 +14,7 @@
 # search path. Calls that can wait (connect, execute, fetching rows) release the GVL, so
 # other Ruby threads run while a stream waits.
 require "ffi"
+require "json"
 
 module FraiseqlWire
   # Raw C functions (include/fraiseql_wire.h).
@@ -21,20 +22,53 @@ module FraiseqlWire
     extend FFI::Library
 
     LIBNAME = "libfraiseql_wire.so"
+    MAJOR = 0
+    SONAME = "#{LIBNAME}.#{MAJOR}"
 
+    # [where, path] in lookup order (the same as the Python and Node bindings): $FW_LIB (a
+    # file), $FW_LIB_DIR (a directory), the system's dynamic loader (LD_LIBRARY_PATH, the
+    # ld.so cache, the default directories), then pkg-config's libdir of fraiseql-wire.pc.
     def self.candidates
-      return [ENV["FW_LIB"]] if ENV["FW_LIB"] && !ENV["FW_LIB"].empty?
-      return [File.join(ENV["FW_LIB_DIR"], LIBNAME)] if ENV["FW_LIB_DIR"] && !ENV["FW_LIB_DIR"].empty?
+      return [[:FW_LIB, ENV["FW_LIB"]]] if ENV["FW_LIB"] && !ENV["FW_LIB"].empty?
+      return [[:FW_LIB_DIR, File.join(ENV["FW_LIB_DIR"], LIBNAME)]] if ENV["FW_LIB_DIR"] && !ENV["FW_LIB_DIR"].empty?
 
-      repo = File.expand_path("../../..", __dir__)
-      built = File.join(repo, "target", "release", LIBNAME)
-      (File.exist?(built) ? [built] : []) + ["fraiseql_wire", LIBNAME]
+      [[:system_loader, SONAME], [:pkg_config, nil]]
     end
 
-    ffi_lib candidates
+    def self.pkg_config_libdir
+      out = IO.popen(%w[pkg-config --variable=libdir fraiseql-wire], err: File::NULL, &:read).strip
+      $?.success? && !out.empty? ? out : nil
+    rescue SystemCallError
+      nil
+    end
 
-    class Row < FFI::Struct
-      layout :data, :pointer, :len, :size_t
+    def self.load_library
+      errors = []
+      candidates.each do |where, path|
+        if where == :pkg_config
+          libdir = pkg_config_libdir
+          unless libdir
+            errors << "pkg-config: no fraiseql-wire.pc found"
+            next
+          end
+          path = File.join(libdir, SONAME)
+        end
+        begin
+          ffi_lib path
+          return path
+        rescue LoadError => e
+          errors << "#{where}: #{e.message}"
+        end
+      end
+      raise LoadError, "cannot load #{SONAME} (install it with `make install`, or set FW_LIB to its path): " \
+                       "#{errors.join("; ")}"
+    end
+
+    PATH = load_library
+
+    # fw_block: the rows back to back, each followed by a NUL; n + 1 offsets.
+    class Block < FFI::Struct
+      layout :data, :pointer, :len, :size_t, :offsets, :pointer, :n, :size_t
     end
 
     STATS_FIELDS = %i[
@@ -74,7 +108,7 @@ module FraiseqlWire
     attach_function :fw_shutdown, [:uint64], :int, blocking: true
     attach_function :fw_string_free, [:pointer], :void
     attach_function :fw_status_str, [:int], :string
-    attach_function :fw_stream_next_batch, %i[pointer pointer size_t pointer int64], :int, blocking: true
+    attach_function :fw_stream_next_block, %i[pointer pointer size_t size_t int64], :int, blocking: true
     attach_function :fw_stream_pause, [:pointer], :int
     attach_function :fw_stream_pause_with_reason, %i[pointer string], :int
     attach_function :fw_stream_resume, [:pointer], :int
@@ -84,11 +118,7 @@ module FraiseqlWire
     attach_function :fw_stream_cancel, [:pointer], :int
     attach_function :fw_stream_error, [:pointer], :pointer
     attach_function :fw_stream_free, [:pointer], :void
-    begin
-      attach_function :fw_metrics_dump, %i[pointer pointer], :int
-    rescue FFI::NotFoundError
-      # a library built before the metrics dump existed
-    end
+    attach_function :fw_metrics_dump, %i[pointer pointer], :int
   end
 
   OK = 0
@@ -100,8 +130,10 @@ module FraiseqlWire
   STATES = { -1 => :invalid, 0 => :running, 1 => :paused, 2 => :completed,
              3 => :failed, 4 => :cancelled }.freeze
 
-  # A failed library call. `code` is the negative fw_status, `status` its name
-  # ("FW_E_SERVER"); server errors also carry `sqlstate`, `detail`, `hint`, `position`.
+  # A failed library call. `status` is the status name ("FW_E_SERVER"), `code` its number
+  # (-6), `message` the library's or the server's message; server errors also carry
+  # `sqlstate`, `detail`, `hint` and `position` (nil when absent). The same fields as in the
+  # Python, Node and Go bindings.
   class Error < StandardError
     attr_reader :code, :status, :sqlstate, :detail, :hint, :position
 
@@ -181,8 +213,6 @@ module FraiseqlWire
 
     # The library's metrics in the Prometheus text format.
     def metrics_dump
-      raise NotImplementedError, "this build of libfraiseql_wire has no fw_metrics_dump" unless Lib.respond_to?(:fw_metrics_dump)
-
       out = FFI::MemoryPointer.new(:pointer)
       len = FFI::MemoryPointer.new(:size_t)
       check(Lib.fw_metrics_dump(out, len))
@@ -211,7 +241,7 @@ module FraiseqlWire
       return klass.new(name, code: code, status: name) if err.null? || Lib.fw_error_code(err) != code
 
       message = str(Lib.fw_error_message(err)) || name
-      klass.new("#{name}: #{message}", code: code, status: name,
+      klass.new(message, code: code, status: name,
                 sqlstate: str(Lib.fw_error_sqlstate(err)), detail: str(Lib.fw_error_detail(err)),
                 hint: str(Lib.fw_error_hint(err)), position: str(Lib.fw_error_position(err)))
     end
@@ -421,10 +451,12 @@ module FraiseqlWire
     end
 
     # Execute the query. Returns the Stream; with a block, yields it and closes it after.
-    def stream(batch_size: 256)
+    # `parse: true` yields parsed values (JSON.parse) instead of JSON text; `batch_size` and
+    # `max_bytes` bound the rows fetched per call into the library.
+    def stream(batch_size: 256, parse: false, max_bytes: 1 << 20)
       out = FFI::MemoryPointer.new(:pointer)
       @h.call(:fw_query_execute, out)
-      s = Stream.new(out.read_pointer, @client, batch_size)
+      s = Stream.new(out.read_pointer, @client, batch_size, parse: parse, max_bytes: max_bytes)
       return s unless block_given?
 
       begin
@@ -450,45 +482,98 @@ module FraiseqlWire
     end
   end
 
-  # A running query's rows. `each` yields each row (a UTF-8 String of JSON) and, without
-  # a block, returns an Enumerator. Rows are copied out of library memory before they are
-  # yielded. Iterating a paused stream yields the buffered rows, then waits until the
-  # stream is resumed (by another thread, or by its pause timeout).
+  # A running query's rows. `each` yields each row and, without a block, returns an
+  # Enumerator; `each_batch` yields an Array of rows per call into the library. Rows are
+  # UTF-8 Strings of JSON text, or parsed values (JSON.parse) with `stream(parse: true)`.
+  # Each call into the library returns one block of rows (fw_stream_next_block), copied out
+  # once and split into rows in one call. Iterating a paused stream yields the buffered
+  # rows, then waits until the stream is resumed (by another thread, or its pause timeout).
   class Stream
     include Enumerable
 
     Stats = Struct.new(:state, *Lib::STATS_FIELDS, keyword_init: true)
 
-    def initialize(raw, client, batch_size = 256)
+    def initialize(raw, client, batch_size = 256, parse: false, max_bytes: 1 << 20)
       FraiseqlWire.count_handle(:stream, 1)
       @h = Handle.new(StreamPtr.new(raw), "stream", wake: :fw_stream_cancel)
       @client = client
       @cap = [batch_size.to_i, 1].max
-      @rows = FFI::MemoryPointer.new(Lib::Row, @cap)
-      @n = FFI::MemoryPointer.new(:size_t)
+      @max_bytes = [max_bytes.to_i, 0].max
+      @parse = parse
+      @block = Lib::Block.new
       @pending = []
       @done = false
     end
 
-    def each
-      return enum_for(:each) unless block_given?
+    def each(&block)
+      return enum_for(:each) unless block
 
-      while (row = next_row)
-        yield row
+      unless @pending.empty?
+        rows = @pending
+        @pending = []
+        rows.each(&block)
+      end
+      # Rows straight from each block's text (String#each_line on NUL: no Array in between),
+      # unless parsed.
+      while (text = next_text)
+        if text.is_a?(Array)
+          text.each(&block)
+        else
+          text.each_line(NUL, chomp: true, &block)
+        end
       end
       self
     end
 
-    # The next row, or nil at the end of the stream. With `timeout` (seconds), raises
-    # FraiseqlWire::TimeoutError when no row came in time.
+    # Yields the rows an Array at a time (one Array per block from the library).
+    def each_batch
+      return enum_for(:each_batch) unless block_given?
+
+      unless @pending.empty?
+        rows = @pending
+        @pending = []
+        yield rows
+      end
+      while (rows = next_batch)
+        yield rows
+      end
+      self
+    end
+
+    # The next row, or nil at the end of the stream (with `parse: true` a JSON null row is
+    # nil too: use `each`). With `timeout` (seconds), raises FraiseqlWire::TimeoutError
+    # when no row came in time.
     def next_row(timeout: nil)
+      return @pending.shift unless @pending.empty?
+
+      rows = next_batch(timeout: timeout)
+      return nil unless rows
+
+      @pending = rows
+      @pending.shift
+    end
+
+    # The next Array of rows, or nil at the end. Waits while the stream is paused.
+    def next_batch(timeout: nil)
+      fetch_until(timeout) { rows_of_block }
+    end
+
+    # The next block for each: its text with every row followed by its NUL (each_line's
+    # separator), or, parsed, the Array of values; nil at the end.
+    def next_text # :nodoc:
+      fetch_until(nil) { text_of_block }
+    end
+
+    def fetch_until(timeout) # :nodoc:
       deadline = timeout && (Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout)
       loop do
-        return @pending.shift unless @pending.empty?
         return nil if @done
 
         wait = deadline ? [((deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)) * 1000).to_i, 0].max : -1
-        case fill(wait)
+        code = fetch(wait)
+        return yield if code == OK
+
+        case code
         when PAUSED
           raise TimeoutError, "the stream is paused" if deadline && Process.clock_gettime(Process::CLOCK_MONOTONIC) >= deadline
 
@@ -553,22 +638,45 @@ module FraiseqlWire
 
     private
 
-    def fill(timeout_ms)
-      st = @h.use do |ptr|
-        code = Lib.fw_stream_next_batch(ptr, @rows, @cap, @n, timeout_ms)
+    # One call into the library; the block stays in @block until the next one.
+    def fetch(timeout_ms)
+      code = @h.use do |ptr|
+        code = Lib.fw_stream_next_block(ptr, @block, @cap, @max_bytes, timeout_ms)
         raise FraiseqlWire.error_for(code, Lib.fw_stream_error(ptr)) if code.negative?
 
-        if code == OK
-          size = Lib::Row.size
-          @pending = Array.new(@n.read(:size_t)) do |i|
-            row = Lib::Row.new(@rows + (i * size))
-            row[:data].read_bytes(row[:len]).force_encoding(Encoding::UTF_8)
-          end
-        end
         code
       end
-      @done = true if st == DONE
-      st
+      @done = true if code == DONE
+      code
+    end
+
+    NUL = "\0"
+    COMMA = ","
+
+    # The block's rows: one copy of it, then one split on NUL (no row holds a NUL byte: the
+    # library guarantees it; were the pieces not n, the offsets would cut them). Parsed: the
+    # block as one JSON array.
+    def rows_of_block
+      n = @block[:n]
+      text = @block[:data].read_bytes(@block[:len] - 1).force_encoding(Encoding::UTF_8)
+      return JSON.parse("[#{text.tr(NUL, COMMA)}]") if @parse
+
+      rows = text.split(NUL, -1)
+      rows.size == n ? rows : rows_by_offsets(text, n)
+    end
+
+    # each's form of the block: its text with every row followed by its NUL (the separator of
+    # each_line), or, parsed, the Array of values.
+    def text_of_block
+      return rows_of_block if @parse
+
+      @block[:data].read_bytes(@block[:len]).force_encoding(Encoding::UTF_8)
+    end
+
+    def rows_by_offsets(text, n)
+      ptr = @block[:offsets]
+      offsets = FFI.type_size(:size_t) == 8 ? ptr.read_array_of_uint64(n + 1) : ptr.read_array_of_uint32(n + 1)
+      Array.new(n) { |i| text.byteslice(offsets[i], offsets[i + 1] - offsets[i] - 1) }
     end
   end
 

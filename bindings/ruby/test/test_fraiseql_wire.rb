@@ -73,6 +73,77 @@ class FraiseqlWireTest < Minitest::Test
     assert_match(/v_does_not_exist/, err.message)
   end
 
+  def test_rows_as_text_and_parsed
+    q = client.query("v_user").order_by("(data->>'n')::int")
+    texts = q.stream(&:to_a)
+    parsed = q.stream(parse: true, &:to_a)
+    assert_equal 1000, texts.size
+    assert(texts.all? { |r| r.is_a?(String) && r.encoding == Encoding::UTF_8 && r.valid_encoding? })
+    assert_equal(texts.map { |r| JSON.parse(r) }, parsed)
+    assert_equal((1..1000).to_a, parsed.map { |r| r["n"] })
+    q.close
+    q = client.query("v_null")
+    assert_equal [{ "i" => 1 }, nil, { "i" => 3 }], q.stream(parse: true, &:to_a)
+    assert_equal ['{"i": 1}', "null", '{"i": 3}'], q.stream(&:to_a)
+    q.close
+  end
+
+  def test_batches
+    q = client.query("v_user")
+    sizes = q.stream(batch_size: 64) do |s|
+      refute_nil s.next_row
+      s.each_batch.map(&:size)
+    end
+    assert_equal 999, sizes.sum
+    assert(sizes.all? { |n| n.between?(1, 64) }, sizes.inspect)
+    q.close
+    q = client.query("v_user").limit(10)
+    assert_equal [1] * 10, q.stream(max_bytes: 1) { |s| s.each_batch.map(&:size) }
+    q.close
+  end
+
+  # A block with a NUL inside row 1, which the library never hands out (tests/stream_block_nul.rs):
+  # the split finds 4 pieces for 3 rows, so the rows are cut by the offsets instead.
+  def test_block_split_falls_back_to_offsets
+    data = "{\"a\":1}\0\"x\0y\"\0[]\0".b
+    buf = FFI::MemoryPointer.new(:char, data.bytesize)
+    buf.put_bytes(0, data)
+    offs = FFI::MemoryPointer.new(:size_t, 4)
+    offs.write_array_of_ulong([0, 8, 14, 17]) # size_t is unsigned long on Linux
+    block = FW::Lib::Block.new
+    block[:data] = buf
+    block[:len] = data.bytesize
+    block[:offsets] = offs
+    block[:n] = 3
+    s = FW::Stream.allocate
+    s.instance_variable_set(:@block, block)
+    s.instance_variable_set(:@parse, false)
+    assert_equal ['{"a":1}', "\"x\0y\"", "[]"], s.send(:rows_of_block)
+  end
+
+  # each takes rows from each block's text with each_line (the NUL of every row its
+  # separator): the same rows, in order, as each_batch and next_row; and after next_row.
+  def test_each_matches_batches
+    q = client.query("v_user").order_by("(data->>'n')::int")
+    by_each = q.stream(batch_size: 50, &:to_a)
+    by_batch = q.stream(batch_size: 50) { |s| s.each_batch.flat_map(&:itself) }
+    mixed = q.stream(batch_size: 50) { |s| [s.next_row, s.next_row] + s.to_a }
+    q.close
+    assert_equal 1000, by_each.size
+    assert_equal by_batch, by_each
+    assert_equal by_batch, mixed
+    assert(by_each.none? { |r| r.include?("\0") || r.empty? })
+    assert(by_each.all? { |r| r.encoding == Encoding::UTF_8 && r.valid_encoding? })
+  end
+
+  def test_error_fields
+    err = assert_raises(FW::ServerError) { client.query("v_user").where("(data->>'n')::int = 'x'").stream }
+    assert_equal ["FW_E_SERVER", -6, "22P02"], [err.status, err.code, err.sqlstate]
+    assert_match(/invalid input syntax/, err.message)
+    refute_nil err.position
+    %i[detail hint].each { |f| assert_respond_to err, f }
+  end
+
   def test_error_after_rows
     got = []
     client.stream("v_div_zero_after") do |s|

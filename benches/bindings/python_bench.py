@@ -1,0 +1,53 @@
+"""Python contenders of benches/bindings/run: stream SOURCE once, touch every row (its
+length), print one RESULT line. Wall and CPU (time.process_time: every thread) from just
+before the query is sent (after connecting) to the last row.
+
+    python_bench.py MODE CONNINFO SOURCE
+
+    fw        fraiseql_wire: for row in stream (str rows)
+    fw-bytes  fraiseql_wire: rows="bytes"
+    psycopg   psycopg 3: cursor.stream(sql) (single-row mode)
+    psycopg-named   psycopg 3: a named (server-side) cursor, itersize 2000
+"""
+import sys
+import time
+
+mode, conninfo, source = sys.argv[1:4]
+sql = "SELECT data FROM %s" % source
+rows = chars = 0
+
+if mode in ("fw", "fw-bytes"):
+    import fraiseql_wire as fw
+    client = fw.Client(conninfo)
+    t0, c0 = time.perf_counter(), time.process_time()
+    with client.query(source).stream(rows="bytes" if mode == "fw-bytes" else "str") as s:
+        for row in s:
+            rows += 1
+            chars += len(row)
+elif mode in ("psycopg", "psycopg-named"):
+    import psycopg
+    conn = psycopg.connect(conninfo, autocommit=(mode == "psycopg"))
+    # json/jsonb as text, as fraiseql_wire hands them (no parse in either).
+    conn.adapters.register_loader("json", psycopg.types.string.TextLoader)
+    conn.adapters.register_loader("jsonb", psycopg.types.string.TextLoader)
+    t0, c0 = time.perf_counter(), time.process_time()
+    if mode == "psycopg":
+        cur = conn.cursor()
+        for (row,) in cur.stream(sql):
+            rows += 1
+            chars += len(row)
+    else:
+        with conn.transaction():
+            cur = conn.cursor(name="fw_bench")
+            cur.itersize = 2000
+            cur.execute(sql)
+            for (row,) in cur:
+                rows += 1
+                chars += len(row)
+            cur.close()
+else:
+    sys.exit("python_bench: unknown mode %s" % mode)
+
+wall = time.perf_counter() - t0
+cpu = time.process_time() - c0
+print("RESULT rows=%d chars=%d wall_us=%d cpu_us=%d" % (rows, chars, wall * 1e6, cpu * 1e6))

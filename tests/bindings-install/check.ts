@@ -1,0 +1,23 @@
+// Type-checked (tsc --noEmit --strict) against the package's index.d.ts; not run.
+import { Client, FwError, Stream, ServerError } from 'fraiseql-wire';
+
+async function main(): Promise<number> {
+  const client = new Client('');
+  const texts: Stream<string> = client.query('v_user').where('true').limit(10).stream();
+  let total = 0;
+  for await (const row of texts) total += row.length;
+  const parsed: Stream<unknown> = client.query('v_user').stream({ parse: true, batchSize: 64 });
+  for await (const rows of parsed.batches()) total += rows.length;
+  try {
+    client.query('v_missing').stream();
+  } catch (e) {
+    if (e instanceof ServerError) {
+      const f: FwError = e;
+      const fields: [string, string, number, string | null] = [f.code, f.status, f.errno, f.sqlstate];
+      total += fields.length;
+    }
+  }
+  client.close();
+  return total;
+}
+main();
