@@ -24,6 +24,7 @@ pub mod error;
 pub mod ffi;
 pub mod log;
 pub mod metrics;
+pub(crate) mod protocol;
 pub mod query;
 pub mod runtime;
 pub mod stream;

@@ -20,6 +20,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::conninfo::{ConnConfig, Host, SslMode};
 use crate::error::{Error, ErrorKind, Result, ServerError};
+use crate::protocol::Phase;
 pub use auth::Mechanism;
 pub use cancel::{CancelTarget, CancelToken};
 pub use transport::{Transport, TransportKind};
@@ -42,6 +43,9 @@ pub struct Connection {
     /// ([`Connection::connect_inline`]): `send` and `read_more` then block on the socket
     /// instead of waiting on the runtime. The deadline is the host's `connect_timeout`.
     inline: Option<InlineOpen>,
+    /// Before AuthenticationOk, every message is held to libpq's small limits (see
+    /// [`crate::protocol::header`]).
+    phase: Phase,
 }
 
 /// See [`Connection::inline`].
@@ -173,8 +177,25 @@ impl Connection {
         }
     }
 
-    /// The next whole message in the buffer, if it holds one.
+    /// The next whole message in the buffer, if it holds one. Its header is checked first
+    /// (see [`crate::protocol::header`]): a message announcing more than its phase allows is
+    /// refused before any more of it is read.
     pub(crate) fn parse_message(&mut self) -> Result<Option<Message>> {
+        let Some(header) = crate::protocol::header(&self.buf, self.phase)? else {
+            return Ok(None);
+        };
+        if header.tag == b'D' && header.total > crate::protocol::MAX_MESSAGE {
+            // Never expected here (start-up, or before a result is described): bounded as
+            // any other message.
+            crate::metrics::protocol_error("message_too_long");
+            return Err(Error::protocol(format!(
+                "the server sent a DataRow of {} bytes where none was expected",
+                header.total
+            )));
+        }
+        if self.buf.len() < header.total {
+            return Ok(None);
+        }
         Message::parse(&mut self.buf).map_err(|e| {
             crate::metrics::protocol_error("malformed");
             Error::protocol(format!("malformed message from the server: {e}"))
@@ -498,6 +519,7 @@ impl Connection {
             created: Instant::now(),
             answer_time: None,
             inline: None,
+            phase: Phase::Auth,
         }
     }
 
@@ -605,6 +627,7 @@ impl Connection {
             ),
         }
         self.mechanism = result?;
+        self.phase = Phase::Session;
         Ok(())
     }
 

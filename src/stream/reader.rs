@@ -22,6 +22,7 @@ use crate::client::Pool;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result, ServerError};
 use crate::metrics;
+use crate::protocol::Phase;
 
 /// How long `run_inline` waits on the caller's thread for the rest of a small result: as
 /// long as the description took, within these bounds.
@@ -95,8 +96,29 @@ fn max_read(room: usize, one_message: bool) -> usize {
 ///   is released, so the cost is `extra - spare` plus tables). A large pending row gets room
 ///   for all of its remaining bytes at once when it fits.
 /// * A pending message that is not a row (an error, a notice) is read whole even beyond the
-///   budget: the stream cannot go on without it.
+///   budget: the stream cannot go on without it, and nothing the consumer frees can make
+///   room for it (the read buffer holding its beginning may be the whole budget). Its header
+///   was checked against [`crate::protocol::MAX_MESSAGE`], which bounds it instead. So a
+///   non-row pending message always gets a plan: never a wait.
 pub(crate) fn plan_read(
+    budget: usize,
+    free: usize,
+    spare: usize,
+    len: usize,
+    pending: Option<Pending>,
+) -> Option<ReadPlan> {
+    plan_within_budget(budget, free, spare, len, pending).or_else(|| {
+        let p = pending.filter(|p| !p.row)?;
+        let rest = p.total.checked_sub(len).filter(|r| *r > 0)?;
+        Some(ReadPlan {
+            max: rest,
+            capacity: (spare < rest).then_some(len + rest),
+        })
+    })
+}
+
+/// [`plan_read`] within the budget (`None`: wait for room).
+fn plan_within_budget(
     budget: usize,
     free: usize,
     spare: usize,
@@ -1018,21 +1040,15 @@ impl Reader {
             // partial one, a NULL, a malformed or oversized row, predicates to run).
             let buf = &self.conn.buf[..];
             let avail = buf.len() - self.pos;
-            if avail < 5 {
+            let p = self.pos;
+            // The length is checked before any more of the message is read: at least 4, and
+            // for messages other than rows within the protocol's limits.
+            let Some(header) = crate::protocol::header(&buf[p..], Phase::Session)? else {
                 self.emit_chunk();
                 return Ok(Flow::NeedMore(None));
-            }
-            let p = self.pos;
-            let tag = buf[p];
-            let len = u32::from_be_bytes([buf[p + 1], buf[p + 2], buf[p + 3], buf[p + 4]]) as usize;
-            if len < 4 {
-                metrics::protocol_error("bad_length");
-                return Err(Error::protocol(format!(
-                    "message {:?} has an invalid length {len}",
-                    tag as char
-                )));
-            }
-            let total = len + 1;
+            };
+            let (tag, total) = (header.tag, header.total);
+            let len = total - 1;
             if tag == b'D' && total > max_row {
                 self.emit_chunk();
                 metrics::memory_limit_exceeded(&self.shared.entity);
@@ -1099,6 +1115,13 @@ impl Reader {
                     Error::protocol(format!("malformed message from the server: {e}"))
                 })?
                 .ok_or_else(|| Error::protocol("incomplete message after length check"))?;
+            if total > READ_SIZE {
+                // A message read whole beyond the normal reads (see `plan_read`): what
+                // follows it moves to a buffer of its own, so that the large one is freed
+                // with the message instead of staying behind the few bytes after it.
+                self.conn.buf = BytesMut::from(&self.conn.buf[..]);
+                self.buf_block = 0;
+            }
             // A stream handed over before it was described (see
             // `StreamOptions::describe_wait`) first sees the start of the answer.
             let msg = if self.described {
@@ -1858,6 +1881,39 @@ mod tests {
             Some(Pending { total, row: true }),
         );
         assert_eq!(p.unwrap().capacity, Some(total));
+    }
+
+    #[test]
+    fn a_message_other_than_a_row_always_gets_a_read() {
+        // The beginning of a 2.2 MB error fills a buffer as large as the whole 2 MiB budget:
+        // nothing the consumer frees makes room, and waiting would never end.
+        let total = 2_200_000;
+        let pending = Some(Pending { total, row: false });
+        for len in [5, 100_000, 2 * MIB] {
+            let rest = total - len;
+            let p = plan_read(2 * MIB, 0, rest, len, pending).unwrap();
+            assert_eq!(
+                p,
+                ReadPlan {
+                    max: rest,
+                    capacity: None
+                }
+            );
+            let p = plan_read(2 * MIB, 0, 0, len, pending).unwrap();
+            assert_eq!(
+                p,
+                ReadPlan {
+                    max: rest,
+                    capacity: Some(total)
+                }
+            );
+        }
+        // A row never goes beyond the budget: it waits for the consumer.
+        let row = Some(Pending {
+            total: 500_000,
+            row: true,
+        });
+        assert_eq!(plan_read(2 * MIB, 0, 1000, 10, row), None);
     }
 
     #[test]
