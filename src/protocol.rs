@@ -148,6 +148,60 @@ pub(crate) fn header(buf: &[u8], phase: Phase) -> Result<Option<Header>> {
     }))
 }
 
+/// The field length of a one-column DataRow: `Ok(None)` for SQL NULL (-1), `Ok(Some(n))`
+/// for `n` bytes; any other negative length is a protocol violation.
+pub(crate) fn data_row_field(len: i32) -> Result<Option<u32>> {
+    match len {
+        -1 => Ok(None),
+        n if n < 0 => {
+            crate::metrics::protocol_error("data_row");
+            Err(Error::protocol(format!(
+                "DataRow with a field length of {n} (only -1, NULL, may be negative)"
+            )))
+        }
+        n => Ok(Some(n as u32)),
+    }
+}
+
+/// The format code of a result column: the query asks for text (0); anything else would
+/// hand the consumer bytes that are not JSON text.
+pub(crate) fn check_text_format(format: i16) -> Result<()> {
+    if format == 0 {
+        return Ok(());
+    }
+    crate::metrics::protocol_error("row_description");
+    Err(Error::protocol(format!(
+        "the server described the column in {} (format code {format}); the query asked for \
+         text (format code 0)",
+        if format == 1 {
+            "binary format"
+        } else {
+            "an unknown format"
+        }
+    )))
+}
+
+/// Check a SCRAM server-first message before any proof is computed from it, as libpq's
+/// `read_server_first_message` does: `r=<nonce>,s=<salt>,i=<count>` with an iteration count
+/// of at least 1. A count of 0 would make the client send a proof computed without key
+/// stretching. Everything else (the nonce, the salt's encoding) is checked by
+/// `postgres-protocol` when the proof is computed.
+pub(crate) fn check_scram_server_first(message: &[u8]) -> Result<()> {
+    let auth = |m: String| Error::new(crate::error::ErrorKind::Auth, m);
+    let text = std::str::from_utf8(message)
+        .map_err(|_| auth("malformed SCRAM message (not UTF-8)".to_string()))?;
+    let count = text
+        .split(',')
+        .find_map(|attr| attr.strip_prefix("i="))
+        .ok_or_else(|| auth("malformed SCRAM message (no iteration count)".to_string()))?;
+    match count.parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(()),
+        _ => Err(auth(format!(
+            "malformed SCRAM message (invalid iteration count {count:?}; it must be at least 1)"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +272,46 @@ mod tests {
             e.message().contains("byte 127 (unknown message type)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn only_minus_one_is_a_null_field() {
+        assert_eq!(data_row_field(-1).unwrap(), None);
+        assert_eq!(data_row_field(0).unwrap(), Some(0));
+        assert_eq!(data_row_field(17).unwrap(), Some(17));
+        for bad in [-2, -100, i32::MIN] {
+            let e = data_row_field(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Protocol);
+            assert!(e.message().contains(&bad.to_string()), "{e}");
+        }
+    }
+
+    #[test]
+    fn only_text_format_is_accepted() {
+        assert!(check_text_format(0).is_ok());
+        let e = check_text_format(1).unwrap_err();
+        assert!(e.message().contains("binary format (format code 1)"), "{e}");
+        assert!(check_text_format(7).is_err());
+        assert!(check_text_format(-1).is_err());
+    }
+
+    #[test]
+    fn scram_iteration_counts_below_one_are_refused() {
+        assert!(check_scram_server_first(b"r=abc,s=c2FsdA==,i=4096").is_ok());
+        assert!(check_scram_server_first(b"r=abc,s=c2FsdA==,i=1").is_ok());
+        for bad in [
+            &b"r=abc,s=c2FsdA==,i=0"[..],
+            b"r=abc,s=c2FsdA==,i=-1",
+            b"r=abc,s=c2FsdA==,i=",
+            b"r=abc,s=c2FsdA==,i=x",
+            b"r=abc,s=c2FsdA==",
+            b"\xff",
+        ] {
+            let e = check_scram_server_first(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+            assert!(e.message().starts_with("malformed SCRAM message"), "{e}");
+        }
+        let e = check_scram_server_first(b"r=abc,s=c2FsdA==,i=0").unwrap_err();
+        assert!(e.message().contains("iteration count"), "{e}");
     }
 }

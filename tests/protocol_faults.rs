@@ -352,3 +352,99 @@ fn startup_messages_are_bounded_as_libpq_bounds_them() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. Protocol violations are errors, after the rows before them
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_data_row_field_length_below_minus_one_is_a_protocol_error() {
+    for via in ALL {
+        let server = Server::start(via, |p| {
+            p.send(&session_start())?;
+            p.read_query()?;
+            p.send(&[described(), rows(3), data_row_len(-2, &[]), complete(4)].concat())?;
+            p.wait_close();
+            Ok(())
+        });
+        let out = run(&server, BOUND, &format!("{via:?} -2"));
+        let Outcome::Stream { rows, end } = &out else {
+            panic!("{via:?}: {out:?}")
+        };
+        assert_eq!(rows.len(), 3, "{via:?}: {out:?}");
+        let (kind, message) = end.as_ref().expect("an error, not a null row");
+        assert_eq!(*kind, ErrorKind::Protocol, "{via:?}: {message}");
+        assert!(message.contains("-2"), "{via:?}: {message}");
+    }
+}
+
+#[test]
+fn a_binary_format_column_is_a_protocol_error() {
+    for via in ALL {
+        let server = Server::start(via, |p| {
+            p.send(&session_start())?;
+            p.read_query()?;
+            let desc = row_description_with("data", 3802, 1);
+            // jsonb in binary: a version byte, then the text.
+            let row = data_row(b"\x01{\"a\":1}");
+            p.send(&[msg(b'1', &[]), msg(b'2', &[]), desc, row, complete(1)].concat())?;
+            p.wait_close();
+            Ok(())
+        });
+        let out = run(&server, BOUND, &format!("{via:?} binary"));
+        let Outcome::Execute(kind, message) = &out else {
+            panic!("{via:?}: {out:?}")
+        };
+        assert_eq!(*kind, ErrorKind::Protocol, "{via:?}: {message}");
+        assert!(message.contains("binary"), "{via:?}: {message}");
+    }
+}
+
+/// A SCRAM exchange whose server-first message has iteration count `iterations`; records
+/// whether the client sent its proof.
+fn scram_server(
+    via: Via,
+    iterations: &'static str,
+) -> (Server, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let proof = std::sync::Arc::new(AtomicBool::new(false));
+    let seen = proof.clone();
+    let server = Server::start(via, move |p| {
+        p.send(&auth(10, b"SCRAM-SHA-256\0\0"))?;
+        let (tag, body) = p.read_message()?;
+        assert_eq!(tag, b'p', "SASLInitialResponse");
+        // "SCRAM-SHA-256\0", a length, then the client-first message "n,,n=,r=<nonce>" (the
+        // nonce has no comma).
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let nonce = text.split_once(",r=").expect("client nonce").1.to_string();
+        let first = format!("r={nonce}server,s=c2FsdHNhbHQ=,i={iterations}");
+        p.send(&auth(11, first.as_bytes()))?;
+        if let Ok((b'p', _)) = p.read_message() {
+            seen.store(true, Ordering::SeqCst);
+        }
+        p.wait_close();
+        Ok(())
+    });
+    (server, proof)
+}
+
+#[test]
+fn a_scram_iteration_count_of_zero_is_refused_before_the_proof() {
+    for via in ALL {
+        for count in ["0", "-1", ""] {
+            let (server, proof) = scram_server(via, count);
+            let out = run(&server, BOUND, &format!("{via:?} i={count}"));
+            let Outcome::Connect(kind, message) = &out else {
+                panic!("{via:?}: {out:?}")
+            };
+            assert_eq!(*kind, ErrorKind::Auth, "{via:?} i={count}: {message}");
+            assert!(message.contains("iteration count"), "{via:?}: {message}");
+            // Give a proof a moment to arrive, were one sent.
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(
+                !proof.load(std::sync::atomic::Ordering::SeqCst),
+                "{via:?} i={count}: the client sent a proof"
+            );
+        }
+    }
+}

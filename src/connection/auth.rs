@@ -112,6 +112,9 @@ pub(super) async fn authenticate(
             conn.send(&out).await?;
             match conn.read_message().await? {
                 Message::AuthenticationSaslContinue(body) => {
+                    // Checked before a proof is computed and sent (an iteration count of 0
+                    // would make one without key stretching); libpq refuses it too.
+                    crate::protocol::check_scram_server_first(body.data())?;
                     scram.update(body.data()).map_err(|e| {
                         Error::new(ErrorKind::Auth, format!("SCRAM exchange failed: {e}"))
                     })?;

@@ -236,11 +236,16 @@ fn server_error(body: postgres_protocol::message::backend::ErrorResponseBody) ->
 /// Check the RowDescription: exactly one column named `data` of type json or jsonb.
 fn check_schema(body: &postgres_protocol::message::backend::RowDescriptionBody) -> Result<()> {
     use fallible_iterator::FallibleIterator;
-    let fields: Vec<(String, u32)> = body
+    let fields: Vec<(String, u32, i16)> = body
         .fields()
-        .map(|f| Ok((f.name().to_string(), f.type_oid())))
+        .map(|f| Ok((f.name().to_string(), f.type_oid(), f.format())))
         .collect()
         .map_err(|e| Error::protocol(format!("malformed RowDescription: {e}")))?;
+    // The query asks for text results: a column in another format is a protocol violation.
+    for (_, _, format) in &fields {
+        crate::protocol::check_text_format(*format)?;
+    }
+    let fields: Vec<(String, u32)> = fields.into_iter().map(|(n, oid, _)| (n, oid)).collect();
     if let [(name, oid)] = fields.as_slice() {
         if name == "data" && (*oid == JSON_OID || *oid == JSONB_OID) {
             return Ok(());
@@ -1081,15 +1086,15 @@ impl Reader {
                     ));
                 }
                 let col = i32::from_be_bytes([buf[p + 7], buf[p + 8], buf[p + 9], buf[p + 10]]);
-                let row = if col < 0 {
-                    (0, NULL_ROW)
-                } else if col as usize != len - 10 {
-                    metrics::protocol_error("data_row");
-                    return Err(Error::protocol(
-                        "DataRow column length does not match the message length",
-                    ));
-                } else {
-                    ((p + 11) as u32, col as u32)
+                let row = match crate::protocol::data_row_field(col)? {
+                    None if len == 10 => (0, NULL_ROW),
+                    Some(n) if n as usize == len - 10 => ((p + 11) as u32, n),
+                    _ => {
+                        metrics::protocol_error("data_row");
+                        return Err(Error::protocol(
+                            "DataRow column length does not match the message length",
+                        ));
+                    }
                 };
                 self.pos += total;
                 if !self.shared.json_filters.is_empty() && !self.json_accepts(row) {
