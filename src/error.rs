@@ -116,6 +116,9 @@ impl ServerError {
     }
 }
 
+/// The message of a server error that came without one (an ErrorResponse with no `M` field).
+const NO_MESSAGE: &str = "the server sent an error without a message";
+
 /// An error of the Rust core: a kind, a message for people, and the server's fields when the
 /// server sent an ErrorResponse.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,10 +140,15 @@ impl Error {
     /// An error from a server ErrorResponse. `kind` is usually [`ErrorKind::Server`], but
     /// authentication failures use [`ErrorKind::Auth`] and cancellations [`ErrorKind::Cancelled`].
     pub fn server(kind: ErrorKind, server: ServerError) -> Error {
-        let message = if server.severity.is_empty() {
-            server.message.clone()
+        let text = if server.message.is_empty() {
+            NO_MESSAGE
         } else {
-            format!("{}: {}", server.severity, server.message)
+            server.message.as_str()
+        };
+        let message = if server.severity.is_empty() {
+            text.to_string()
+        } else {
+            format!("{}: {text}", server.severity)
         };
         Error {
             kind,
@@ -233,5 +241,23 @@ mod tests {
         let t = field_text(&accented);
         assert!(!t.contains('\u{FFFD}'), "a character was cut");
         assert!(t.contains("(20 bytes truncated)"), "{}", &t[t.len() - 40..]);
+    }
+
+    #[test]
+    fn an_error_without_a_message_says_so() {
+        let e = Error::server(ErrorKind::Server, ServerError::default());
+        assert_eq!(e.to_string(), "the server sent an error without a message");
+        let e = Error::server(
+            ErrorKind::Server,
+            ServerError {
+                severity: "FATAL".into(),
+                sqlstate: "XX000".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "FATAL: the server sent an error without a message (SQLSTATE XX000)"
+        );
     }
 }

@@ -448,3 +448,85 @@ fn a_scram_iteration_count_of_zero_is_refused_before_the_proof() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. Clear messages
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn an_error_without_fields_says_so() {
+    for via in ALL {
+        let server = Server::start(via, |p| {
+            p.send(&session_start())?;
+            p.read_query()?;
+            p.send(&[described(), rows(2), msg(b'E', &[0]), ready()].concat())?;
+            p.wait_close();
+            Ok(())
+        });
+        let out = run(&server, BOUND, &format!("{via:?} empty error"));
+        assert_eq!(out.row_count(), 2, "{via:?}: {out:?}");
+        assert_eq!(out.kind(), Some(ErrorKind::Server), "{via:?}: {out:?}");
+        assert_eq!(
+            out.message(),
+            "the server sent an error without a message",
+            "{via:?}"
+        );
+    }
+}
+
+#[test]
+fn a_connection_cut_mid_stream_reads_the_same_on_every_transport() {
+    for via in ALL {
+        for consumer in [Consumer::Eager, Consumer::Busy] {
+            let server = Server::start(via, |p| {
+                p.send(&session_start())?;
+                p.read_query()?;
+                p.send(&[described(), rows(6)].concat())?;
+                std::thread::sleep(Duration::from_millis(50));
+                p.hang_up();
+                Ok(())
+            });
+            let out = run_as(&server, consumer, &format!("{via:?} cut"));
+            assert_eq!(out.row_count(), 6, "{via:?}: {out:?}");
+            assert_eq!(out.kind(), Some(ErrorKind::Io), "{via:?}: {out:?}");
+            assert_eq!(
+                out.message(),
+                "the server closed the connection unexpectedly after 6 rows",
+                "{via:?} {consumer:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unsupported_authentication_requests_are_named() {
+    // (request code, what the message must name)
+    let cases = [
+        (2u32, "Kerberos V5"),
+        (6, "SCM credential"),
+        (7, "GSSAPI"),
+        (9, "SSPI"),
+    ];
+    for via in ALL {
+        for (code, name) in cases {
+            let server = Server::start(via, move |p| {
+                p.send(&auth(code, &[]))?;
+                p.wait_close();
+                Ok(())
+            });
+            let out = run(&server, BOUND, &format!("{via:?} auth {code}"));
+            let Outcome::Connect(kind, message) = &out else {
+                panic!("{via:?}: {out:?}")
+            };
+            assert_eq!(*kind, ErrorKind::Auth, "{via:?} {code}: {message}");
+            assert!(message.contains(name), "{via:?} {code}: {message}");
+            assert!(
+                message.contains("not supported"),
+                "{via:?} {code}: {message}"
+            );
+            if code == 6 {
+                assert!(!message.contains("GSSAPI"), "{message}");
+            }
+        }
+    }
+}

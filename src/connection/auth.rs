@@ -140,20 +140,30 @@ pub(super) async fn authenticate(
             expect_ok(conn).await?;
             Ok(mechanism)
         }
-        Message::AuthenticationKerberosV5
-        | Message::AuthenticationScmCredential
-        | Message::AuthenticationGss
-        | Message::AuthenticationSspi
-        | Message::AuthenticationGssContinue(_) => Err(Error::new(
-            ErrorKind::Auth,
-            "the server requested an authentication method this library does not support \
-             (GSSAPI/SSPI/Kerberos)",
+        Message::AuthenticationKerberosV5 => Err(unsupported("Kerberos V5 (request 2)")),
+        Message::AuthenticationScmCredential => Err(unsupported(
+            "SCM credential (request 6, Unix-socket peer credentials of PostgreSQL before 9.1)",
         )),
+        Message::AuthenticationGss | Message::AuthenticationGssContinue(_) => {
+            Err(unsupported("GSSAPI (request 7)"))
+        }
+        Message::AuthenticationSspi => Err(unsupported("SSPI (request 9)")),
         Message::ErrorResponse(body) => Err(super::startup_error(body)),
         _ => Err(unexpected(
             "unexpected message from the server during authentication",
         )),
     }
+}
+
+/// An authentication method the server asked for that this library does not implement.
+fn unsupported(method: &str) -> Error {
+    Error::new(
+        ErrorKind::Auth,
+        format!(
+            "the server requested {method} authentication, which is not supported by this \
+             library (supported: trust, password, md5, SCRAM-SHA-256)"
+        ),
+    )
 }
 
 /// A message the protocol does not allow during authentication (`fraiseql_protocol_errors_total`).

@@ -211,11 +211,15 @@ impl Connection {
             };
         }
         self.buf.reserve(8192);
-        let n = self
-            .transport
-            .read_buf(&mut self.buf)
-            .await
-            .map_err(|e| Error::io("could not read from the server", &e))?;
+        let n = self.transport.read_buf(&mut self.buf).await.map_err(|e| {
+            // A TLS connection that ended without a close_notify: reported as a plain
+            // socket's end is.
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                closed()
+            } else {
+                Error::io("could not read from the server", &e)
+            }
+        })?;
         if n == 0 {
             return Err(closed());
         }

@@ -983,9 +983,7 @@ impl Reader {
                 tokio::select! {
                     biased;
                     _ = self.shared.reader_wake.notified() => return Ok(()),
-                    r = limited.read_buf(buf) => {
-                        r.map_err(|e| Error::io("could not read from the server", &e))?
-                    }
+                    r = limited.read_buf(buf) => r.map_err(|e| self.read_failed(&e))?,
                 }
             }
         };
@@ -1013,9 +1011,7 @@ impl Reader {
         })
         .await;
         match polled {
-            std::task::Poll::Ready(r) => r
-                .map(Some)
-                .map_err(|e| Error::io("could not read from the server", &e)),
+            std::task::Poll::Ready(r) => r.map(Some).map_err(|e| self.read_failed(&e)),
             std::task::Poll::Pending => Ok(None),
         }
     }
@@ -1694,6 +1690,16 @@ impl Parked {
 }
 
 impl Reader {
+    /// The error of a failed socket read. A TLS connection that ended without a close_notify
+    /// (the server or a proxy killed) is reported as a plain socket's end is.
+    fn read_failed(&self, e: &std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            self.closed_error()
+        } else {
+            Error::io("could not read from the server", e)
+        }
+    }
+
     /// The error for a connection the server closed in the middle of the stream.
     fn closed_error(&self) -> Error {
         Error::new(
