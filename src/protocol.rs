@@ -202,6 +202,18 @@ pub(crate) fn check_scram_server_first(message: &[u8]) -> Result<()> {
     }
 }
 
+/// The fields of a NoticeResponse. A malformed one (a field without its NUL, bytes after
+/// the terminator) is a protocol violation like a malformed ErrorResponse: what follows it
+/// cannot be trusted to be framed right (libpq treats it as lost synchronization).
+pub(crate) fn notice(
+    body: &postgres_protocol::message::backend::NoticeResponseBody,
+) -> Result<crate::error::ServerError> {
+    crate::error::ServerError::from_fields(&mut body.fields()).map_err(|e| {
+        crate::metrics::protocol_error("malformed");
+        Error::protocol(format!("malformed NoticeResponse: {e}"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

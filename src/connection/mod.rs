@@ -98,11 +98,16 @@ pub(crate) fn startup_error(body: ErrorResponseBody) -> Error {
     }
 }
 
+const CLOSED: &str = "the server closed the connection unexpectedly";
+
 fn closed() -> Error {
-    Error::new(
-        ErrorKind::Io,
-        "the server closed the connection unexpectedly",
-    )
+    Error::new(ErrorKind::Io, CLOSED)
+}
+
+/// Whether `e` is the end of the connection as [`Connection`]'s reads report it (the stream's
+/// reader then says after how many rows).
+pub(crate) fn is_closed(e: &Error) -> bool {
+    e.kind() == ErrorKind::Io && e.message() == CLOSED
 }
 
 fn not_plain() -> Error {
@@ -643,7 +648,10 @@ impl Connection {
                     self.cancel.process_id = k.process_id();
                     self.cancel.secret_key = k.secret_key();
                 }
-                Message::ParameterStatus(_) | Message::NoticeResponse(_) => {}
+                Message::ParameterStatus(_) => {}
+                Message::NoticeResponse(body) => {
+                    crate::protocol::notice(&body)?;
+                }
                 Message::ReadyForQuery(_) => return Ok(()),
                 Message::ErrorResponse(body) => return Err(startup_error(body)),
                 _ => {

@@ -520,7 +520,10 @@ impl Reader {
                 Undescribed::Other(msg) => msg,
             };
             match msg {
-                Message::NoticeResponse(_) | Message::ParameterStatus(_) => {}
+                Message::NoticeResponse(body) => {
+                    crate::protocol::notice(&body)?;
+                }
+                Message::ParameterStatus(_) => {}
                 Message::ErrorResponse(body) => return Err(server_error(body)),
                 _ => {
                     metrics::protocol_error("unexpected_before_rows");
@@ -625,6 +628,9 @@ impl Reader {
                     first = self.process_buffer();
                 }
                 Ok(false) => break,
+                // The end of the connection is reported with the rows received so far, as
+                // on the other paths.
+                Err(e) if crate::connection::is_closed(&e) => first = Err(self.closed_error()),
                 Err(e) => first = Err(e),
             }
         }
@@ -1137,15 +1143,18 @@ impl Reader {
                 Message::CommandComplete(_) => self.command_complete = true,
                 Message::ErrorResponse(body) => {
                     let e = server_error(body);
+                    if e.kind() == ErrorKind::Protocol {
+                        // Malformed: what follows cannot be trusted; end here.
+                        return Err(e);
+                    }
                     if self.error.is_none() {
                         self.error = Some(e);
                     }
                 }
                 Message::ReadyForQuery(_) => return Ok(Flow::Finished),
                 Message::NoticeResponse(body) => {
-                    if let Ok(se) = ServerError::from_fields(&mut body.fields()) {
-                        crate::log::debug(format!("server notice: {}", se.message));
-                    }
+                    let se = crate::protocol::notice(&body)?;
+                    crate::log::debug(format!("server notice: {}", se.message));
                 }
                 Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}
                 Message::EmptyQueryResponse | Message::PortalSuspended => {}

@@ -59,6 +59,20 @@ impl Server {
         via: Via,
         script: impl Fn(&mut Peer) -> io::Result<()> + Send + Sync + 'static,
     ) -> Server {
+        Self::start_with(via, true, script)
+    }
+
+    /// A server that accepts connections and never sends a byte (not even the answer to an
+    /// SSLRequest), until the client hangs up.
+    pub fn start_silent(via: Via) -> Server {
+        Self::start_with(via, false, |_| Ok(()))
+    }
+
+    fn start_with(
+        via: Via,
+        answer: bool,
+        script: impl Fn(&mut Peer) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Server {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "fw-fault-{}-{}",
@@ -72,6 +86,7 @@ impl Server {
         let cancels = Arc::new(AtomicUsize::new(0));
         let shared = Shared {
             via,
+            answer,
             script,
             stop: stop.clone(),
             sessions: sessions.clone(),
@@ -173,6 +188,8 @@ impl Drop for Server {
 #[derive(Clone)]
 struct Shared {
     via: Via,
+    /// Answer the startup packets (`false`: stay silent throughout).
+    answer: bool,
     script: Arc<Script>,
     stop: Arc<AtomicBool>,
     sessions: Arc<AtomicUsize>,
@@ -194,6 +211,10 @@ impl Shared {
             raw: conn,
             tls: self.via == Via::Tls,
         };
+        if !self.answer {
+            peer.silent();
+            return;
+        }
         match peer.startup() {
             Ok(Startup::Session) => {
                 self.sessions.fetch_add(1, Ordering::SeqCst);
