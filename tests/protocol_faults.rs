@@ -530,3 +530,38 @@ fn unsupported_authentication_requests_are_named() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Found by fuzzing (fuzz/corpus/frame/large-row)
+// ---------------------------------------------------------------------------------------------
+
+/// A 40 KB row after a small one with a 64 KiB budget: the row fits the budget (it may use
+/// all of it), and must be read whatever the read buffer looked like when its header came.
+#[test]
+fn a_large_row_within_a_tight_budget_is_read() {
+    for via in ALL {
+        let big = format!("\"{}\"", "y".repeat(40_000));
+        let server = Server::start(via, move |p| {
+            p.send(&session_start())?;
+            p.read_query()?;
+            let mut answer = [described(), rows(1)].concat();
+            answer.extend(data_row(big.as_bytes()));
+            answer.extend([rows(1), complete(3)].concat());
+            for piece in answer.chunks(4096) {
+                p.send(piece)?;
+            }
+            p.wait_close();
+            Ok(())
+        });
+        let mut q = Query::new("v_fault").unwrap();
+        q.max_memory(64 * 1024, 0.8, 1.0).unwrap();
+        let out = run_config(
+            server.config(Duration::from_secs(5)),
+            q,
+            BOUND,
+            &format!("{via:?} large row"),
+        );
+        assert_eq!(out.kind(), None, "{via:?}: {out:?}");
+        assert_eq!(out.row_count(), 3, "{via:?}");
+    }
+}

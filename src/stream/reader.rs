@@ -107,14 +107,24 @@ pub(crate) fn plan_read(
     len: usize,
     pending: Option<Pending>,
 ) -> Option<ReadPlan> {
-    plan_within_budget(budget, free, spare, len, pending).or_else(|| {
-        let p = pending.filter(|p| !p.row)?;
-        let rest = p.total.checked_sub(len).filter(|r| *r > 0)?;
-        Some(ReadPlan {
-            max: rest,
-            capacity: (spare < rest).then_some(len + rest),
-        })
-    })
+    if let Some(plan) = plan_within_budget(budget, free, spare, len, pending) {
+        return Some(plan);
+    }
+    // Exactly the rest of the pending message: such a read completes at most that one
+    // message, so it costs one row-table entry, not one per 11 bytes.
+    let p = pending?;
+    let rest = p.total.checked_sub(len).filter(|r| *r > 0)?;
+    let plan = ReadPlan {
+        max: rest,
+        capacity: (spare < rest).then_some(len + rest),
+    };
+    if !p.row {
+        return Some(plan);
+    }
+    // A row within the budget. Once the consumer has taken everything this always fits:
+    // the row is at most the budget less its table entry, and a planned buffer leaves room
+    // for that entry.
+    (rest.saturating_sub(spare) + TABLE_SLACK <= free).then_some(plan)
 }
 
 /// [`plan_read`] within the budget (`None`: wait for room).
@@ -1217,6 +1227,13 @@ impl Reader {
     fn emit_chunk(&mut self) {
         self.flush_parse_metrics();
         if self.rows.is_empty() {
+            // A table reserved for rows that did not come (the buffer ended in a partial
+            // message, or held another kind): freed, or its bytes would count against the
+            // budget while the reader waits for a large row that needs them (a 40 KB row
+            // in a 64 KiB budget then found no room, with nothing queued to free).
+            if self.rows.capacity() > 0 {
+                self.rows = Vec::new();
+            }
             if self.pos > 0 {
                 // Only rejected rows were parsed: drop their bytes now.
                 let _ = self.conn.buf.split_to(self.pos);
@@ -1850,7 +1867,8 @@ mod tests {
                         let pending = pending.map(|total| Pending { total, row: true });
                         if let Some(p) = plan_read(budget, free, spare, len, pending) {
                             let rest = pending.map_or(0, |p| p.total - len);
-                            let one = rest >= MIN_READ;
+                            // A read within the pending message completes only that one.
+                            let one = rest >= MIN_READ || (rest > 0 && p.max <= rest);
                             let c = cost(p, len, spare, one);
                             assert!(
                                 c <= free as isize,
@@ -1934,6 +1952,28 @@ mod tests {
             row: true,
         });
         assert_eq!(plan_read(2 * MIB, 0, 1000, 10, row), None);
+    }
+
+    #[test]
+    fn the_rest_of_a_row_fits_once_the_consumer_took_everything() {
+        // Found by fuzzing: a 40 KB row in a 64 KiB budget, its first 7251 bytes in a buffer
+        // of 65504 (all the stream holds). The rest, 32762 bytes, is under MIN_READ, and a
+        // read of it was charged a table entry per 11 bytes: no plan, and nothing to free.
+        let pending = Some(Pending {
+            total: 40_013,
+            row: true,
+        });
+        let p = plan_read(65_536, 32, 65_504 - 7_251, 7_251, pending).unwrap();
+        assert_eq!(
+            p,
+            ReadPlan {
+                max: 40_013 - 7_251,
+                capacity: None
+            }
+        );
+        // Where a new buffer is needed, it is exactly the row.
+        let p = plan_read(65_536, 65_536 - 8_000, 8_000 - 7_251, 7_251, pending).unwrap();
+        assert_eq!(p.capacity.map(|c| c >= 40_013), Some(true));
     }
 
     #[test]
