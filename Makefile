@@ -13,6 +13,9 @@
 #     make test-bindings  run every bindings/*/test.sh that exists
 #     make test-packaging install into temporary prefixes and use it: pkg-config, CMake,
 #                         static and shared (tests/packaging/run.sh)
+#     make fuzz-smoke     every cargo-fuzz target (fuzz/) for FUZZ_SMOKE_SECONDS (15) each
+#   make fuzz           every cargo-fuzz target for FUZZ_SECONDS (600) each
+#   make fuzz-deps      the nightly toolchain (fuzz build only) and cargo-fuzz, if missing
 #   make bench-smoke    benches/run --smoke: every benchmark contender on tiny inputs,
 #                       benches/instructions on 2000 rows, benches/alternate once
 #   make bench          the full benchmark suite (benches/run)
@@ -45,10 +48,11 @@ LIB_SONAME_LINK := $(LIB_DIR)/libfraiseql_wire.so.$(FW_MAJOR)
 WITH_PG := scripts/with-pg
 
 # Debian packages `make test` needs (beyond the Rust toolchain). libclang-rt-14-dev holds
-# clang's sanitizer runtimes (only recommended by clang, and install-deps skips recommends).
+# clang's sanitizer runtimes (only recommended by clang, and install-deps skips recommends);
+# openssl makes the fault-injection server's certificate, g++ builds libFuzzer (fuzz-smoke).
 # The second line is for the bindings' tests (bindings/*/test.sh fail without their
 # toolchain when CI=true).
-TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 \
+TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 openssl g++ \
 	python3 ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus linux-perf
 
 CSTD     := -std=c99 -D_POSIX_C_SOURCE=200809L
@@ -76,7 +80,7 @@ VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
 	--num-callers=40 --suppressions=$(abspath tests/c/valgrind.supp)
 
 .PHONY: all build header demo deps test lint test-rust test-c test-valgrind test-examples \
-	test-bindings test-packaging bench-smoke bench install uninstall clean
+	test-bindings test-packaging bench-smoke bench fuzz fuzz-smoke fuzz-deps install uninstall clean
 
 all: build
 
@@ -114,6 +118,7 @@ test: deps
 	$(MAKE) test-examples
 	$(MAKE) test-bindings
 	$(MAKE) test-packaging
+	$(MAKE) fuzz-smoke
 	$(MAKE) bench-smoke
 	@echo "make test: all passed"
 
@@ -122,6 +127,8 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) fmt --manifest-path benches/fakepg/Cargo.toml -- --check
 	$(CARGO) clippy --manifest-path benches/fakepg/Cargo.toml --target-dir target/fakepg --release -- -D warnings
+	$(CARGO) clippy --lib --features fuzzing -- -D warnings
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 
 test-rust:
 	$(CARGO) test
@@ -172,6 +179,21 @@ bench-smoke: build
 	benches/run --smoke
 	ROWS=2000 benches/instructions
 	benches/alternate -n 1 -s w_2k_430 current
+
+# Fuzzing (scripts/fuzz): the reader's framing at random split points, conninfo parsing, the
+# SCRAM server messages and the JSON predicate. The fuzz build needs a nightly toolchain and
+# cargo-fuzz, which fuzz-deps installs when missing; the rest of the project stays on stable.
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_SECONDS ?= 600
+
+fuzz-deps:
+	scripts/fuzz deps
+
+fuzz-smoke: fuzz-deps
+	scripts/fuzz run $(FUZZ_SMOKE_SECONDS)
+
+fuzz: fuzz-deps
+	scripts/fuzz run $(FUZZ_SECONDS)
 
 # The full benchmark suite against the fake server and a throwaway PostgreSQL (tables in
 # target/bench/; numbers in docs/performance.md come from it).

@@ -22,6 +22,9 @@ pub mod connection;
 pub mod conninfo;
 pub mod error;
 pub mod ffi;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod metrics;
 pub(crate) mod protocol;

@@ -112,12 +112,7 @@ pub(super) async fn authenticate(
             conn.send(&out).await?;
             match conn.read_message().await? {
                 Message::AuthenticationSaslContinue(body) => {
-                    // Checked before a proof is computed and sent (an iteration count of 0
-                    // would make one without key stretching); libpq refuses it too.
-                    crate::protocol::check_scram_server_first(body.data())?;
-                    scram.update(body.data()).map_err(|e| {
-                        Error::new(ErrorKind::Auth, format!("SCRAM exchange failed: {e}"))
-                    })?;
+                    scram_server_first(&mut scram, body.data())?
                 }
                 Message::ErrorResponse(body) => return Err(super::startup_error(body)),
                 _ => return Err(unexpected("unexpected message during SCRAM exchange")),
@@ -127,12 +122,7 @@ pub(super) async fn authenticate(
             conn.send(&out).await?;
             match conn.read_message().await? {
                 Message::AuthenticationSaslFinal(body) => {
-                    scram.finish(body.data()).map_err(|e| {
-                        Error::new(
-                            ErrorKind::Auth,
-                            format!("the server's SCRAM signature did not verify: {e}"),
-                        )
-                    })?;
+                    scram_server_final(&mut scram, body.data())?
                 }
                 Message::ErrorResponse(body) => return Err(super::startup_error(body)),
                 _ => return Err(unexpected("unexpected message during SCRAM exchange")),
@@ -153,6 +143,26 @@ pub(super) async fn authenticate(
             "unexpected message from the server during authentication",
         )),
     }
+}
+
+/// Take the SCRAM server-first message (AuthenticationSASLContinue): checked first (an
+/// iteration count of 0 would make a proof without key stretching; libpq refuses it too),
+/// then the proof is computed for the next message.
+pub(crate) fn scram_server_first(scram: &mut ScramSha256, data: &[u8]) -> Result<()> {
+    crate::protocol::check_scram_server_first(data)?;
+    scram
+        .update(data)
+        .map_err(|e| Error::new(ErrorKind::Auth, format!("SCRAM exchange failed: {e}")))
+}
+
+/// Verify the SCRAM server-final message (AuthenticationSASLFinal): the server's signature.
+pub(crate) fn scram_server_final(scram: &mut ScramSha256, data: &[u8]) -> Result<()> {
+    scram.finish(data).map_err(|e| {
+        Error::new(
+            ErrorKind::Auth,
+            format!("the server's SCRAM signature did not verify: {e}"),
+        )
+    })
 }
 
 /// An authentication method the server asked for that this library does not implement.

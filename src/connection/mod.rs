@@ -514,6 +514,18 @@ impl Connection {
         Ok(conn)
     }
 
+    /// An authenticated connection without a socket (every read or write fails), for the
+    /// reader's framing driven from bytes in memory (see `stream::reader::framing`).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn without_socket() -> Connection {
+        let mut c = Connection::new(
+            Transport::Gone(TransportKind::Unix),
+            CancelTarget::Unix(std::path::PathBuf::new()),
+        );
+        c.phase = Phase::Session;
+        c
+    }
+
     fn new(transport: Transport, target: CancelTarget) -> Connection {
         Connection {
             transport,
