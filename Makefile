@@ -190,7 +190,7 @@ fuzz-deps:
 	scripts/fuzz deps
 
 fuzz-smoke: fuzz-deps
-	scripts/fuzz run $(FUZZ_SMOKE_SECONDS)
+	FUZZ_FRESH=1 scripts/fuzz run $(FUZZ_SMOKE_SECONDS)
 
 fuzz: fuzz-deps
 	scripts/fuzz run $(FUZZ_SECONDS)
