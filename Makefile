@@ -17,6 +17,9 @@
 #                         `make install` into a temporary prefix (tests/bindings-install)
 #     make test-packaging install into temporary prefixes and use it: pkg-config, CMake,
 #                         static and shared (tests/packaging/run.sh)
+#     make fuzz-smoke     every cargo-fuzz target (fuzz/) for FUZZ_SMOKE_SECONDS (15) each
+#   make fuzz           every cargo-fuzz target for FUZZ_SECONDS (600) each
+#   make fuzz-deps      the nightly toolchain (fuzz build only) and cargo-fuzz, if missing
 #   make bench-smoke    benches/run --smoke: every benchmark contender on tiny inputs,
 #                       benches/instructions on 2000 rows, benches/alternate once
 #   make bench          the full benchmark suite (benches/run)
@@ -52,12 +55,13 @@ LIB_SONAME_LINK := $(LIB_DIR)/libfraiseql_wire.so.$(FW_MAJOR)
 WITH_PG := scripts/with-pg
 
 # Debian packages `make test` needs (beyond the Rust toolchain). libclang-rt-14-dev holds
-# clang's sanitizer runtimes (only recommended by clang, and install-deps skips recommends).
+# clang's sanitizer runtimes (only recommended by clang, and install-deps skips recommends);
+# openssl makes the fault-injection server's certificate, g++ builds libFuzzer (fuzz-smoke).
 # The second line is for the bindings' tests (bindings/*/test.sh fail without their
 # toolchain when CI=true; the third line is for the bindings' benchmark and install tests).
 # pgbouncer is for tests/scale_out.rs, nftables and iproute2 for tests/keepalive.rs (a network
 # namespace of its own whose packets it drops).
-TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 pgbouncer nftables iproute2 \
+TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 pgbouncer nftables iproute2 openssl g++ \
 	python3 python3-venv python3-pip ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus linux-perf \
 	ruby-pg golang-github-jackc-pgx-v4-dev
 
@@ -87,7 +91,7 @@ VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
 
 .PHONY: all build header demo deps test lint test-rust test-c test-valgrind test-examples \
 	test-bindings test-bindings-install test-packaging bench-smoke bench bench-bindings \
-	bench-bindings-smoke python-wheel install uninstall clean
+	bench-bindings-smoke python-wheel fuzz fuzz-smoke fuzz-deps install uninstall clean
 
 all: build
 
@@ -126,6 +130,7 @@ test: deps
 	$(MAKE) test-bindings
 	$(MAKE) test-packaging
 	$(MAKE) test-bindings-install
+	$(MAKE) fuzz-smoke
 	$(MAKE) bench-smoke
 	$(MAKE) bench-bindings-smoke
 	@echo "make test: all passed"
@@ -135,6 +140,8 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) fmt --manifest-path benches/fakepg/Cargo.toml -- --check
 	$(CARGO) clippy --manifest-path benches/fakepg/Cargo.toml --target-dir target/fakepg --release -- -D warnings
+	$(CARGO) clippy --lib --features fuzzing -- -D warnings
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 
 test-rust:
 	$(CARGO) test
@@ -194,6 +201,21 @@ bench-smoke: build
 	benches/run --smoke
 	ROWS=2000 benches/instructions
 	benches/alternate -n 1 -s w_2k_430 current
+
+# Fuzzing (scripts/fuzz): the reader's framing at random split points, conninfo parsing, the
+# SCRAM server messages and the JSON predicate. The fuzz build needs a nightly toolchain and
+# cargo-fuzz, which fuzz-deps installs when missing; the rest of the project stays on stable.
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_SECONDS ?= 600
+
+fuzz-deps:
+	scripts/fuzz deps
+
+fuzz-smoke: fuzz-deps
+	FUZZ_FRESH=1 scripts/fuzz run $(FUZZ_SMOKE_SECONDS)
+
+fuzz: fuzz-deps
+	scripts/fuzz run $(FUZZ_SECONDS)
 
 # The full benchmark suite against the fake server and a throwaway PostgreSQL (tables in
 # target/bench/; numbers in docs/performance.md come from it).

@@ -68,18 +68,39 @@ pub struct ServerError {
     pub position: Option<String>,
 }
 
+/// The most bytes of one field of an ErrorResponse/NoticeResponse kept in a [`ServerError`]:
+/// a longer field (`22P02` quotes the whole bad input, megabytes of it) is cut there and
+/// says how much was left out.
+pub const MAX_FIELD_BYTES: usize = 16 * 1024;
+
+/// `bytes` as text, cut to [`MAX_FIELD_BYTES`] (at a character boundary) with a note of the
+/// bytes left out.
+fn field_text(bytes: &[u8]) -> String {
+    if bytes.len() <= MAX_FIELD_BYTES {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let mut cut = MAX_FIELD_BYTES;
+    // Back to the start of a UTF-8 character (continuation bytes are 10xxxxxx).
+    while cut > 0 && bytes[cut] & 0xC0 == 0x80 {
+        cut -= 1;
+    }
+    format!(
+        "{}... ({} bytes truncated)",
+        String::from_utf8_lossy(&bytes[..cut]),
+        bytes.len() - cut
+    )
+}
+
 impl ServerError {
-    /// Build from the fields of an ErrorResponse/NoticeResponse body.
+    /// Build from the fields of an ErrorResponse/NoticeResponse body. Fields longer than
+    /// [`MAX_FIELD_BYTES`] are truncated.
     pub fn from_fields(
         fields: &mut postgres_protocol::message::backend::ErrorFields<'_>,
     ) -> std::io::Result<ServerError> {
         use fallible_iterator::FallibleIterator;
         let mut e = ServerError::default();
         while let Some(f) = fields.next()? {
-            let (ty, value) = (
-                f.type_(),
-                String::from_utf8_lossy(f.value_bytes()).into_owned(),
-            );
+            let (ty, value) = (f.type_(), field_text(f.value_bytes()));
             match ty {
                 b'V' => e.severity = value,
                 b'S' if e.severity.is_empty() => e.severity = value,
@@ -94,6 +115,9 @@ impl ServerError {
         Ok(e)
     }
 }
+
+/// The message of a server error that came without one (an ErrorResponse with no `M` field).
+const NO_MESSAGE: &str = "the server sent an error without a message";
 
 /// An error of the Rust core: a kind, a message for people, and the server's fields when the
 /// server sent an ErrorResponse.
@@ -116,10 +140,15 @@ impl Error {
     /// An error from a server ErrorResponse. `kind` is usually [`ErrorKind::Server`], but
     /// authentication failures use [`ErrorKind::Auth`] and cancellations [`ErrorKind::Cancelled`].
     pub fn server(kind: ErrorKind, server: ServerError) -> Error {
-        let message = if server.severity.is_empty() {
-            server.message.clone()
+        let text = if server.message.is_empty() {
+            NO_MESSAGE
         } else {
-            format!("{}: {}", server.severity, server.message)
+            server.message.as_str()
+        };
+        let message = if server.severity.is_empty() {
+            text.to_string()
+        } else {
+            format!("{}: {text}", server.severity)
         };
         Error {
             kind,
@@ -197,3 +226,50 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_fields_are_cut_at_a_character_boundary() {
+        assert_eq!(field_text(b"short"), "short");
+        let exact = vec![b'x'; MAX_FIELD_BYTES];
+        assert_eq!(field_text(&exact).len(), MAX_FIELD_BYTES);
+        let long = vec![b'x'; 2_200_000];
+        let t = field_text(&long);
+        assert!(t.starts_with("xxxx"));
+        assert!(
+            t.ends_with(&format!(
+                "... ({} bytes truncated)",
+                2_200_000 - MAX_FIELD_BYTES
+            )),
+            "{}",
+            &t[t.len() - 40..]
+        );
+        // A two-byte character across the limit is left out whole, not cut in half.
+        let mut accented = vec![b'a'; MAX_FIELD_BYTES - 1];
+        accented.extend_from_slice("é".repeat(10).as_bytes());
+        let t = field_text(&accented);
+        assert!(!t.contains('\u{FFFD}'), "a character was cut");
+        assert!(t.contains("(20 bytes truncated)"), "{}", &t[t.len() - 40..]);
+    }
+
+    #[test]
+    fn an_error_without_a_message_says_so() {
+        let e = Error::server(ErrorKind::Server, ServerError::default());
+        assert_eq!(e.to_string(), "the server sent an error without a message");
+        let e = Error::server(
+            ErrorKind::Server,
+            ServerError {
+                severity: "FATAL".into(),
+                sqlstate: "XX000".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "FATAL: the server sent an error without a message (SQLSTATE XX000)"
+        );
+    }
+}

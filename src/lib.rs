@@ -22,8 +22,12 @@ pub mod connection;
 pub mod conninfo;
 pub mod error;
 pub mod ffi;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod metrics;
+pub(crate) mod protocol;
 pub mod query;
 pub mod runtime;
 pub mod stream;

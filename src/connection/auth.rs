@@ -112,9 +112,7 @@ pub(super) async fn authenticate(
             conn.send(&out).await?;
             match conn.read_message().await? {
                 Message::AuthenticationSaslContinue(body) => {
-                    scram.update(body.data()).map_err(|e| {
-                        Error::new(ErrorKind::Auth, format!("SCRAM exchange failed: {e}"))
-                    })?;
+                    scram_server_first(&mut scram, body.data())?
                 }
                 Message::ErrorResponse(body) => return Err(super::startup_error(body)),
                 _ => return Err(unexpected("unexpected message during SCRAM exchange")),
@@ -124,12 +122,7 @@ pub(super) async fn authenticate(
             conn.send(&out).await?;
             match conn.read_message().await? {
                 Message::AuthenticationSaslFinal(body) => {
-                    scram.finish(body.data()).map_err(|e| {
-                        Error::new(
-                            ErrorKind::Auth,
-                            format!("the server's SCRAM signature did not verify: {e}"),
-                        )
-                    })?;
+                    scram_server_final(&mut scram, body.data())?
                 }
                 Message::ErrorResponse(body) => return Err(super::startup_error(body)),
                 _ => return Err(unexpected("unexpected message during SCRAM exchange")),
@@ -137,20 +130,50 @@ pub(super) async fn authenticate(
             expect_ok(conn).await?;
             Ok(mechanism)
         }
-        Message::AuthenticationKerberosV5
-        | Message::AuthenticationScmCredential
-        | Message::AuthenticationGss
-        | Message::AuthenticationSspi
-        | Message::AuthenticationGssContinue(_) => Err(Error::new(
-            ErrorKind::Auth,
-            "the server requested an authentication method this library does not support \
-             (GSSAPI/SSPI/Kerberos)",
+        Message::AuthenticationKerberosV5 => Err(unsupported("Kerberos V5 (request 2)")),
+        Message::AuthenticationScmCredential => Err(unsupported(
+            "SCM credential (request 6, Unix-socket peer credentials of PostgreSQL before 9.1)",
         )),
+        Message::AuthenticationGss | Message::AuthenticationGssContinue(_) => {
+            Err(unsupported("GSSAPI (request 7)"))
+        }
+        Message::AuthenticationSspi => Err(unsupported("SSPI (request 9)")),
         Message::ErrorResponse(body) => Err(super::startup_error(body)),
         _ => Err(unexpected(
             "unexpected message from the server during authentication",
         )),
     }
+}
+
+/// Take the SCRAM server-first message (AuthenticationSASLContinue): checked first (an
+/// iteration count of 0 would make a proof without key stretching; libpq refuses it too),
+/// then the proof is computed for the next message.
+pub(crate) fn scram_server_first(scram: &mut ScramSha256, data: &[u8]) -> Result<()> {
+    crate::protocol::check_scram_server_first(data)?;
+    scram
+        .update(data)
+        .map_err(|e| Error::new(ErrorKind::Auth, format!("SCRAM exchange failed: {e}")))
+}
+
+/// Verify the SCRAM server-final message (AuthenticationSASLFinal): the server's signature.
+pub(crate) fn scram_server_final(scram: &mut ScramSha256, data: &[u8]) -> Result<()> {
+    scram.finish(data).map_err(|e| {
+        Error::new(
+            ErrorKind::Auth,
+            format!("the server's SCRAM signature did not verify: {e}"),
+        )
+    })
+}
+
+/// An authentication method the server asked for that this library does not implement.
+fn unsupported(method: &str) -> Error {
+    Error::new(
+        ErrorKind::Auth,
+        format!(
+            "the server requested {method} authentication, which is not supported by this \
+             library (supported: trust, password, md5, SCRAM-SHA-256)"
+        ),
+    )
 }
 
 /// A message the protocol does not allow during authentication (`fraiseql_protocol_errors_total`).

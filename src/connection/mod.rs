@@ -21,6 +21,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::conninfo::{ConnConfig, Host, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 use crate::error::{Error, ErrorKind, Result, ServerError};
+use crate::protocol::Phase;
 pub use auth::Mechanism;
 pub use cancel::{CancelTarget, CancelToken};
 pub use transport::{Transport, TransportKind};
@@ -53,6 +54,9 @@ pub struct Connection {
     /// The pass of the host list in which the session qualified (prefer-standby's second
     /// pass accepts any server).
     pub(crate) pass: select::Pass,
+    /// Before AuthenticationOk, every message is held to libpq's small limits (see
+    /// [`crate::protocol::header`]).
+    phase: Phase,
 }
 
 /// See [`Connection::inline`].
@@ -105,11 +109,16 @@ pub(crate) fn startup_error(body: ErrorResponseBody) -> Error {
     }
 }
 
+const CLOSED: &str = "the server closed the connection unexpectedly";
+
 fn closed() -> Error {
-    Error::new(
-        ErrorKind::Io,
-        "the server closed the connection unexpectedly",
-    )
+    Error::new(ErrorKind::Io, CLOSED)
+}
+
+/// Whether `e` is the end of the connection as [`Connection`]'s reads report it (the stream's
+/// reader then says after how many rows).
+pub(crate) fn is_closed(e: &Error) -> bool {
+    e.kind() == ErrorKind::Io && e.message() == CLOSED
 }
 
 fn not_plain() -> Error {
@@ -184,8 +193,25 @@ impl Connection {
         }
     }
 
-    /// The next whole message in the buffer, if it holds one.
+    /// The next whole message in the buffer, if it holds one. Its header is checked first
+    /// (see [`crate::protocol::header`]): a message announcing more than its phase allows is
+    /// refused before any more of it is read.
     pub(crate) fn parse_message(&mut self) -> Result<Option<Message>> {
+        let Some(header) = crate::protocol::header(&self.buf, self.phase)? else {
+            return Ok(None);
+        };
+        if header.tag == b'D' && header.total > crate::protocol::MAX_MESSAGE {
+            // Never expected here (start-up, or before a result is described): bounded as
+            // any other message.
+            crate::metrics::protocol_error("message_too_long");
+            return Err(Error::protocol(format!(
+                "the server sent a DataRow of {} bytes where none was expected",
+                header.total
+            )));
+        }
+        if self.buf.len() < header.total {
+            return Ok(None);
+        }
         Message::parse(&mut self.buf).map_err(|e| {
             crate::metrics::protocol_error("malformed");
             Error::protocol(format!("malformed message from the server: {e}"))
@@ -201,11 +227,15 @@ impl Connection {
             };
         }
         self.buf.reserve(8192);
-        let n = self
-            .transport
-            .read_buf(&mut self.buf)
-            .await
-            .map_err(|e| Error::io("could not read from the server", &e))?;
+        let n = self.transport.read_buf(&mut self.buf).await.map_err(|e| {
+            // A TLS connection that ended without a close_notify: reported as a plain
+            // socket's end is.
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                closed()
+            } else {
+                Error::io("could not read from the server", &e)
+            }
+        })?;
         if n == 0 {
             return Err(closed());
         }
@@ -637,6 +667,18 @@ impl Connection {
         Ok(conn)
     }
 
+    /// An authenticated connection without a socket (every read or write fails), for the
+    /// reader's framing driven from bytes in memory (see `stream::reader::framing`).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn without_socket() -> Connection {
+        let mut c = Connection::new(
+            Transport::Gone(TransportKind::Unix),
+            CancelTarget::Unix(std::path::PathBuf::new()),
+        );
+        c.phase = Phase::Session;
+        c
+    }
+
     fn new(transport: Transport, target: CancelTarget) -> Connection {
         Connection {
             transport,
@@ -655,6 +697,7 @@ impl Connection {
             host_label: String::new(),
             session: select::SessionState::default(),
             pass: select::Pass::First,
+            phase: Phase::Auth,
         }
     }
 
@@ -762,6 +805,7 @@ impl Connection {
             ),
         }
         self.mechanism = result?;
+        self.phase = Phase::Session;
         Ok(())
     }
 
@@ -778,7 +822,9 @@ impl Connection {
                         self.session.parameter(name, value);
                     }
                 }
-                Message::NoticeResponse(_) => {}
+                Message::NoticeResponse(body) => {
+                    crate::protocol::notice(&body)?;
+                }
                 Message::ReadyForQuery(_) => return Ok(()),
                 Message::ErrorResponse(body) => return Err(startup_error(body)),
                 _ => {

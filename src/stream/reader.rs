@@ -21,6 +21,7 @@ use crate::client::Pool;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result, ServerError};
 use crate::metrics;
+use crate::protocol::Phase;
 
 /// How long `run_inline` waits on the caller's thread for the rest of a small result: as
 /// long as the description took, within these bounds.
@@ -94,8 +95,39 @@ fn max_read(room: usize, one_message: bool) -> usize {
 ///   is released, so the cost is `extra - spare` plus tables). A large pending row gets room
 ///   for all of its remaining bytes at once when it fits.
 /// * A pending message that is not a row (an error, a notice) is read whole even beyond the
-///   budget: the stream cannot go on without it.
+///   budget: the stream cannot go on without it, and nothing the consumer frees can make
+///   room for it (the read buffer holding its beginning may be the whole budget). Its header
+///   was checked against [`crate::protocol::MAX_MESSAGE`], which bounds it instead. So a
+///   non-row pending message always gets a plan: never a wait.
 pub(crate) fn plan_read(
+    budget: usize,
+    free: usize,
+    spare: usize,
+    len: usize,
+    pending: Option<Pending>,
+) -> Option<ReadPlan> {
+    if let Some(plan) = plan_within_budget(budget, free, spare, len, pending) {
+        return Some(plan);
+    }
+    // Exactly the rest of the pending message: such a read completes at most that one
+    // message, so it costs one row-table entry, not one per 11 bytes.
+    let p = pending?;
+    let rest = p.total.checked_sub(len).filter(|r| *r > 0)?;
+    let plan = ReadPlan {
+        max: rest,
+        capacity: (spare < rest).then_some(len + rest),
+    };
+    if !p.row {
+        return Some(plan);
+    }
+    // A row within the budget. Once the consumer has taken everything this always fits:
+    // the row is at most the budget less its table entry, and a planned buffer leaves room
+    // for that entry.
+    (rest.saturating_sub(spare) + TABLE_SLACK <= free).then_some(plan)
+}
+
+/// [`plan_read`] within the budget (`None`: wait for room).
+fn plan_within_budget(
     budget: usize,
     free: usize,
     spare: usize,
@@ -184,11 +216,16 @@ fn server_error(body: postgres_protocol::message::backend::ErrorResponseBody) ->
 /// Check the RowDescription: exactly one column named `data` of type json or jsonb.
 fn check_schema(body: &postgres_protocol::message::backend::RowDescriptionBody) -> Result<()> {
     use fallible_iterator::FallibleIterator;
-    let fields: Vec<(String, u32)> = body
+    let fields: Vec<(String, u32, i16)> = body
         .fields()
-        .map(|f| Ok((f.name().to_string(), f.type_oid())))
+        .map(|f| Ok((f.name().to_string(), f.type_oid(), f.format())))
         .collect()
         .map_err(|e| Error::protocol(format!("malformed RowDescription: {e}")))?;
+    // The query asks for text results: a column in another format is a protocol violation.
+    for (_, _, format) in &fields {
+        crate::protocol::check_text_format(*format)?;
+    }
+    let fields: Vec<(String, u32)> = fields.into_iter().map(|(n, oid, _)| (n, oid)).collect();
     if let [(name, oid)] = fields.as_slice() {
         if name == "data" && (*oid == JSON_OID || *oid == JSONB_OID) {
             return Ok(());
@@ -462,7 +499,10 @@ impl Reader {
                 Undescribed::Other(msg) => msg,
             };
             match msg {
-                Message::NoticeResponse(_) | Message::ParameterStatus(_) => {}
+                Message::NoticeResponse(body) => {
+                    crate::protocol::notice(&body)?;
+                }
+                Message::ParameterStatus(_) => {}
                 Message::ErrorResponse(body) => return Err(server_error(body)),
                 _ => {
                     metrics::protocol_error("unexpected_before_rows");
@@ -566,6 +606,9 @@ impl Reader {
                     first = self.process_buffer();
                 }
                 Ok(false) => break,
+                // The end of the connection is reported with the rows received so far, as
+                // on the other paths.
+                Err(e) if crate::connection::is_closed(&e) => first = Err(self.closed_error()),
                 Err(e) => first = Err(e),
             }
         }
@@ -924,9 +967,7 @@ impl Reader {
                 tokio::select! {
                     biased;
                     _ = self.shared.reader_wake.notified() => return Ok(()),
-                    r = limited.read_buf(buf) => {
-                        r.map_err(|e| Error::io("could not read from the server", &e))?
-                    }
+                    r = limited.read_buf(buf) => r.map_err(|e| self.read_failed(&e))?,
                 }
             }
         };
@@ -954,9 +995,7 @@ impl Reader {
         })
         .await;
         match polled {
-            std::task::Poll::Ready(r) => r
-                .map(Some)
-                .map_err(|e| Error::io("could not read from the server", &e)),
+            std::task::Poll::Ready(r) => r.map(Some).map_err(|e| self.read_failed(&e)),
             std::task::Poll::Pending => Ok(None),
         }
     }
@@ -986,21 +1025,15 @@ impl Reader {
             // partial one, a NULL, a malformed or oversized row, predicates to run).
             let buf = &self.conn.buf[..];
             let avail = buf.len() - self.pos;
-            if avail < 5 {
+            let p = self.pos;
+            // The length is checked before any more of the message is read: at least 4, and
+            // for messages other than rows within the protocol's limits.
+            let Some(header) = crate::protocol::header(&buf[p..], Phase::Session)? else {
                 self.emit_chunk();
                 return Ok(Flow::NeedMore(None));
-            }
-            let p = self.pos;
-            let tag = buf[p];
-            let len = u32::from_be_bytes([buf[p + 1], buf[p + 2], buf[p + 3], buf[p + 4]]) as usize;
-            if len < 4 {
-                metrics::protocol_error("bad_length");
-                return Err(Error::protocol(format!(
-                    "message {:?} has an invalid length {len}",
-                    tag as char
-                )));
-            }
-            let total = len + 1;
+            };
+            let (tag, total) = (header.tag, header.total);
+            let len = total - 1;
             if tag == b'D' && total > max_row {
                 self.emit_chunk();
                 metrics::memory_limit_exceeded(&self.shared.entity);
@@ -1033,15 +1066,15 @@ impl Reader {
                     ));
                 }
                 let col = i32::from_be_bytes([buf[p + 7], buf[p + 8], buf[p + 9], buf[p + 10]]);
-                let row = if col < 0 {
-                    (0, NULL_ROW)
-                } else if col as usize != len - 10 {
-                    metrics::protocol_error("data_row");
-                    return Err(Error::protocol(
-                        "DataRow column length does not match the message length",
-                    ));
-                } else {
-                    ((p + 11) as u32, col as u32)
+                let row = match crate::protocol::data_row_field(col)? {
+                    None if len == 10 => (0, NULL_ROW),
+                    Some(n) if n as usize == len - 10 => ((p + 11) as u32, n),
+                    _ => {
+                        metrics::protocol_error("data_row");
+                        return Err(Error::protocol(
+                            "DataRow column length does not match the message length",
+                        ));
+                    }
                 };
                 self.pos += total;
                 if !self.shared.json_filters.is_empty() && !self.json_accepts(row) {
@@ -1067,6 +1100,13 @@ impl Reader {
                     Error::protocol(format!("malformed message from the server: {e}"))
                 })?
                 .ok_or_else(|| Error::protocol("incomplete message after length check"))?;
+            if total > READ_SIZE {
+                // A message read whole beyond the normal reads (see `plan_read`): what
+                // follows it moves to a buffer of its own, so that the large one is freed
+                // with the message instead of staying behind the few bytes after it.
+                self.conn.buf = BytesMut::from(&self.conn.buf[..]);
+                self.buf_block = 0;
+            }
             // A stream handed over before it was described (see
             // `StreamOptions::describe_wait`) first sees the start of the answer.
             let msg = if self.described {
@@ -1081,15 +1121,18 @@ impl Reader {
                 Message::CommandComplete(_) => self.command_complete = true,
                 Message::ErrorResponse(body) => {
                     let e = server_error(body);
+                    if e.kind() == ErrorKind::Protocol {
+                        // Malformed: what follows cannot be trusted; end here.
+                        return Err(e);
+                    }
                     if self.error.is_none() {
                         self.error = Some(e);
                     }
                 }
                 Message::ReadyForQuery(_) => return Ok(Flow::Finished),
                 Message::NoticeResponse(body) => {
-                    if let Ok(se) = ServerError::from_fields(&mut body.fields()) {
-                        crate::log::debug(format!("server notice: {}", se.message));
-                    }
+                    let se = crate::protocol::notice(&body)?;
+                    crate::log::debug(format!("server notice: {}", se.message));
                 }
                 Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}
                 Message::EmptyQueryResponse | Message::PortalSuspended => {}
@@ -1152,6 +1195,13 @@ impl Reader {
     fn emit_chunk(&mut self) {
         self.flush_parse_metrics();
         if self.rows.is_empty() {
+            // A table reserved for rows that did not come (the buffer ended in a partial
+            // message, or held another kind): freed, or its bytes would count against the
+            // budget while the reader waits for a large row that needs them (a 40 KB row
+            // in a 64 KiB budget then found no room, with nothing queued to free).
+            if self.rows.capacity() > 0 {
+                self.rows = Vec::new();
+            }
             if self.pos > 0 {
                 // Only rejected rows were parsed: drop their bytes now.
                 let _ = self.conn.buf.split_to(self.pos);
@@ -1634,6 +1684,16 @@ impl Parked {
 }
 
 impl Reader {
+    /// The error of a failed socket read. A TLS connection that ended without a close_notify
+    /// (the server or a proxy killed) is reported as a plain socket's end is.
+    fn read_failed(&self, e: &std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            self.closed_error()
+        } else {
+            Error::io("could not read from the server", e)
+        }
+    }
+
     /// The error for a connection the server closed in the middle of the stream.
     fn closed_error(&self) -> Error {
         Error::new(
@@ -1720,6 +1780,129 @@ async fn abandon(conn: Connection) {
     let _ = token.send().await;
 }
 
+/// The reader's framing without a socket, for the fuzz targets (`fuzz/`, through
+/// [`crate::fuzzing`]) and their regression tests: `input` (what the server sends after the
+/// query) is fed to [`Reader::process_buffer`] through the reader's own read planning, at
+/// most `piece()` bytes per read, with a consumer that takes every chunk at once.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod framing {
+    use super::*;
+    use crate::query::JsonFilter;
+    use crate::stream::options::{MemoryLimits, StreamOptions};
+
+    /// How a run ended.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum End {
+        /// ReadyForQuery after CommandComplete.
+        Done,
+        /// The stream failed with this kind.
+        Failed(ErrorKind),
+        /// The input ended first (the connection would have been closed).
+        Exhausted,
+    }
+
+    /// The rows delivered (copied out) and how the stream ended.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Outcome {
+        pub rows: Vec<Vec<u8>>,
+        pub end: End,
+    }
+
+    /// Run the reader over `input` with a budget of `budget` bytes, chunks of `chunk_size`
+    /// rows and the built-in predicate `filter`. Panics when an invariant breaks: a read is
+    /// always possible once the consumer took everything (never a wait: see `plan_read`), the
+    /// reader holds no more than the budget except while it reads a message other than a row
+    /// whole, and every row handed over is followed by a NUL.
+    pub fn run(
+        input: &[u8],
+        budget: usize,
+        chunk_size: usize,
+        filter: Option<JsonFilter>,
+        mut piece: impl FnMut() -> usize,
+    ) -> Outcome {
+        let options = StreamOptions {
+            chunk_size,
+            adaptive: None,
+            memory: MemoryLimits::new(budget, 0.8, 1.0).expect("a valid budget"),
+            ..StreamOptions::default()
+        };
+        let conn = Connection::without_socket();
+        let token = conn.cancel_token().clone();
+        let shared = Arc::new(
+            Shared::new("fuzz".into(), options, token)
+                .with_json_filters(filter.into_iter().map(Arc::new).collect()),
+        );
+        let mut r = Reader::new(conn, shared.clone(), Arc::new(Pool::default()));
+        let mut rows = Vec::new();
+        let mut pos = 0;
+        let end = loop {
+            let flow = r.process_buffer();
+            let need = match flow {
+                Ok(Flow::Finished) => {
+                    break match (&r.error, r.command_complete) {
+                        (Some(e), _) => End::Failed(e.kind()),
+                        (None, true) => End::Done,
+                        (None, false) => End::Failed(ErrorKind::Protocol),
+                    }
+                }
+                Err(e) => {
+                    r.emit_chunk();
+                    break End::Failed(e.kind());
+                }
+                Ok(Flow::NeedMore(need)) => need,
+            };
+            take_rows(&shared, &mut rows);
+            if pos == input.len() {
+                break End::Exhausted;
+            }
+            let plan = r.plan_now(need).unwrap_or_else(|| {
+                panic!(
+                    "no read possible with an empty queue: budget {budget}, buffer {} of {}, \
+                     pending {need:?}, footprint {}, held {}",
+                    r.conn.buf.len(),
+                    r.conn.buf.capacity(),
+                    r.footprint(),
+                    shared.lock().held_total()
+                )
+            });
+            let max = r.apply_plan(plan);
+            let whole_message = need.is_some_and(|p| !p.row);
+            assert!(
+                whole_message || r.footprint() <= budget,
+                "the reader holds {} bytes, over the budget of {budget} ({plan:?}, {need:?})",
+                r.footprint()
+            );
+            let spare = r.conn.buf.capacity() - r.conn.buf.len();
+            assert!(max <= spare, "a read of {max} into {spare} spare bytes");
+            let n = max.min(piece().max(1)).min(input.len() - pos);
+            r.conn.buf.extend_from_slice(&input[pos..pos + n]);
+            pos += n;
+        };
+        take_rows(&shared, &mut rows);
+        Outcome { rows, end }
+    }
+
+    /// What the consumer takes: every queued chunk's rows.
+    fn take_rows(shared: &Shared, rows: &mut Vec<Vec<u8>>) {
+        let mut g = shared.lock();
+        while let Some(chunk) = g.queue.pop_front() {
+            g.queued_rows -= chunk.len();
+            g.queued_bytes -= chunk.bytes;
+            for i in 0..chunk.len() {
+                let (off, len) = chunk.rows[i];
+                if len != NULL_ROW {
+                    let end = off as usize + len as usize;
+                    assert_eq!(
+                        chunk.buf[end], 0,
+                        "row {i} of a chunk is not NUL-terminated"
+                    );
+                }
+                rows.push(chunk.row(i).to_vec());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1775,7 +1958,8 @@ mod tests {
                         let pending = pending.map(|total| Pending { total, row: true });
                         if let Some(p) = plan_read(budget, free, spare, len, pending) {
                             let rest = pending.map_or(0, |p| p.total - len);
-                            let one = rest >= MIN_READ;
+                            // A read within the pending message completes only that one.
+                            let one = rest >= MIN_READ || (rest > 0 && p.max <= rest);
                             let c = cost(p, len, spare, one);
                             assert!(
                                 c <= free as isize,
@@ -1826,6 +2010,61 @@ mod tests {
             Some(Pending { total, row: true }),
         );
         assert_eq!(p.unwrap().capacity, Some(total));
+    }
+
+    #[test]
+    fn a_message_other_than_a_row_always_gets_a_read() {
+        // The beginning of a 2.2 MB error fills a buffer as large as the whole 2 MiB budget:
+        // nothing the consumer frees makes room, and waiting would never end.
+        let total = 2_200_000;
+        let pending = Some(Pending { total, row: false });
+        for len in [5, 100_000, 2 * MIB] {
+            let rest = total - len;
+            let p = plan_read(2 * MIB, 0, rest, len, pending).unwrap();
+            assert_eq!(
+                p,
+                ReadPlan {
+                    max: rest,
+                    capacity: None
+                }
+            );
+            let p = plan_read(2 * MIB, 0, 0, len, pending).unwrap();
+            assert_eq!(
+                p,
+                ReadPlan {
+                    max: rest,
+                    capacity: Some(total)
+                }
+            );
+        }
+        // A row never goes beyond the budget: it waits for the consumer.
+        let row = Some(Pending {
+            total: 500_000,
+            row: true,
+        });
+        assert_eq!(plan_read(2 * MIB, 0, 1000, 10, row), None);
+    }
+
+    #[test]
+    fn the_rest_of_a_row_fits_once_the_consumer_took_everything() {
+        // Found by fuzzing: a 40 KB row in a 64 KiB budget, its first 7251 bytes in a buffer
+        // of 65504 (all the stream holds). The rest, 32762 bytes, is under MIN_READ, and a
+        // read of it was charged a table entry per 11 bytes: no plan, and nothing to free.
+        let pending = Some(Pending {
+            total: 40_013,
+            row: true,
+        });
+        let p = plan_read(65_536, 32, 65_504 - 7_251, 7_251, pending).unwrap();
+        assert_eq!(
+            p,
+            ReadPlan {
+                max: 40_013 - 7_251,
+                capacity: None
+            }
+        );
+        // Where a new buffer is needed, it is exactly the row.
+        let p = plan_read(65_536, 65_536 - 8_000, 8_000 - 7_251, 7_251, pending).unwrap();
+        assert_eq!(p.capacity.map(|c| c >= 40_013), Some(true));
     }
 
     #[test]

@@ -64,6 +64,7 @@ Faults, appended to the name with double underscores (w_10k_430__cut500__slow100
   badrow<N>     after N rows, a DataRow with two columns; then wait for close
   unknown<N>    after N rows, a well-framed message of unknown type '~'; then wait for close
   notice<N>     a NoticeResponse and a ParameterStatus after N rows (harmless)
+  bigmsg<SIZE>  pad the messages of error<N> and notice<N> with SIZE bytes (e.g. 3mb)
   slow<US>      write in 8 KiB pieces, sleeping US microseconds after each
   stall<MS>     wait MS milliseconds before the first row (CancelRequest ends it: 57014)
   nulls<K>      every K-th row is SQL NULL

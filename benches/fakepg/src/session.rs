@@ -784,7 +784,7 @@ impl Session {
                         b'N',
                         "NOTICE",
                         "01000",
-                        &format!("fakepg: notice after {i} rows"),
+                        &format!("fakepg: notice after {i} rows{}", pad(&f)),
                     );
                     proto::parameter_status(&mut self.out, "application_name", "fakepg-notice");
                 }
@@ -909,7 +909,8 @@ impl Session {
             return Ok(Sent::Closed);
         }
         if f.error_after == Some(i) {
-            self.fail("22012", &format!("fakepg: injected error after {i} rows"));
+            let message = format!("fakepg: injected error after {i} rows{}", pad(f));
+            self.fail("22012", &message);
             return Ok(Sent::Error);
         }
         if f.malformed_after == Some(i) {
@@ -931,6 +932,12 @@ impl Session {
         }
         Ok(Sent::Closed)
     }
+}
+
+/// The padding `bigmsg<SIZE>` adds to an injected error's or notice's message.
+fn pad(f: &Faults) -> String {
+    f.msg_pad
+        .map_or_else(String::new, |n| format!(": {}", "x".repeat(n)))
 }
 
 struct Parser<'a> {

@@ -45,6 +45,9 @@ pub struct Faults {
     pub two_cols: bool,
     /// `rename`: call the column `doc` instead of `data`.
     pub rename: bool,
+    /// `bigmsg<SIZE>`: the messages of `error<N>` and `notice<N>` are padded with SIZE bytes
+    /// (suffix k = KiB, mb = MiB), as PostgreSQL's 22P02 quotes a whole bad input.
+    pub msg_pad: Option<usize>,
 }
 
 impl Faults {
@@ -72,6 +75,10 @@ impl Faults {
             self.slow_us = Some(n?);
         } else if let Some(n) = num("stall") {
             self.stall_ms = Some(n?);
+        } else if let Some(size) = tok.strip_prefix("bigmsg") {
+            self.msg_pad = Some(
+                parse_size(size).ok_or_else(|| format!("fault `{tok}`: `bigmsg` needs a size"))?,
+            );
         } else if let Some(n) = num("nulls") {
             let n = n?;
             if n == 0 {
