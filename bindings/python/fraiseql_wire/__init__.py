@@ -487,12 +487,15 @@ class Query(_Closeable):
         ``where(sql)``: a trusted SQL predicate, the application's own text, never built
         from user input (``fw_query_where_sql``).
 
-        ``where(json_pointer, op, value)`` (or ``op=..., value=...``): a typed predicate
+        ``where(json_pointer, op, value)`` (or ``op=..., value=...``, or one tuple
+        ``where((json_pointer, op, value))``): a typed predicate
         evaluated by the server (``fw_query_where``): the value at the RFC 6901 pointer
         compared by ``op`` (a name of :data:`OPS`, e.g. ``"eq"``, ``"in"``, ``"exists"``)
         with ``value``, a Python value (str, int, float, decimal.Decimal, bool, None, list,
         tuple, dict) encoded to JSON and sent as a bound parameter. ``exists`` and
         ``not_exists`` take no value."""
+        if op is _UNSET and isinstance(sql_or_path, tuple):
+            return self.where(*sql_or_path)
         if op is _UNSET:
             if value is not _UNSET:
                 raise TypeError("where(sql) takes no value; use where(path, op, value)")

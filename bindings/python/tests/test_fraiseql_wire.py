@@ -101,9 +101,12 @@ class BindingTest(unittest.TestCase):
                     self.assertTrue(want, cond)
                     got = self.ids(q().where(path, op, *value))
                     self.assertEqual(sorted(got), want)
-            # keyword form
-            self.assertEqual(sorted(self.ids(q().where("/status", op="eq", value="active"))),
-                             self.hand("data->>'status' = 'active'", src))
+            # keyword and tuple forms
+            want = self.hand("data->>'status' = 'active'", src)
+            self.assertEqual(sorted(self.ids(q().where("/status", op="eq", value="active"))), want)
+            self.assertEqual(sorted(self.ids(q().where(("/status", "eq", "active")))), want)
+            self.assertEqual(sorted(self.ids(q().where(("/email", "not_exists")))),
+                             self.hand("NOT data::jsonb ? 'email'", src))
 
     def test_order_by_path(self):
         got = self.ids(self.client.query("v_filter").order_by_path("/name", "text",
