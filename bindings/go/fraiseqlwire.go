@@ -32,6 +32,8 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -267,6 +269,45 @@ func (c *Client) Query(source string) *Query {
 // Direction is a sort direction for OrderBy.
 type Direction int
 
+// addWhere applies one predicate to the C query (on the calling, locked OS thread: the
+// library's last error is thread-local).
+func addWhere(cq *C.fw_query, w whereTerm) error {
+	ct := C.CString(w.text)
+	defer C.free(unsafe.Pointer(ct))
+	var st int32
+	switch w.kind {
+	case whereSQL:
+		st = int32(C.fw_query_where_sql(cq, ct))
+	case wherePath:
+		var cv *C.char
+		if w.value != nil {
+			cv = C.CString(*w.value)
+			defer C.free(unsafe.Pointer(cv))
+		}
+		st = int32(C.fw_query_where(cq, ct, C.int(w.op), cv))
+	case whereParams:
+		n := len(w.params)
+		var arr **C.char
+		if n > 0 {
+			// C memory: the array holds C pointers, never Go pointers.
+			arr = (**C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(uintptr(0)))))
+			defer C.free(unsafe.Pointer(arr))
+			elems := unsafe.Slice(arr, n)
+			for i, p := range w.params {
+				if p != nil {
+					elems[i] = C.CString(*p)
+					defer C.free(unsafe.Pointer(elems[i]))
+				}
+			}
+		}
+		st = int32(C.fw_query_where_params(cq, ct, C.size_t(n), arr))
+	}
+	if st < 0 {
+		return errorFrom(st, nil)
+	}
+	return nil
+}
+
 // Sort directions.
 const (
 	Asc  Direction = C.FW_ASC
@@ -277,6 +318,75 @@ type orderTerm struct {
 	expr, collation string
 	hasCollation    bool
 	dir             Direction
+	// OrderByPath: expr is the JSON pointer
+	byPath bool
+	kind   OrderKind
+}
+
+// Op is an operator of WherePath (the fw_op values of the C header).
+type Op int
+
+// Operators of WherePath; see docs/filtering.md for the SQL of each.
+const (
+	OpEq            Op = C.FW_OP_EQ
+	OpNe            Op = C.FW_OP_NE
+	OpLt            Op = C.FW_OP_LT
+	OpLe            Op = C.FW_OP_LE
+	OpGt            Op = C.FW_OP_GT
+	OpGe            Op = C.FW_OP_GE
+	OpIn            Op = C.FW_OP_IN
+	OpNotIn         Op = C.FW_OP_NOT_IN
+	OpLike          Op = C.FW_OP_LIKE
+	OpILike         Op = C.FW_OP_ILIKE
+	OpStartsWith    Op = C.FW_OP_STARTS_WITH
+	OpEndsWith      Op = C.FW_OP_ENDS_WITH
+	OpContainsText  Op = C.FW_OP_CONTAINS_TEXT
+	OpIContainsText Op = C.FW_OP_ICONTAINS_TEXT
+	OpExists        Op = C.FW_OP_EXISTS
+	OpNotExists     Op = C.FW_OP_NOT_EXISTS
+	OpJSONContains  Op = C.FW_OP_JSON_CONTAINS
+	OpArrayOverlaps Op = C.FW_OP_ARRAY_OVERLAPS
+	OpArrayLengthEq Op = C.FW_OP_ARRAY_LENGTH_EQ
+	OpArrayLengthGt Op = C.FW_OP_ARRAY_LENGTH_GT
+	OpArrayLengthLt Op = C.FW_OP_ARRAY_LENGTH_LT
+	OpMatches       Op = C.FW_OP_MATCHES
+)
+
+var opNames = [...]string{"OpEq", "OpNe", "OpLt", "OpLe", "OpGt", "OpGe", "OpIn", "OpNotIn",
+	"OpLike", "OpILike", "OpStartsWith", "OpEndsWith", "OpContainsText", "OpIContainsText",
+	"OpExists", "OpNotExists", "OpJSONContains", "OpArrayOverlaps", "OpArrayLengthEq",
+	"OpArrayLengthGt", "OpArrayLengthLt", "OpMatches"}
+
+func (o Op) String() string {
+	if o >= 0 && int(o) < len(opNames) {
+		return opNames[o]
+	}
+	return fmt.Sprintf("Op(%d)", int(o))
+}
+
+// OrderKind is how OrderByPath compares the values at a path.
+type OrderKind int
+
+// Order kinds of OrderByPath.
+const (
+	OrderText    OrderKind = C.FW_ORDER_TEXT    // as text, in the given collation or the column's
+	OrderNumeric OrderKind = C.FW_ORDER_NUMERIC // as numbers ((data->>'k')::numeric)
+)
+
+type whereKind int
+
+const (
+	whereSQL whereKind = iota
+	whereParams
+	wherePath
+)
+
+type whereTerm struct {
+	kind   whereKind
+	text   string    // the SQL, or the JSON pointer
+	params []*string // whereParams; nil = SQL NULL
+	op     Op
+	value  *string // wherePath: the JSON text, nil for no value
 }
 
 // Query builds one query; the setters return the query so calls chain. Nothing is sent
@@ -284,7 +394,8 @@ type orderTerm struct {
 type Query struct {
 	client     *Client
 	source     string
-	wheres     []string
+	wheres     []whereTerm
+	err        error // the first error of a setter, returned by Stream
 	orders     []orderTerm
 	limit      *uint64
 	offset     *uint64
@@ -302,8 +413,98 @@ type Query struct {
 
 // Where adds a trusted SQL predicate (parenthesised, ANDed with the others).
 func (q *Query) Where(sqlPredicate string) *Query {
-	q.wheres = append(q.wheres, sqlPredicate)
+	q.wheres = append(q.wheres, whereTerm{kind: whereSQL, text: sqlPredicate})
 	return q
+}
+
+func (q *Query) setErr(format string, args ...any) *Query {
+	if q.err == nil {
+		q.err = &Error{Code: StatusInvalidArgument, Message: fmt.Sprintf(format, args...)}
+	}
+	return q
+}
+
+// WherePath adds a typed predicate evaluated by the server (fw_query_where): the value at
+// the RFC 6901 JSON pointer compared by op with value, a Go value encoded with encoding/json
+// (string, bool, integers, floats, json.Number or *big.Int for exact numbers, nil, slices,
+// maps, structs) and sent as a bound parameter. OpExists and OpNotExists take no value;
+// the others exactly one (nil is JSON null: OpEq nil is IS NULL). A value that cannot be
+// encoded, an unknown op and the library's errors (a value of the wrong JSON type for the
+// operator: StatusInvalidArgument) are returned by Stream.
+func (q *Query) WherePath(jsonPointer string, op Op, value ...any) *Query {
+	if op < OpEq || op > OpMatches {
+		return q.setErr("WherePath: %v is not an operator", op)
+	}
+	t := whereTerm{kind: wherePath, text: jsonPointer, op: op}
+	switch {
+	case len(value) > 1:
+		return q.setErr("WherePath: %v takes one value, got %d", op, len(value))
+	case len(value) == 0 && op != OpExists && op != OpNotExists:
+		return q.setErr("WherePath: %v needs a value", op)
+	case len(value) == 1:
+		js, err := toJSON(value[0])
+		if err != nil {
+			return q.setErr("WherePath: %v: %v cannot be sent as JSON: %v", op, value[0], err)
+		}
+		t.value = &js
+	}
+	q.wheres = append(q.wheres, t)
+	return q
+}
+
+// WhereParams adds a SQL predicate whose $1..$n are bound to args (fw_query_where_params):
+// each fragment numbers its own parameters. Args are sent as text: strings and []byte as
+// they are, bool as true/false, numbers (also *big.Int, json.Number) in decimal,
+// time.Time in RFC 3339, fmt.Stringer by String, slices and maps as JSON, nil as SQL NULL;
+// the server infers each parameter's type from the SQL around it.
+func (q *Query) WhereParams(sqlPredicate string, args ...any) *Query {
+	t := whereTerm{kind: whereParams, text: sqlPredicate, params: make([]*string, len(args))}
+	for i, a := range args {
+		if a == nil {
+			continue
+		}
+		s, err := paramText(a)
+		if err != nil {
+			return q.setErr("WhereParams: $%d: %v", i+1, err)
+		}
+		t.params[i] = &s
+	}
+	q.wheres = append(q.wheres, t)
+	return q
+}
+
+func toJSON(v any) (string, error) {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(b.String(), "\n"), nil
+}
+
+func paramText(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case []byte:
+		return string(x), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
+		return fmt.Sprint(x), nil
+	case float32:
+		return strconv.FormatFloat(float64(x), 'g', -1, 32), nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case json.Number:
+		return x.String(), nil
+	case time.Time:
+		return x.Format(time.RFC3339Nano), nil
+	case fmt.Stringer:
+		return x.String(), nil
+	}
+	return toJSON(v)
 }
 
 // OrderBy adds an ORDER BY term (a trusted SQL expression).
@@ -315,6 +516,15 @@ func (q *Query) OrderBy(sqlExpr string, dir Direction) *Query {
 // OrderByCollate adds an ORDER BY term with a collation.
 func (q *Query) OrderByCollate(sqlExpr, collation string, dir Direction) *Query {
 	q.orders = append(q.orders, orderTerm{expr: sqlExpr, collation: collation, hasCollation: true, dir: dir})
+	return q
+}
+
+// OrderByPath adds an ORDER BY term on the value at a JSON pointer
+// (fw_query_order_by_path): OrderText in collation ("" for the column's) or OrderNumeric
+// (collation must be ""). Rows without a value there sort as NULL (last ascending).
+func (q *Query) OrderByPath(jsonPointer string, kind OrderKind, collation string, dir Direction) *Query {
+	q.orders = append(q.orders, orderTerm{expr: jsonPointer, collation: collation,
+		hasCollation: collation != "", dir: dir, byPath: true, kind: kind})
 	return q
 }
 
@@ -379,6 +589,9 @@ func (q *Query) Stream(ctx context.Context) (*Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if q.err != nil {
+		return nil, q.err
+	}
 	c := q.client.client
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -402,10 +615,7 @@ func (q *Query) Stream(ctx context.Context) (*Stream, error) {
 	}
 	defer C.fw_query_free(cq)
 	for _, w := range q.wheres {
-		cw := C.CString(w)
-		err := check(C.fw_query_where_sql(cq, cw))
-		C.free(unsafe.Pointer(cw))
-		if err != nil {
+		if err := addWhere(cq, w); err != nil {
 			return nil, err
 		}
 	}
@@ -415,7 +625,13 @@ func (q *Query) Stream(ctx context.Context) (*Stream, error) {
 		if o.hasCollation {
 			cc = C.CString(o.collation)
 		}
-		err := check(C.fw_query_order_by(cq, ce, cc, C.int(o.dir)))
+		var st int32
+		if o.byPath {
+			st = int32(C.fw_query_order_by_path(cq, ce, C.int(o.kind), cc, C.int(o.dir)))
+		} else {
+			st = int32(C.fw_query_order_by(cq, ce, cc, C.int(o.dir)))
+		}
+		err := check(st)
 		C.free(unsafe.Pointer(ce))
 		C.free(unsafe.Pointer(cc))
 		if err != nil {

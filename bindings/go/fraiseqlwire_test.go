@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/big"
 	"os"
 	"runtime"
 	"sort"
@@ -600,4 +602,153 @@ func TestErrorFields(t *testing.T) {
 	if !strings.HasPrefix(fe.Error(), "FW_E_SERVER: ") {
 		t.Fatalf("Error(): %s", fe.Error())
 	}
+}
+
+// ids streams the query and returns the "id" of each row, in the order streamed.
+func ids(t *testing.T, q *Query) []int {
+	t.Helper()
+	s := mustStream(t, q)
+	rows, err := readAll(t, s)
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	out := make([]int, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+func sortedIDs(t *testing.T, q *Query) []int {
+	t.Helper()
+	v := ids(t, q)
+	sort.Ints(v)
+	return v
+}
+
+// hand returns the ids of the rows matching a hand-written SQL condition (the expected set).
+func hand(t *testing.T, c *Client, source, cond string) []int {
+	t.Helper()
+	return sortedIDs(t, c.Query(source).Where(cond))
+}
+
+func TestWherePathMatchesHandWrittenSQL(t *testing.T) {
+	c := newClient(t)
+	n39, _ := new(big.Int).SetString("123456789012345678901234567890", 10)
+	cases := []struct {
+		path  string
+		op    Op
+		value []any
+		cond  string
+	}{
+		{"/status", OpEq, []any{"active"}, "data->>'status' = 'active'"},
+		{"/address/city", OpEq, []any{"Zürich"}, "data->'address'->>'city' = 'Zürich'"},
+		{"/score", OpGt, []any{10}, "(data->>'score')::numeric > 10"},
+		{"/score", OpLe, []any{0.5}, "(data->>'score')::numeric <= 0.5"},
+		{"/score", OpGe, []any{json.Number("123456789012345678901234567890.123456789")},
+			"(data->>'score')::numeric >= 123456789012345678901234567890.123456789"},
+		{"/score", OpLt, []any{n39}, "(data->>'score')::numeric < 123456789012345678901234567890"},
+		{"/status", OpIn, []any{[]string{"pending", "inactive"}}, "data->>'status' IN ('pending', 'inactive')"},
+		{"/id", OpNotIn, []any{[]int{1, 2, 3}}, "(data->>'id')::int NOT IN (1, 2, 3)"},
+		{"/active", OpEq, []any{true}, "(data->>'active')::boolean"},
+		{"/email", OpEq, []any{nil}, "data->>'email' IS NULL"},
+		{"/email", OpExists, nil, "data::jsonb ? 'email'"},
+		{"/email", OpNotExists, nil, "NOT data::jsonb ? 'email'"},
+		{"/tags", OpJSONContains, []any{[]string{"poet"}}, `data::jsonb @> '{"tags": ["poet"]}'`},
+		{"/name", OpStartsWith, []any{"50%"}, `data->>'name' LIKE '50\%%'`},
+	}
+	for _, src := range []string{"v_filter", "v_filter_json"} {
+		for _, tc := range cases {
+			want := hand(t, c, src, tc.cond)
+			if len(want) == 0 {
+				t.Fatalf("%s: no rows", tc.cond)
+			}
+			got := sortedIDs(t, c.Query(src).WherePath(tc.path, tc.op, tc.value...))
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s %s %v %v: got %v, want %v (%s)", src, tc.path, tc.op, tc.value, got, want, tc.cond)
+			}
+		}
+	}
+}
+
+func TestOrderByPath(t *testing.T) {
+	c := newClient(t)
+	got := ids(t, c.Query("v_filter").OrderByPath("/name", OrderText, "C", Desc).OrderBy("(data->>'id')::int", Asc))
+	want := ids(t, c.Query("v_filter").OrderByCollate("data->>'name'", "C", Desc).OrderBy("(data->>'id')::int", Asc))
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("text: got %v, want %v", got, want)
+	}
+	got = ids(t, c.Query("v_filter_json").OrderByPath("/score", OrderNumeric, "", Asc).OrderBy("(data->>'id')::int", Asc))
+	want = ids(t, c.Query("v_filter_json").OrderBy("(data->>'score')::numeric", Asc).OrderBy("(data->>'id')::int", Asc))
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) < 2 || got[0] != 3 || got[1] != 7 {
+		t.Errorf("numeric: got %v, want %v starting 3, 7 (-3, then 0)", got, want)
+	}
+	_, err := c.Query("v_filter").OrderByPath("/score", OrderNumeric, "C", Asc).Stream(context.Background())
+	var e *Error
+	if !errors.As(err, &e) || e.Code != StatusInvalidArgument {
+		t.Errorf("numeric with a collation: got %v, want StatusInvalidArgument", err)
+	}
+}
+
+func TestWhereParams(t *testing.T) {
+	c := newClient(t)
+	q := c.Query("v_filter").WhereParams("data->>'status' = $1", "inactive").
+		WhereParams("data->>'email' IS NOT DISTINCT FROM $1 AND (data->>'score')::numeric <= $2", nil, 0)
+	want := hand(t, c, "v_filter", "data->>'status' = 'inactive' AND data->>'email' IS NULL AND (data->>'score')::numeric <= 0")
+	if fmt.Sprint(want) != "[7]" {
+		t.Fatalf("hand-written: %v, want [7]", want)
+	}
+	if got := sortedIDs(t, q); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	q = c.Query("v_filter").WhereParams("(data->>'score')::numeric > $1", 10).
+		WhereParams("data->>'active' = $1 OR $2::text IS NULL", false, "x")
+	want = hand(t, c, "v_filter", "(data->>'score')::numeric > 10 AND data->>'active' = 'false'")
+	if got := sortedIDs(t, q); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestWhereInjectionStaysData(t *testing.T) {
+	c := newClient(t)
+	evil := "O'Brien $1 '); DROP TABLE t_guard; --"
+	for _, tc := range []struct {
+		q    *Query
+		want string
+	}{
+		{c.Query("v_filter").WherePath("/name", OpEq, evil), "[9]"},
+		{c.Query("v_filter").WhereParams("data->>'name' = $1", evil), "[9]"},
+		{c.Query("v_filter").WherePath("/status", OpEq, "x' OR '1'='1"), "[]"},
+		{c.Query("v_filter").WhereParams("data->>'status' = $1", "x' OR '1'='1"), "[]"},
+	} {
+		if got := fmt.Sprint(ids(t, tc.q)); got != tc.want {
+			t.Errorf("got %v, want %v", got, tc.want)
+		}
+	}
+	// t_guard still exists
+	if got, all := len(ids(t, c.Query("v_filter").Where("EXISTS (SELECT 1 FROM t_guard)"))), len(hand(t, c, "v_filter", "true")); got != all {
+		t.Errorf("t_guard: %d rows, want %d", got, all)
+	}
+}
+
+func TestWhereErrors(t *testing.T) {
+	c := newClient(t)
+	invalid := func(q *Query, contains ...string) {
+		t.Helper()
+		_, err := q.Stream(context.Background())
+		var e *Error
+		if !errors.As(err, &e) || e.Code != StatusInvalidArgument {
+			t.Fatalf("got %v, want StatusInvalidArgument", err)
+		}
+		for _, s := range contains {
+			if !strings.Contains(e.Message, s) {
+				t.Errorf("message %q lacks %q", e.Message, s)
+			}
+		}
+	}
+	invalid(c.Query("v_filter").WherePath("/name", OpLike, 5), "LIKE", "number")
+	invalid(c.Query("v_filter").WherePath("/name", Op(99), "x"), "Op(99) is not an operator")
+	invalid(c.Query("v_filter").WherePath("/name", OpEq), "OpEq needs a value")
+	invalid(c.Query("v_filter").WherePath("/score", OpGt, math.NaN()), "cannot be sent as JSON")
+	invalid(c.Query("v_filter").WhereParams("data->>'a' = $2", "x"))
 }

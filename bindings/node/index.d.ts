@@ -29,9 +29,45 @@ export class Client {
   close(): void;
 }
 
+/** Operator names of `Query#where` (case-insensitive). */
+export type Op =
+  | 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge' | 'in' | 'not_in' | 'like' | 'ilike'
+  | 'starts_with' | 'ends_with' | 'contains_text' | 'icontains_text' | 'exists' | 'not_exists'
+  | 'json_contains' | 'array_overlaps' | 'array_length_eq' | 'array_length_gt'
+  | 'array_length_lt' | 'matches';
+
+/** The fw_op value of each operator name. */
+export const OPS: Readonly<Record<Op, number>>;
+
+/** A value of a typed predicate, encoded to JSON by the binding (bigint as an exact number). */
+export type JsonValue =
+  | string | number | bigint | boolean | null | JsonValue[] | { [key: string]: JsonValue }
+  | { toJSON(): unknown };
+
+/** A typed predicate: the value at the JSON pointer `path` compared by `op` with `value`
+ * (no value for 'exists' / 'not_exists'). */
+export interface Predicate {
+  path: string;
+  op: Op | Uppercase<Op>;
+  value?: JsonValue;
+}
+
+/** A value of `whereParams`, sent as text (null/undefined: SQL NULL). */
+export type ParamValue = string | number | bigint | boolean | Date | null | undefined | JsonValue;
+
 export class Query {
+  /** A trusted SQL predicate (the application's own text, never user input). */
   where(sqlPredicate: string): this;
+  /** A typed predicate on a JSON path; the value is sent as a bound parameter. */
+  where(jsonPointer: string, op: 'exists' | 'not_exists' | 'EXISTS' | 'NOT_EXISTS'): this;
+  where(jsonPointer: string, op: Op | Uppercase<Op>, value: JsonValue): this;
+  where(predicate: Predicate): this;
+  /** A SQL predicate whose `$1..$n` are bound to `values`. */
+  whereParams(sqlPredicate: string, values?: ParamValue[]): this;
   orderBy(sqlExpr: string, options?: { desc?: boolean; collation?: string | null }): this;
+  /** ORDER BY the value at a JSON pointer, as text (optionally in a collation) or numeric. */
+  orderByPath(jsonPointer: string,
+    options?: { kind?: 'text' | 'numeric'; collation?: string | null; desc?: boolean }): this;
   limit(n: number | bigint): this;
   offset(n: number | bigint): this;
   chunkSize(rows: number): this;

@@ -107,6 +107,9 @@ const C = {
   query_read_ahead: lib.func('int fw_query_read_ahead(fw_query *q, size_t bytes)'),
   query_read_coalesce: lib.func('int fw_query_read_coalesce(fw_query *q, uint32_t max_us)'),
   query_describe_wait: lib.func('int fw_query_describe_wait(fw_query *q, int64_t timeout_ms)'),
+  query_where_params: lib.func('int fw_query_where_params(fw_query *q, const char *sql, size_t n, const char **params)'),
+  query_where: lib.func('int fw_query_where(fw_query *q, const char *json_pointer, int op, const char *value_json)'),
+  query_order_by_path: lib.func('int fw_query_order_by_path(fw_query *q, const char *json_pointer, int kind, const char *collation, int dir)'),
   query_execute: lib.func('int fw_query_execute(fw_query *q, _Out_ fw_stream **out)'),
   query_free: lib.func('void fw_query_free(fw_query *q)'),
   version: lib.func('const char *fw_version(void)'),
@@ -284,6 +287,49 @@ class Client {
 
 /** A query builder; setters return the query so calls chain. Nothing is sent before
  * `stream()`, which can be called any number of times. */
+/** Operators of `Query#where` (the fw_op values of the C header). */
+const OPS = Object.freeze({
+  eq: 0, ne: 1, lt: 2, le: 3, gt: 4, ge: 5, in: 6, not_in: 7, like: 8, ilike: 9,
+  starts_with: 10, ends_with: 11, contains_text: 12, icontains_text: 13, exists: 14,
+  not_exists: 15, json_contains: 16, array_overlaps: 17, array_length_eq: 18,
+  array_length_gt: 19, array_length_lt: 20, matches: 21,
+});
+const ORDER_KINDS = Object.freeze({ text: 0, numeric: 1 });
+
+// A JS value as JSON text: JSON.stringify's encoding, with bigints as their exact number and
+// what JSON.stringify would turn silently into null or drop (NaN, undefined) refused.
+function toJson(v) {
+  const bad = (why) => new InvalidArgumentError(-1, `where: ${String(v)} cannot be sent as JSON: ${why}`);
+  switch (typeof v) {
+    case 'bigint': return v.toString();
+    case 'number':
+      if (!Number.isFinite(v)) throw bad('not a finite number');
+      return JSON.stringify(v);
+    case 'string': case 'boolean': return JSON.stringify(v);
+    case 'object':
+      if (v === null) return 'null';
+      if (typeof v.toJSON === 'function') return toJson(v.toJSON());
+      if (Array.isArray(v)) return `[${v.map(toJson).join(',')}]`;
+      return `{${Object.keys(v).map((k) => `${JSON.stringify(k)}:${toJson(v[k])}`).join(',')}}`;
+    default: throw bad(`a ${typeof v}`);
+  }
+}
+
+// A whereParams value as the text sent in Bind (null: SQL NULL).
+function paramText(v) {
+  if (v === null || v === undefined) return null;
+  switch (typeof v) {
+    case 'string': return v;
+    case 'boolean': case 'bigint': return String(v);
+    case 'number': return Number.isFinite(v) || Number.isNaN(v) ? String(v) : (v > 0 ? 'Infinity' : '-Infinity');
+    case 'object':
+      if (v instanceof Date) return v.toISOString();
+      return toJson(v);
+    default:
+      throw new InvalidArgumentError(-1, `whereParams: cannot send a ${typeof v} as a parameter`);
+  }
+}
+
 class Query {
   constructor(client, source) {
     this._client = client;
@@ -291,12 +337,72 @@ class Query {
     this._ops = [];
   }
 
-  /** Add a trusted SQL predicate (parenthesised, ANDed with the others). */
-  where(sqlPredicate) { this._ops.push((q) => C.query_where_sql(q, sqlPredicate)); return this; }
+  /** Add a predicate (parenthesised, ANDed with the others).
+   *
+   * `where(sql)`: a trusted SQL predicate, the application's own text, never built from user
+   * input (fw_query_where_sql).
+   *
+   * `where(jsonPointer, op, value)` or `where({ path, op, value })`: a typed predicate
+   * evaluated by the server (fw_query_where): the value at the RFC 6901 pointer compared by
+   * `op` (a name of `OPS`: 'eq', 'in', 'exists', ...) with `value`, a JS value (string,
+   * number, bigint, boolean, null, array, plain object) encoded to JSON and sent as a bound
+   * parameter. 'exists' and 'not_exists' take no value. Errors of the library (a value of
+   * the wrong type for the operator) are thrown by `stream()`, as for every builder call. */
+  where(sqlOrPath, op, value) {
+    let path = sqlOrPath;
+    let hasValue = arguments.length >= 3;
+    if (sqlOrPath !== null && typeof sqlOrPath === 'object') {
+      ({ path, op, value } = sqlOrPath);
+      hasValue = 'value' in sqlOrPath;
+    } else if (arguments.length === 1) {
+      this._ops.push((q) => C.query_where_sql(q, sqlOrPath));
+      return this;
+    }
+    const code = typeof op === 'string' ? OPS[op.toLowerCase()] : undefined;
+    if (code === undefined) {
+      throw new InvalidArgumentError(-1, `where: ${JSON.stringify(op)} is not an operator ` +
+        `(one of ${Object.keys(OPS).join(', ')})`);
+    }
+    let json = null;
+    if (hasValue) {
+      json = toJson(value);
+    } else if (code !== OPS.exists && code !== OPS.not_exists) {
+      throw new InvalidArgumentError(-1, `where: operator '${op}' needs a value`);
+    }
+    this._ops.push((q) => C.query_where(q, path, code, json));
+    return this;
+  }
+
+  /** Add a SQL predicate whose `$1..$n` are bound to `values` (fw_query_where_params): each
+   * fragment numbers its own parameters. Values are sent as text: a string as is, booleans
+   * as true/false, numbers and bigints as their decimal text, a Date as its ISO text, arrays
+   * and objects as JSON, null/undefined as SQL NULL; the server infers each parameter's type
+   * from the SQL around it. */
+  whereParams(sqlPredicate, values = []) {
+    if (!Array.isArray(values)) {
+      throw new InvalidArgumentError(-1, 'whereParams: values must be an array');
+    }
+    const texts = values.map(paramText);
+    this._ops.push((q) => C.query_where_params(q, sqlPredicate, texts.length, texts));
+    return this;
+  }
 
   /** Add an ORDER BY term: a trusted SQL expression; options `{ desc, collation }`. */
   orderBy(sqlExpr, { desc = false, collation = null } = {}) {
     this._ops.push((q) => C.query_order_by(q, sqlExpr, collation, desc ? 1 : 0));
+    return this;
+  }
+
+  /** Add an ORDER BY term on the value at a JSON pointer (fw_query_order_by_path); options
+   * `{ kind: 'text' | 'numeric', collation, desc }` (text, the column's collation,
+   * ascending by default). Rows without a value there sort as NULL (last ascending). */
+  orderByPath(jsonPointer, { kind = 'text', collation = null, desc = false } = {}) {
+    const k = ORDER_KINDS[kind];
+    if (k === undefined) {
+      throw new InvalidArgumentError(-1, `orderByPath: kind ${JSON.stringify(kind)} is not ` +
+        "'text' or 'numeric'");
+    }
+    this._ops.push((q) => C.query_order_by_path(q, jsonPointer, k, collation, desc ? 1 : 0));
     return this;
   }
 
@@ -705,7 +811,7 @@ function shutdown(timeoutMs = 5000) {
 }
 
 module.exports = {
-  libraryPath, Client, Query, Stream, version, metricsDump, shutdown, liveHandles,
+  libraryPath, Client, Query, Stream, OPS, version, metricsDump, shutdown, liveHandles,
   FwError, InvalidArgumentError, NullPointerError, ConnectError, AuthError, TLSError,
   ServerError, ProtocolError, SchemaError, MemoryLimitError, CancelledError,
   ConnectionLostError, StateError, PanicError, ShutdownError,

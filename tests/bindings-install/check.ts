@@ -1,11 +1,18 @@
 // Type-checked (tsc --noEmit --strict) against the package's index.d.ts; not run.
-import { Client, FwError, Stream, ServerError } from 'fraiseql-wire';
+import { Client, FwError, OPS, Stream, ServerError } from 'fraiseql-wire';
 
 async function main(): Promise<number> {
   const client = new Client('');
   const texts: Stream<string> = client.query('v_user').where('true').limit(10).stream();
   let total = 0;
   for await (const row of texts) total += row.length;
+  const filtered: Stream<string> = client.query('v_user')
+    .where('/status', 'eq', 'active').where('/email', 'exists').where('/n', 'GT', 10n)
+    .where({ path: '/n', op: 'in', value: [1, 2, 3] })
+    .whereParams("data->>'email' = $1 OR $2::text IS NULL", ['a@b.c', null])
+    .orderByPath('/name', { kind: 'text', collation: 'C', desc: true })
+    .orderByPath('/n', { kind: 'numeric' }).stream();
+  for await (const row of filtered) total += row.length + OPS.eq;
   const parsed: Stream<unknown> = client.query('v_user').stream({ parse: true, batchSize: 64 });
   for await (const rows of parsed.batches()) total += rows.length;
   try {

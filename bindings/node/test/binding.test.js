@@ -340,3 +340,96 @@ test('a block whose split does not give n rows is cut by its offsets', () => {
   assert.throws(() => s._rowsOfBlock(), SyntaxError);
   for (const p of [mem, offs, blk]) koffi.free(p);
 });
+
+// The "id" of each row of the query, in the order streamed.
+async function ids(q) {
+  return (await collect(q.stream())).map((r) => JSON.parse(r).id);
+}
+
+// Ids of the rows matching a hand-written SQL condition (the expected set).
+async function hand(cond, source = 'v_filter') {
+  return (await ids(client.query(source).where(cond))).sort((a, b) => a - b);
+}
+
+const byNum = (a, b) => a - b;
+
+test('where: typed predicates match the same condition written in SQL', async () => {
+  for (const src of ['v_filter', 'v_filter_json']) {
+    const cases = [
+      [['/status', 'eq', 'active'], "data->>'status' = 'active'"],
+      [[{ path: '/address/city', op: 'EQ', value: 'Zürich' }], "data->'address'->>'city' = 'Zürich'"],
+      [['/score', 'gt', 10], "(data->>'score')::numeric > 10"],
+      [['/score', 'le', 0.5], "(data->>'score')::numeric <= 0.5"],
+      [['/score', 'lt', 123456789012345678901234567890n],
+        "(data->>'score')::numeric < 123456789012345678901234567890"],
+      [['/status', 'in', ['pending', 'inactive']], "data->>'status' IN ('pending', 'inactive')"],
+      [['/id', 'not_in', [1, 2, 3]], "(data->>'id')::int NOT IN (1, 2, 3)"],
+      [['/active', 'eq', true], "(data->>'active')::boolean"],
+      [['/email', 'eq', null], "data->>'email' IS NULL"],
+      [['/email', 'exists'], "data::jsonb ? 'email'"],
+      [[{ path: '/email', op: 'not_exists' }], "NOT data::jsonb ? 'email'"],
+      [['/tags', 'json_contains', ['poet']], `data::jsonb @> '{"tags": ["poet"]}'`],
+      [['/name', 'starts_with', '50%'], "data->>'name' LIKE '50\\%%'"],
+    ];
+    for (const [args, cond] of cases) {
+      const want = await hand(cond, src);
+      assert.ok(want.length > 0, cond);
+      const got = (await ids(client.query(src).where(...args))).sort(byNum);
+      assert.deepEqual(got, want, `${src} ${JSON.stringify(args, (k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`);
+    }
+  }
+});
+
+test('orderByPath: text with a collation and numeric', async () => {
+  let got = await ids(client.query('v_filter').orderByPath('/name', { kind: 'text', collation: 'C', desc: true })
+    .orderBy("(data->>'id')::int"));
+  let want = await ids(client.query('v_filter').orderBy("data->>'name'", { collation: 'C', desc: true })
+    .orderBy("(data->>'id')::int"));
+  assert.deepEqual(got, want);
+  assert.equal(new Set(got).size, got.length);
+  got = await ids(client.query('v_filter_json').orderByPath('/score', { kind: 'numeric' })
+    .orderBy("(data->>'id')::int"));
+  want = await ids(client.query('v_filter_json').orderBy("(data->>'score')::numeric")
+    .orderBy("(data->>'id')::int"));
+  assert.deepEqual(got, want);
+  assert.deepEqual(got.slice(0, 2), [3, 7]); // -3, then 0: numeric, not text, order
+  assert.throws(() => client.query('v_filter').orderByPath('/score', { kind: 'roman' }), fw.InvalidArgumentError);
+  assert.throws(() => client.query('v_filter').orderByPath('/score', { kind: 'numeric', collation: 'C' }).stream(),
+    (e) => e instanceof fw.InvalidArgumentError && e.status === 'FW_E_INVALID_ARGUMENT');
+});
+
+test('whereParams: fragments renumbered, null is SQL NULL', async () => {
+  let q = client.query('v_filter').whereParams("data->>'status' = $1", ['inactive'])
+    .whereParams("data->>'email' IS NOT DISTINCT FROM $1 AND (data->>'score')::numeric <= $2", [null, 0]);
+  const want = await hand("data->>'status' = 'inactive' AND data->>'email' IS NULL " +
+    "AND (data->>'score')::numeric <= 0");
+  assert.deepEqual(want, [7]);
+  assert.deepEqual((await ids(q)).sort(byNum), want);
+  q = client.query('v_filter').whereParams("(data->>'score')::numeric > $1", [10])
+    .whereParams("data->>'active' = $1 OR $2::text IS NULL", [false, 'x']);
+  assert.deepEqual((await ids(q)).sort(byNum),
+    await hand("(data->>'score')::numeric > 10 AND data->>'active' = 'false'"));
+});
+
+test('where / whereParams: injection attempts stay data', async () => {
+  const evil = "O'Brien $1 '); DROP TABLE t_guard; --";
+  assert.deepEqual(await ids(client.query('v_filter').where('/name', 'eq', evil)), [9]);
+  assert.deepEqual(await ids(client.query('v_filter').whereParams("data->>'name' = $1", [evil])), [9]);
+  assert.deepEqual(await ids(client.query('v_filter').where('/status', 'eq', "x' OR '1'='1")), []);
+  assert.deepEqual(await ids(client.query('v_filter').whereParams("data->>'status' = $1", ["x' OR '1'='1"])), []);
+  // t_guard still exists
+  assert.equal((await ids(client.query('v_filter').where('EXISTS (SELECT 1 FROM t_guard)'))).length,
+    (await hand('true')).length);
+});
+
+test('where: errors', () => {
+  assert.throws(() => client.query('v_filter').where('/name', 'like', 5).stream(), (e) =>
+    e instanceof fw.InvalidArgumentError && e.status === 'FW_E_INVALID_ARGUMENT' &&
+    e.message.includes('LIKE') && e.message.includes('number'));
+  assert.throws(() => client.query('v_filter').where('/name', 'equals', 'x'),
+    (e) => e instanceof fw.InvalidArgumentError && e.message.includes('"equals" is not an operator'));
+  assert.throws(() => client.query('v_filter').where('/name', 'eq'), fw.InvalidArgumentError);
+  assert.throws(() => client.query('v_filter').where('/score', 'gt', NaN), fw.InvalidArgumentError);
+  assert.throws(() => client.query('v_filter').whereParams("data->>'a' = $2", ['x']).stream(),
+    (e) => e instanceof fw.InvalidArgumentError && e.status === 'FW_E_INVALID_ARGUMENT');
+});

@@ -20,6 +20,7 @@ Python threads run while a stream waits for rows.
 """
 
 import ctypes
+import decimal
 import itertools
 import json
 import math
@@ -30,7 +31,7 @@ from collections import namedtuple
 
 __all__ = [
     "Client", "Query", "Stream", "Stats", "metrics_dump", "version", "shutdown",
-    "live_handles", "Error", "InvalidArgumentError", "NullPointerError",
+    "live_handles", "OPS", "Error", "InvalidArgumentError", "NullPointerError",
     "ConnectError", "AuthError", "TLSError", "ServerError", "ProtocolError",
     "SchemaError", "MemoryLimitError", "CancelledError", "ConnectionLostError",
     "StateError", "PanicError", "ShutdownError",
@@ -401,6 +402,74 @@ class Client(_Closeable):
             return q.stream()
 
 
+_UNSET = object()
+
+#: Operators of :meth:`Query.where`, by name (the ``fw_op`` values of the C header).
+OPS = {
+    "eq": 0, "ne": 1, "lt": 2, "le": 3, "gt": 4, "ge": 5, "in": 6, "not_in": 7,
+    "like": 8, "ilike": 9, "starts_with": 10, "ends_with": 11, "contains_text": 12,
+    "icontains_text": 13, "exists": 14, "not_exists": 15, "json_contains": 16,
+    "array_overlaps": 17, "array_length_eq": 18, "array_length_gt": 19,
+    "array_length_lt": 20, "matches": 21,
+}
+_OP_EXISTS = OPS["exists"]
+_OP_NOT_EXISTS = OPS["not_exists"]
+_ORDER_KINDS = {"text": 0, "numeric": 1}
+
+
+def _op_code(op):
+    code = OPS.get(op.lower()) if isinstance(op, str) else None
+    if code is None:
+        raise InvalidArgumentError(-1, "FW_E_INVALID_ARGUMENT",
+                                   "where: %r is not an operator (one of %s)"
+                                   % (op, ", ".join(OPS)))
+    return code
+
+
+def _bad_value(value, why):
+    return InvalidArgumentError(-1, "FW_E_INVALID_ARGUMENT",
+                                "where: %r cannot be sent as JSON: %s" % (value, why))
+
+
+def _to_json(value):
+    """A Python value as JSON text: the json module's encoding, with decimal.Decimal as its
+    exact number (not a float)."""
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise _bad_value(value, "not a finite number")
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_to_json(v) for v in value) + "]"
+    if isinstance(value, dict):
+        parts = []
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise _bad_value(value, "object keys must be str")
+            parts.append(json.dumps(k, ensure_ascii=False) + ":" + _to_json(v))
+        return "{" + ",".join(parts) + "}"
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise _bad_value(value, str(e)) from None
+
+
+def _param_text(value):
+    """A where_params value as the text sent in Bind."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, decimal.Decimal)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return repr(value).replace("inf", "Infinity").replace("nan", "NaN")
+        return str(value)
+    if isinstance(value, (list, tuple, dict)):
+        return _to_json(value)
+    raise InvalidArgumentError(-1, "FW_E_INVALID_ARGUMENT",
+                               "where_params: cannot send a %s (%r) as a parameter"
+                               % (type(value).__name__, value))
+
+
 class Query(_Closeable):
     """A query builder; every setter returns the query so calls chain.
     A query may be streamed any number of times."""
@@ -412,15 +481,65 @@ class Query(_Closeable):
         client._h.call(lambda p: _query_new(p, src, ctypes.byref(out)))
         self._h = _Handle(out.value, "query", _query_free)
 
-    def where(self, sql_predicate):
-        """Add a trusted SQL predicate (parenthesised, ANDed with the others)."""
-        self._h.call(_Q["where_sql"], _enc(sql_predicate, "sql_predicate"))
+    def where(self, sql_or_path, op=_UNSET, value=_UNSET):
+        """Add a predicate (parenthesised, ANDed with the others).
+
+        ``where(sql)``: a trusted SQL predicate, the application's own text, never built
+        from user input (``fw_query_where_sql``).
+
+        ``where(json_pointer, op, value)`` (or ``op=..., value=...``, or one tuple
+        ``where((json_pointer, op, value))``): a typed predicate
+        evaluated by the server (``fw_query_where``): the value at the RFC 6901 pointer
+        compared by ``op`` (a name of :data:`OPS`, e.g. ``"eq"``, ``"in"``, ``"exists"``)
+        with ``value``, a Python value (str, int, float, decimal.Decimal, bool, None, list,
+        tuple, dict) encoded to JSON and sent as a bound parameter. ``exists`` and
+        ``not_exists`` take no value."""
+        if op is _UNSET and isinstance(sql_or_path, tuple):
+            return self.where(*sql_or_path)
+        if op is _UNSET:
+            if value is not _UNSET:
+                raise TypeError("where(sql) takes no value; use where(path, op, value)")
+            self._h.call(_Q["where_sql"], _enc(sql_or_path, "sql_predicate"))
+            return self
+        code = _op_code(op)
+        if value is _UNSET:
+            if code not in (_OP_EXISTS, _OP_NOT_EXISTS):
+                raise InvalidArgumentError(-1, "FW_E_INVALID_ARGUMENT",
+                                           "where: operator %r needs a value" % op)
+            vjson = None
+        else:
+            vjson = _to_json(value).encode("utf-8")
+        self._h.call(_Q["where_path"], _enc(sql_or_path, "json_pointer"), code, vjson)
+        return self
+
+    def where_params(self, sql_predicate, *values):
+        """Add a SQL predicate whose ``$1..$n`` are bound to ``values``
+        (``fw_query_where_params``): each fragment numbers its own parameters. Values are
+        sent as text: str as is, bool as ``true``/``false``, numbers (int, float, Decimal)
+        as their decimal text, list/tuple/dict as JSON, None as SQL NULL; the server infers
+        each parameter's type from the SQL around it."""
+        texts = [None if v is None else _param_text(v).encode("utf-8") for v in values]
+        arr = (_n.c_char_p * len(texts))(*texts) if texts else None
+        self._h.call(_Q["where_params"], _enc(sql_predicate, "sql_predicate"), len(texts), arr)
         return self
 
     def order_by(self, sql_expr, collation=None, desc=False):
         """Add an ORDER BY term (trusted SQL expression, optional collation)."""
         coll = None if collation is None else _enc(collation, "collation")
         self._h.call(_Q["order_by"], _enc(sql_expr, "sql_expr"), coll, 1 if desc else 0)
+        return self
+
+    def order_by_path(self, json_pointer, kind="text", collation=None, desc=False):
+        """Add an ORDER BY term on the value at a JSON pointer (``fw_query_order_by_path``):
+        ``kind`` ``"text"`` (optionally in ``collation``) or ``"numeric"``. Rows without a
+        value there sort as NULL (last ascending)."""
+        if kind not in _ORDER_KINDS:
+            raise InvalidArgumentError(-1, "FW_E_INVALID_ARGUMENT",
+                                       "order_by_path: kind %r is not one of %s"
+                                       % (kind, ", ".join(_ORDER_KINDS)))
+        coll = None if collation is None else _enc(collation, "collation")
+        self._h.call(_Q["order_by_path"], _enc(json_pointer, "json_pointer"),
+                     _ORDER_KINDS[kind], coll, 1 if desc else 0)
         return self
 
     def limit(self, n):

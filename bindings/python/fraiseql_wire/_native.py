@@ -140,6 +140,11 @@ QUERY = {
     "read_ahead": fn("fw_query_read_ahead", c_int, c_void_p, c_size_t),
     "read_coalesce": fn("fw_query_read_coalesce", c_int, c_void_p, ctypes.c_uint32),
     "describe_wait": fn("fw_query_describe_wait", c_int, c_void_p, c_int64),
+    "where_params": fn("fw_query_where_params", c_int, c_void_p, c_char_p, c_size_t,
+                       POINTER(c_char_p)),
+    "where_path": fn("fw_query_where", c_int, c_void_p, c_char_p, c_int, c_char_p),
+    "order_by_path": fn("fw_query_order_by_path", c_int, c_void_p, c_char_p, c_int, c_char_p,
+                        c_int),
 }
 
 stream_next_block = fn("fw_stream_next_block", c_int, c_void_p, POINTER(Block), c_size_t,

@@ -63,6 +63,114 @@ class BindingTest(unittest.TestCase):
             self.client.query("v_user; drop table t_guard")
         self.assertEqual(cm.exception.status, "FW_E_INVALID_ARGUMENT")
 
+    def ids(self, q):
+        """The "id" of each row of the query, in the order streamed."""
+        with q:
+            return [json.loads(r)["id"] for r in q.stream()]
+
+    def hand(self, cond, source="v_filter"):
+        """Ids of the rows matching a hand-written SQL condition (the expected set)."""
+        return sorted(self.ids(self.client.query(source).where(cond)))
+
+    def test_where_typed(self):
+        from decimal import Decimal
+        for src in ("v_filter", "v_filter_json"):
+            q = lambda: self.client.query(src)  # noqa: E731
+            cases = [
+                (("/status", "eq", "active"), "data->>'status' = 'active'"),
+                (("/address/city", "EQ", "Zürich"), "data->'address'->>'city' = 'Zürich'"),
+                (("/score", "gt", 10), "(data->>'score')::numeric > 10"),
+                (("/score", "le", 0.5), "(data->>'score')::numeric <= 0.5"),
+                (("/score", "ge", Decimal("123456789012345678901234567890.123456789")),
+                 "(data->>'score')::numeric >= 123456789012345678901234567890.123456789"),
+                (("/score", "lt", 123456789012345678901234567890),
+                 "(data->>'score')::numeric < 123456789012345678901234567890"),
+                (("/status", "in", ["pending", "inactive"]),
+                 "data->>'status' IN ('pending', 'inactive')"),
+                (("/id", "not_in", (1, 2, 3)), "(data->>'id')::int NOT IN (1, 2, 3)"),
+                (("/active", "eq", True), "(data->>'active')::boolean"),
+                (("/email", "eq", None), "data->>'email' IS NULL"),
+                (("/email", "exists"), "data::jsonb ? 'email'"),
+                (("/email", "not_exists"), "NOT data::jsonb ? 'email'"),
+                (("/tags", "json_contains", ["poet"]), "data::jsonb @> '{\"tags\": [\"poet\"]}'"),
+                (("/name", "starts_with", "50%"), "data->>'name' LIKE '50\\%%'"),
+            ]
+            for (path, op, *value), cond in cases:
+                with self.subTest(src=src, op=op, path=path):
+                    want = self.hand(cond, src)
+                    self.assertTrue(want, cond)
+                    got = self.ids(q().where(path, op, *value))
+                    self.assertEqual(sorted(got), want)
+            # keyword and tuple forms
+            want = self.hand("data->>'status' = 'active'", src)
+            self.assertEqual(sorted(self.ids(q().where("/status", op="eq", value="active"))), want)
+            self.assertEqual(sorted(self.ids(q().where(("/status", "eq", "active")))), want)
+            self.assertEqual(sorted(self.ids(q().where(("/email", "not_exists")))),
+                             self.hand("NOT data::jsonb ? 'email'", src))
+
+    def test_order_by_path(self):
+        got = self.ids(self.client.query("v_filter").order_by_path("/name", "text",
+                       collation="C", desc=True).order_by("(data->>'id')::int"))
+        want = self.ids(self.client.query("v_filter").order_by("data->>'name'", collation="C",
+                        desc=True).order_by("(data->>'id')::int"))
+        self.assertEqual(got, want)
+        self.assertEqual(len(got), len(set(got)))
+        got = self.ids(self.client.query("v_filter_json").order_by_path("/score", "numeric")
+                       .order_by("(data->>'id')::int"))
+        want = self.ids(self.client.query("v_filter_json").order_by("(data->>'score')::numeric")
+                        .order_by("(data->>'id')::int"))
+        self.assertEqual(got, want)
+        self.assertEqual(got[:2], [3, 7])  # -3, then 0: numeric, not text, order
+        with self.assertRaises(fw.InvalidArgumentError):
+            self.client.query("v_filter").order_by_path("/score", "roman")
+        with self.assertRaises(fw.InvalidArgumentError) as cm:
+            self.client.query("v_filter").order_by_path("/score", "numeric", collation="C")
+        self.assertEqual(cm.exception.status, "FW_E_INVALID_ARGUMENT")
+
+    def test_where_params(self):
+        q = (self.client.query("v_filter").where_params("data->>'status' = $1", "inactive")
+             .where_params("data->>'email' IS NOT DISTINCT FROM $1 AND (data->>'score')::numeric "
+                           "<= $2", None, 0))
+        want = self.hand("data->>'status' = 'inactive' AND data->>'email' IS NULL "
+                         "AND (data->>'score')::numeric <= 0")
+        self.assertEqual(want, [7])
+        self.assertEqual(sorted(self.ids(q)), want)
+        q = (self.client.query("v_filter").where_params("(data->>'score')::numeric > $1", 10)
+             .where_params("data->>'active' = $1 OR $2::text IS NULL", False, "x"))
+        self.assertEqual(sorted(self.ids(q)),
+                         self.hand("(data->>'score')::numeric > 10 AND data->>'active' = 'false'"))
+
+    def test_where_injection_stays_data(self):
+        evil = "O'Brien $1 '); DROP TABLE t_guard; --"
+        self.assertEqual(self.ids(self.client.query("v_filter").where("/name", "eq", evil)), [9])
+        self.assertEqual(self.ids(self.client.query("v_filter")
+                                  .where_params("data->>'name' = $1", evil)), [9])
+        self.assertEqual(self.ids(self.client.query("v_filter")
+                                  .where("/status", "eq", "x' OR '1'='1")), [])
+        self.assertEqual(self.ids(self.client.query("v_filter")
+                                  .where_params("data->>'status' = $1", "x' OR '1'='1")), [])
+        # t_guard still exists
+        self.assertEqual(len(self.ids(self.client.query("v_filter")
+                                      .where("EXISTS (SELECT 1 FROM t_guard)"))),
+                         len(self.hand("true")))
+
+    def test_where_errors(self):
+        with self.assertRaises(fw.InvalidArgumentError) as cm:
+            self.client.query("v_filter").where("/name", "like", 5)
+        self.assertEqual(cm.exception.status, "FW_E_INVALID_ARGUMENT")
+        self.assertIn("LIKE", cm.exception.message)
+        self.assertIn("number", cm.exception.message)
+        with self.assertRaises(fw.InvalidArgumentError) as cm:
+            self.client.query("v_filter").where("/name", "equals", "x")
+        self.assertIn("'equals' is not an operator", str(cm.exception))
+        with self.assertRaises(fw.InvalidArgumentError):
+            self.client.query("v_filter").where("/name", "eq")
+        with self.assertRaises(fw.InvalidArgumentError):
+            self.client.query("v_filter").where("/score", "gt", float("nan"))
+        with self.assertRaises(fw.InvalidArgumentError) as cm:
+            self.client.query("v_filter").where_params("data->>'a' = $2", "x")
+        self.assertEqual(cm.exception.status, "FW_E_INVALID_ARGUMENT")
+
     def test_missing_view_sqlstate(self):
         with self.assertRaises(fw.ServerError) as cm:
             self.client.query("v_does_not_exist").stream()

@@ -102,6 +102,9 @@ module FraiseqlWire
     attach_function :fw_query_read_ahead, %i[pointer size_t], :int
     attach_function :fw_query_read_coalesce, %i[pointer uint32], :int
     attach_function :fw_query_describe_wait, %i[pointer int64], :int
+    attach_function :fw_query_where_params, %i[pointer string size_t pointer], :int
+    attach_function :fw_query_where, %i[pointer string int string], :int
+    attach_function :fw_query_order_by_path, %i[pointer string int string int], :int
     attach_function :fw_query_execute, %i[pointer pointer], :int, blocking: true
     attach_function :fw_query_free, [:pointer], :void
     attach_function :fw_version, [], :string
@@ -381,6 +384,64 @@ module FraiseqlWire
   end
 
   # A query builder; setters return the query so calls chain. Streams any number of times.
+  # Operators of Query#where (the fw_op values of the C header).
+  OPS = {
+    eq: 0, ne: 1, lt: 2, le: 3, gt: 4, ge: 5, in: 6, not_in: 7, like: 8, ilike: 9,
+    starts_with: 10, ends_with: 11, contains_text: 12, icontains_text: 13, exists: 14,
+    not_exists: 15, json_contains: 16, array_overlaps: 17, array_length_eq: 18,
+    array_length_gt: 19, array_length_lt: 20, matches: 21
+  }.freeze
+  ORDER_KINDS = { text: 0, numeric: 1 }.freeze
+  UNSET = Object.new.freeze # :nodoc:
+
+  class << self
+    # A Ruby value as JSON text (the json library's encoding; BigDecimal as its exact number).
+    def to_json(value) # :nodoc:
+      if big_decimal?(value)
+        unless value.finite?
+          raise InvalidArgumentError.new("where: #{value} cannot be sent as JSON: not a finite number",
+                                         code: -1, status: "FW_E_INVALID_ARGUMENT")
+        end
+        return value.to_s("F")
+      end
+      case value
+      when Array then "[#{value.map { |v| to_json(v) }.join(",")}]"
+      when Hash then "{#{value.map { |k, v| "#{JSON.generate(k.to_s)}:#{to_json(v)}" }.join(",")}}"
+      when String, Integer, Float, true, false, nil then JSON.generate(value)
+      else
+        raise InvalidArgumentError.new("where: a #{value.class} (#{value.inspect}) cannot be sent as JSON",
+                                       code: -1, status: "FW_E_INVALID_ARGUMENT")
+      end
+    rescue JSON::GeneratorError => e
+      raise InvalidArgumentError.new("where: #{value.inspect} cannot be sent as JSON: #{e.message}",
+                                     code: -1, status: "FW_E_INVALID_ARGUMENT")
+    end
+
+    # BigDecimal without requiring it (it is a gem of its own in newer Rubies).
+    def big_decimal?(value) # :nodoc:
+      defined?(::BigDecimal) && value.is_a?(::BigDecimal)
+    end
+
+    # A where_params value as the text sent in Bind.
+    def param_text(value) # :nodoc:
+      return value.finite? ? value.to_s("F") : value.to_s if big_decimal?(value)
+
+      case value
+      when String then value
+      when true, false, Integer then value.to_s
+      when Float
+        return value.to_s if value.finite?
+
+        value.nan? ? "NaN" : (value.positive? ? "Infinity" : "-Infinity")
+      when Array, Hash then to_json(value)
+      else
+        raise InvalidArgumentError.new("where_params: cannot send a #{value.class} " \
+                                       "(#{value.inspect}) as a parameter",
+                                       code: -1, status: "FW_E_INVALID_ARGUMENT")
+      end
+    end
+  end
+
   class Query
     def initialize(client, source)
       @client = client
@@ -390,9 +451,60 @@ module FraiseqlWire
       @h = Handle.new(QueryPtr.new(out.read_pointer), "query")
     end
 
-    # Add a trusted SQL predicate (parenthesised, ANDed with the others).
-    def where(sql_predicate)
-      call(:fw_query_where_sql, sql_predicate)
+    # Add a predicate (parenthesised, ANDed with the others).
+    #
+    # `where(sql)`: a trusted SQL predicate, the application's own text, never built from
+    # user input (fw_query_where_sql).
+    #
+    # `where(json_pointer, op, value)`: a typed predicate evaluated by the server
+    # (fw_query_where): the value at the RFC 6901 pointer compared by `op` (a key of OPS:
+    # `:eq`, `:in`, `:exists`, ...) with `value`, a Ruby value (String, Integer, Float,
+    # BigDecimal, true/false, nil, Array, Hash) encoded to JSON and sent as a bound
+    # parameter. `:exists` and `:not_exists` take no value.
+    def where(sql_or_path, op = UNSET, value = UNSET)
+      if op.equal?(UNSET)
+        return call(:fw_query_where_sql, sql_or_path)
+      end
+
+      code = OPS[op.is_a?(String) ? op.downcase.to_sym : op]
+      unless code
+        raise InvalidArgumentError.new("where: #{op.inspect} is not an operator (one of " \
+                                       "#{OPS.keys.join(", ")})", code: -1, status: "FW_E_INVALID_ARGUMENT")
+      end
+      if value.equal?(UNSET)
+        unless %i[exists not_exists].include?(OPS.key(code))
+          raise InvalidArgumentError.new("where: operator #{op.inspect} needs a value",
+                                         code: -1, status: "FW_E_INVALID_ARGUMENT")
+        end
+        return call(:fw_query_where, sql_or_path, code, nil)
+      end
+      call(:fw_query_where, sql_or_path, code, FraiseqlWire.to_json(value))
+    end
+
+    # Add a SQL predicate whose `$1..$n` are bound to `values` (fw_query_where_params):
+    # each fragment numbers its own parameters. Values are sent as text: a String as is,
+    # true/false, numbers (Integer, Float, BigDecimal) as their decimal text, an Array or
+    # Hash as JSON, nil as SQL NULL; the server infers each parameter's type from the SQL.
+    def where_params(sql_predicate, values = [])
+      texts = values.map { |v| v.nil? ? nil : FraiseqlWire.param_text(v) }
+      bufs = texts.map { |t| t && FFI::MemoryPointer.from_string(t) }
+      arr = FFI::MemoryPointer.new(:pointer, [bufs.size, 1].max)
+      bufs.each_with_index { |b, i| arr.put_pointer(i * FFI::Pointer.size, b || FFI::Pointer::NULL) }
+      call(:fw_query_where_params, sql_predicate, bufs.size, arr)
+    end
+
+    # Add an ORDER BY term on the value at a JSON pointer (fw_query_order_by_path): `kind`
+    # `:text` (optionally in `collation`) or `:numeric`; `dir` `:asc` or `:desc`. Rows
+    # without a value there sort as NULL (last ascending).
+    def order_by_path(json_pointer, kind = :text, collation: nil, dir: :asc)
+      k = ORDER_KINDS[kind]
+      d = { asc: 0, desc: 1 }[dir]
+      unless k && d
+        raise InvalidArgumentError.new("order_by_path: kind #{kind.inspect} (:text, :numeric) " \
+                                       "or dir #{dir.inspect} (:asc, :desc) is not valid",
+                                       code: -1, status: "FW_E_INVALID_ARGUMENT")
+      end
+      call(:fw_query_order_by_path, json_pointer, k, collation, d)
     end
 
     # Add an ORDER BY term: a trusted SQL expression, an optional collation.

@@ -50,6 +50,104 @@ class FraiseqlWireTest < Minitest::Test
     assert_equal (1..10_000).to_a, ids.sort
   end
 
+  # The "id" of each row of the query, in the order streamed (the query is closed).
+  def ids(q)
+    q.stream { |s| s.map { |r| JSON.parse(r)["id"] } }
+  ensure
+    q.close
+  end
+
+  # Ids of the rows matching a hand-written SQL condition (the expected set).
+  def hand(cond, source = "v_filter")
+    ids(client.query(source).where(cond)).sort
+  end
+
+  def test_where_typed
+    require "bigdecimal"
+    %w[v_filter v_filter_json].each do |src|
+      [
+        [["/status", :eq, "active"], "data->>'status' = 'active'"],
+        [["/address/city", "EQ", "Zürich"], "data->'address'->>'city' = 'Zürich'"],
+        [["/score", :gt, 10], "(data->>'score')::numeric > 10"],
+        [["/score", :le, 0.5], "(data->>'score')::numeric <= 0.5"],
+        [["/score", :ge, BigDecimal("123456789012345678901234567890.123456789")],
+         "(data->>'score')::numeric >= 123456789012345678901234567890.123456789"],
+        [["/score", :lt, 123_456_789_012_345_678_901_234_567_890],
+         "(data->>'score')::numeric < 123456789012345678901234567890"],
+        [["/status", :in, %w[pending inactive]], "data->>'status' IN ('pending', 'inactive')"],
+        [["/id", :not_in, [1, 2, 3]], "(data->>'id')::int NOT IN (1, 2, 3)"],
+        [["/active", :eq, true], "(data->>'active')::boolean"],
+        [["/email", :eq, nil], "data->>'email' IS NULL"],
+        [["/email", :exists], "data::jsonb ? 'email'"],
+        [["/email", :not_exists], "NOT data::jsonb ? 'email'"],
+        [["/tags", :json_contains, ["poet"]], %(data::jsonb @> '{"tags": ["poet"]}')],
+        [["/name", :starts_with, "50%"], "data->>'name' LIKE '50\\%%'"]
+      ].each do |args, cond|
+        want = hand(cond, src)
+        refute_empty want, cond
+        assert_equal want, ids(client.query(src).where(*args)).sort, "#{src} #{args.inspect}"
+      end
+    end
+  end
+
+  def test_order_by_path
+    got = ids(client.query("v_filter").order_by_path("/name", :text, collation: "C", dir: :desc)
+                    .order_by("(data->>'id')::int"))
+    want = ids(client.query("v_filter").order_by("data->>'name'", collation: "C", desc: true)
+                     .order_by("(data->>'id')::int"))
+    assert_equal want, got
+    assert_equal got.uniq, got
+    got = ids(client.query("v_filter_json").order_by_path("/score", :numeric)
+                    .order_by("(data->>'id')::int"))
+    want = ids(client.query("v_filter_json").order_by("(data->>'score')::numeric")
+                     .order_by("(data->>'id')::int"))
+    assert_equal want, got
+    assert_equal [3, 7], got[0, 2] # -3, then 0: numeric, not text, order
+    assert_raises(FW::InvalidArgumentError) { client.query("v_filter").order_by_path("/score", :roman) }
+    err = assert_raises(FW::InvalidArgumentError) do
+      client.query("v_filter").order_by_path("/score", :numeric, collation: "C")
+    end
+    assert_equal "FW_E_INVALID_ARGUMENT", err.status
+  end
+
+  def test_where_params
+    q = client.query("v_filter").where_params("data->>'status' = $1", ["inactive"])
+              .where_params("data->>'email' IS NOT DISTINCT FROM $1 AND " \
+                            "(data->>'score')::numeric <= $2", [nil, 0])
+    want = hand("data->>'status' = 'inactive' AND data->>'email' IS NULL " \
+                "AND (data->>'score')::numeric <= 0")
+    assert_equal [7], want
+    assert_equal want, ids(q).sort
+    q = client.query("v_filter").where_params("(data->>'score')::numeric > $1", [10])
+              .where_params("data->>'active' = $1 OR $2::text IS NULL", [false, "x"])
+    assert_equal hand("(data->>'score')::numeric > 10 AND data->>'active' = 'false'"), ids(q).sort
+  end
+
+  def test_where_injection_stays_data
+    evil = "O'Brien $1 '); DROP TABLE t_guard; --"
+    assert_equal [9], ids(client.query("v_filter").where("/name", :eq, evil))
+    assert_equal [9], ids(client.query("v_filter").where_params("data->>'name' = $1", [evil]))
+    assert_equal [], ids(client.query("v_filter").where("/status", :eq, "x' OR '1'='1"))
+    assert_equal [], ids(client.query("v_filter").where_params("data->>'status' = $1", ["x' OR '1'='1"]))
+    # t_guard still exists
+    assert_equal hand("true").size, ids(client.query("v_filter").where("EXISTS (SELECT 1 FROM t_guard)")).size
+  end
+
+  def test_where_errors
+    err = assert_raises(FW::InvalidArgumentError) { client.query("v_filter").where("/name", :like, 5) }
+    assert_equal "FW_E_INVALID_ARGUMENT", err.status
+    assert_includes err.message, "LIKE"
+    assert_includes err.message, "number"
+    err = assert_raises(FW::InvalidArgumentError) { client.query("v_filter").where("/name", :equals, "x") }
+    assert_includes err.message, ":equals is not an operator"
+    assert_raises(FW::InvalidArgumentError) { client.query("v_filter").where("/name", :eq) }
+    assert_raises(FW::InvalidArgumentError) { client.query("v_filter").where("/score", :gt, Float::NAN) }
+    err = assert_raises(FW::InvalidArgumentError) do
+      client.query("v_filter").where_params("data->>'a' = $2", ["x"])
+    end
+    assert_equal "FW_E_INVALID_ARGUMENT", err.status
+  end
+
   def test_enumerator_and_builder
     q = client.query("v_user").where("(data->>'n')::int > 10")
               .order_by("(data->>'n')::int", desc: true).limit(3).offset(1)
