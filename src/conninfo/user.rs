@@ -6,14 +6,17 @@ use std::path::PathBuf;
 use super::{err, ConnInfoError};
 
 /// Name and home directory of the effective user, from the password database.
+///
+/// The lookup stays on libc's `getpwuid_r`: the password database goes through NSS (LDAP,
+/// systemd-homed, ...), which only the C library implements; rustix has no equivalent.
+/// The home directory is used only when `HOME` is unset, as libpq does (see
+/// [`super::ConnConfig::parse`]).
 #[cfg(unix)]
 pub(super) fn current_user_entry() -> Result<(String, Option<PathBuf>), ConnInfoError> {
     use std::ffi::{CStr, OsStr};
     use std::os::unix::ffi::OsStrExt;
 
-    // SAFETY: geteuid() has no preconditions, touches no caller memory and
-    // cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = rustix::process::geteuid().as_raw();
     let mut buf_len = 1024usize;
     loop {
         let mut buf: Vec<libc::c_char> = vec![0; buf_len];
