@@ -39,6 +39,10 @@ pub fn is_shut_down() -> bool {
     SHUT_DOWN.load(Ordering::Acquire)
 }
 
+// The signal masks below stay on libc's sigfillset/pthread_sigmask: rustix offers only the raw
+// kernel call (`rustix::runtime::kernel_sigprocmask`, unsafe and meant for code that replaces
+// libc), which would bypass the C library's own handling of the signals it reserves for its
+// threads.
 fn block_signals_in_this_thread() {
     // SAFETY: sigfillset/pthread_sigmask on a local, zero-initialised sigset_t.
     unsafe {

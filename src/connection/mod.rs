@@ -846,10 +846,9 @@ impl Connection {
         std::mem::forget(self);
         if let Some(fd) = fd {
             // SAFETY: `fd` is owned by the forgotten transport, which can never use or close
-            // it again; closing it in this (child) process only drops this process's reference.
-            unsafe {
-                libc::close(fd);
-            }
+            // it again; taking ownership here and dropping it closes it in this (child)
+            // process only, which drops this process's reference.
+            drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The byte transport under a connection: TCP or a Unix socket (TLS wraps TCP).
 
 use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use rustix::event::{PollFd, PollFlags, Timespec};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -192,43 +194,30 @@ impl AsyncWrite for Transport {
     }
 }
 
-/// ppoll(2) on `pfds` for at most `timeout` (`None`: no limit; microsecond resolution,
-/// which poll(2) lacks). `Ok(false)` when nothing became ready in time or a signal
-/// interrupted the wait; the `revents` fields say which did otherwise. Errors and hang-ups
-/// count as ready: the read or write that follows reports them.
-fn ppoll_fds(pfds: &mut [libc::pollfd], timeout: Option<std::time::Duration>) -> io::Result<bool> {
-    let ts = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: t.subsec_nanos() as libc::c_long,
+/// ppoll(2) on `pfds` for at most `timeout` (`None`: no limit; nanosecond resolution,
+/// which poll(2) lacks: rustix's `poll` is a single `ppoll` system call on Linux, with no
+/// allocation). `Ok(false)` when nothing became ready in time or a signal interrupted the
+/// wait; the `revents` fields say which did otherwise. Errors and hang-ups count as ready:
+/// the read or write that follows reports them.
+fn ppoll_fds(pfds: &mut [PollFd<'_>], timeout: Option<std::time::Duration>) -> io::Result<bool> {
+    let ts = timeout.map(|t| Timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as _,
+        tv_nsec: t.subsec_nanos() as _,
     });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
-    // SAFETY: `pfds` is a valid, initialised slice whose length is the count passed, and `ts`
-    // (or null: no timeout) lives for the whole call; a null signal mask keeps the current
-    // one; ppoll(2) only writes the `revents` fields.
-    let n = unsafe {
-        libc::ppoll(
-            pfds.as_mut_ptr(),
-            pfds.len() as libc::nfds_t,
-            ts_ptr,
-            std::ptr::null(),
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(e);
+    match rustix::event::poll(pfds, ts.as_ref()) {
+        Ok(n) => Ok(n > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    Ok(n > 0)
 }
 
-fn pollfd(fd: std::os::fd::RawFd, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
+/// `fd` borrowed for one wait. The callers pass the stream's interrupt eventfd, which its
+/// `Shared` owns and keeps open while its consumer waits on it.
+fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: the descriptor is open for the whole wait (see above), and the `BorrowedFd`
+    // never leaves `ppoll_fds`' caller, which only polls it (never reads, writes or closes
+    // it); even a stale number could only make ppoll report POLLNVAL, a spurious wake-up.
+    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// Wait until `sock` is readable (or writable when `write`), at most `timeout`. Returns
@@ -238,9 +227,8 @@ pub fn wait_socket(
     write: bool,
     timeout: std::time::Duration,
 ) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let events = if write { libc::POLLOUT } else { libc::POLLIN };
-    ppoll_fds(&mut [pollfd(sock.as_raw_fd(), events)], Some(timeout))
+    let events = if write { PollFlags::OUT } else { PollFlags::IN };
+    ppoll_fds(&mut [PollFd::new(&**sock, events)], Some(timeout))
 }
 
 /// What [`wait_readable_or`] saw.
@@ -261,19 +249,22 @@ pub fn wait_readable_or(
     other: std::os::fd::RawFd,
     timeout: Option<std::time::Duration>,
 ) -> io::Result<Readiness> {
-    use std::os::fd::AsRawFd;
     let mut pfds = [
-        pollfd(sock.as_raw_fd(), libc::POLLIN),
-        pollfd(other, libc::POLLIN),
+        PollFd::new(&**sock, PollFlags::IN),
+        PollFd::from_borrowed_fd(borrow(other), PollFlags::IN),
     ];
     let any = ppoll_fds(&mut pfds, timeout)?;
     Ok(Readiness {
-        socket: any && pfds[0].revents != 0,
-        other: any && pfds[1].revents != 0,
+        socket: any && !pfds[0].revents().is_empty(),
+        other: any && !pfds[1].revents().is_empty(),
     })
 }
 
 /// Wait at most `d` for `fd` to become readable; whether it did (a signal or an error: not).
 pub fn wait_fd_readable(fd: std::os::fd::RawFd, d: std::time::Duration) -> bool {
-    ppoll_fds(&mut [pollfd(fd, libc::POLLIN)], Some(d)).unwrap_or(false)
+    ppoll_fds(
+        &mut [PollFd::from_borrowed_fd(borrow(fd), PollFlags::IN)],
+        Some(d),
+    )
+    .unwrap_or(false)
 }

@@ -18,9 +18,13 @@
 //! larger than the socket buffer), or when the budget allows only small reads.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use rustix::time::{
+    timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
+    Timespec,
+};
 use tokio::io::unix::AsyncFd;
 
 /// The default (and largest useful) wait: the most a row can be delayed by coalescing.
@@ -125,18 +129,10 @@ pub(crate) struct Timer {
 impl Timer {
     /// A new timer, registered with the current runtime.
     pub(crate) fn new() -> io::Result<Timer> {
-        // SAFETY: plain syscall with constant arguments; the result is checked before use.
-        let raw = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )?;
         // SAFETY: `fd` is an open descriptor owned by the `OwnedFd`, which the `AsyncFd`
         // owns from here on and never hands out mutably, so it stays open and the same until
         // the `AsyncFd` is dropped.
@@ -148,44 +144,29 @@ impl Timer {
     /// Wait `d`. Cancel-safe: a new `sleep` re-arms the timer, which discards an expiry left
     /// over from a cancelled one.
     pub(crate) async fn sleep(&self, d: Duration) -> io::Result<()> {
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
+        let spec = Itimerspec {
+            it_interval: Timespec {
                 tv_sec: 0,
                 tv_nsec: 0,
             },
-            it_value: libc::timespec {
-                tv_sec: d.as_secs() as libc::time_t,
+            it_value: Timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as _,
                 // At least 1 ns: an all-zero value would disarm the timer instead.
-                tv_nsec: (d.subsec_nanos().max(1)) as libc::c_long,
+                tv_nsec: d.subsec_nanos().max(1) as _,
             },
         };
-        // SAFETY: `spec` is a valid itimerspec that outlives the call; the old value is not
-        // asked for (null); the fd is ours and open.
-        let rc =
-            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::empty(), &spec)?;
         loop {
             let mut guard = self.fd.readable().await?;
-            let mut ticks: u64 = 0;
-            // SAFETY: reading 8 bytes into a valid u64 from a non-blocking timerfd we own.
-            let n = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    (&mut ticks as *mut u64).cast(),
-                    std::mem::size_of::<u64>(),
-                )
-            };
-            let err = io::Error::last_os_error();
+            let mut ticks = [0u8; 8];
+            let got = rustix::io::read(self.fd.get_ref(), &mut ticks);
             // Not readable again until re-armed: drop the cached readiness either way, or
             // the next sleep would start with a read that finds nothing.
             guard.clear_ready();
-            if n == std::mem::size_of::<u64>() as isize {
-                return Ok(());
-            }
-            if err.kind() != io::ErrorKind::WouldBlock {
-                return Err(err);
+            match got {
+                Ok(n) if n == ticks.len() => return Ok(()),
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }

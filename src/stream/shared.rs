@@ -6,7 +6,7 @@
 //! `tokio::sync::Notify`.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -223,16 +223,13 @@ impl Shared {
         }
         let mut g = self.lock();
         if self.efd.get().is_none() {
-            // SAFETY: plain syscall; the result is checked before use.
-            let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-            if raw < 0 {
-                return Err(Error::io(
+            let fd = new_eventfd().map_err(|e| {
+                Error::io(
                     "could not create the stream's event fd",
-                    &std::io::Error::last_os_error(),
-                ));
-            }
-            // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-            let _ = self.efd.set(unsafe { OwnedFd::from_raw_fd(raw) });
+                    &std::io::Error::from(e),
+                )
+            })?;
+            let _ = self.efd.set(fd);
             let ready = !g.queue.is_empty()
                 || g.terminal.is_some()
                 || g.state.is_terminal() && g.state != StreamState::Completed;
@@ -278,13 +275,7 @@ impl Shared {
         if let Some(fd) = self.interrupt.get() {
             return Some(fd.as_raw_fd());
         }
-        // SAFETY: plain syscall; the result is checked before use.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return None;
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = new_eventfd().ok()?;
         // Only the consumer creates it (under the lock): the set cannot race.
         let _ = self.interrupt.set(fd);
         self.interrupt.get().map(|f| f.as_raw_fd())
@@ -344,30 +335,23 @@ impl Shared {
     }
 }
 
-/// Make an eventfd we own readable.
-fn signal_eventfd(fd: &OwnedFd) {
-    let one: u64 = 1;
-    // SAFETY: writing 8 bytes from a valid u64 to an eventfd we own.
-    unsafe {
-        libc::write(
-            fd.as_raw_fd(),
-            (&one as *const u64).cast(),
-            std::mem::size_of::<u64>(),
-        );
-    }
+/// A new non-blocking, close-on-exec eventfd with a zero count.
+fn new_eventfd() -> rustix::io::Result<OwnedFd> {
+    use rustix::event::{eventfd, EventfdFlags};
+    eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
 }
 
-/// Reset a non-blocking eventfd we own (unreadable until signalled again).
+/// Make an eventfd we own readable. Cannot fail short of the count overflowing (2^64 - 2
+/// signals without a drain), when the fd is readable anyway.
+fn signal_eventfd(fd: &OwnedFd) {
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+/// Reset a non-blocking eventfd we own (unreadable until signalled again). `EAGAIN` means
+/// it was not signalled: nothing to reset.
 fn drain_eventfd(fd: &OwnedFd) {
-    let mut v: u64 = 0;
-    // SAFETY: reading 8 bytes into a valid u64 from a non-blocking eventfd we own.
-    unsafe {
-        libc::read(
-            fd.as_raw_fd(),
-            (&mut v as *mut u64).cast(),
-            std::mem::size_of::<u64>(),
-        );
-    }
+    let mut v = [0u8; 8];
+    let _ = rustix::io::read(fd, &mut v);
 }
 
 /// End a live stream because the library is shutting down: its consumer gets `Shutdown`.
