@@ -46,6 +46,7 @@ impl Fragment {
     pub fn trusted(what: &str, sql: &str) -> Result<Fragment> {
         check_sql_fragment(what, sql)?;
         let lexed = lexer::lex(sql, Strings::Standard);
+        check_no_continuation(what, &lexed)?;
         if let Some(p) = lexed.params.first() {
             return Err(Error::invalid(format!(
                 "{what} refers to parameter {} (at byte {}) but has no parameters; \
@@ -84,6 +85,7 @@ impl Fragment {
             }
         }
         let lexed = lexer::lex(sql, Strings::Standard);
+        check_no_continuation(WHAT, &lexed)?;
         check_setting_independent(sql, &lexed)?;
         check_complete(WHAT, &lexed)?;
         let refs = check_numbering(sql, &lexed, params.len())?;
@@ -140,6 +142,20 @@ fn check_setting_independent(sql: &str, on: &Lexed) -> Result<()> {
              different things with standard_conforming_strings on and off; write the literal \
              as E'...' (or bind the value as a parameter)",
         ));
+    }
+    Ok(())
+}
+
+/// PostgreSQL joins `'a'`, a newline and `'b'` into the one constant `'ab'`, the second
+/// segment keeping the first one's backslash rule (`E'x'` newline `'\''` is an escaped quote):
+/// easy to misread, and never needed in a fragment, so it is refused.
+fn check_no_continuation(what: &str, lexed: &Lexed) -> Result<()> {
+    if let Some((start, quote)) = lexed.continued_string {
+        return Err(Error::invalid(format!(
+            "{what}: the quote at byte {quote} continues the string literal opened at byte \
+             {start} (PostgreSQL joins literals separated by a newline into one); write the \
+             literal on one line, or join literals with ||"
+        )));
     }
     Ok(())
 }
@@ -302,5 +318,50 @@ mod tests {
         );
         // incomplete trusted SQL is the server's to judge
         assert!(Fragment::trusted("WHERE predicate", "true); DROP TABLE t; --").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod continuation_tests {
+    use super::*;
+
+    fn refused(sql: &str, n: usize) -> String {
+        let e = Fragment::with_params(sql, vec![Some("x".into()); n])
+            .expect_err("fragment should be refused");
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+        e.message().to_string()
+    }
+
+    #[test]
+    fn a_literal_continued_on_the_next_line_is_refused() {
+        // PostgreSQL reads `E'x'\n'\''...'` as one E'' string: `) OR true OR (true` is SQL.
+        let m = refused(
+            "$1::text IS NULL OR E'x'\n'\\'' = '\\' ) OR true OR (true --'\n",
+            1,
+        );
+        assert!(m.contains("continues the string literal"), "{m}");
+        // with a -- comment between the segments
+        let m = refused("$1 = 'a' -- c\n  'b'", 1);
+        assert!(
+            m.contains("continues the string literal opened at byte 5"),
+            "{m}"
+        );
+        // the trusted form may not use it to hide a $k from the "no parameters" rule
+        let e = Fragment::trusted("WHERE predicate", "x = E'a'\n'\\'' = $1 AND '' = '\\' --'")
+            .unwrap_err();
+        assert!(e.message().contains("continues the string literal"), "{e}");
+        // two literals on one line, or quoted identifiers, are not continued
+        assert!(Fragment::with_params("$1 = 'a' || 'b'", vec![None]).is_ok());
+        assert!(Fragment::with_params("$1 = \"a\"\n\"b\"", vec![None]).is_ok());
+    }
+
+    #[test]
+    fn n_literals_follow_standard_conforming_strings() {
+        // with standard_conforming_strings off, N'\' ' is one literal and `)` is SQL
+        let m = refused(
+            "$1::text IS NULL OR N'\\' ' IS NOT NULL) OR true OR (true --'\n",
+            1,
+        );
+        assert!(m.contains("standard_conforming_strings"), "{m}");
     }
 }
