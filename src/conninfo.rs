@@ -841,7 +841,10 @@ fn host_from(name: &str) -> Host {
 /// Hosts to try with their ports, plus the raw `hostaddr` value.
 type ResolvedHosts = (Vec<(Host, u16)>, Option<String>);
 
-fn resolve_hosts(p: &Params<'_>) -> Result<ResolvedHosts, ConnInfoError> {
+/// `verify_full`: the server certificate will be checked against the host name, so a host
+/// given only by `hostaddr` is refused as libpq refuses it ("host name must be specified for
+/// a verified SSL connection"; libpq finds out at connection time, for that host).
+fn resolve_hosts(p: &Params<'_>, verify_full: bool) -> Result<ResolvedHosts, ConnInfoError> {
     let names: Option<Vec<String>> = p
         .get("host")
         .map(|h| h.split(',').map(str::to_owned).collect());
@@ -903,6 +906,25 @@ fn resolve_hosts(p: &Params<'_>) -> Result<ResolvedHosts, ConnInfoError> {
             .collect(),
         (None, None) => vec![default_host()],
     };
+
+    if let (true, Some(addrs)) = (verify_full, &addrs) {
+        for (i, a) in addrs.iter().enumerate() {
+            let named = names
+                .as_ref()
+                .and_then(|n| n.get(i))
+                .is_some_and(|n| !n.is_empty());
+            if !a.is_empty() && !named {
+                return Err(err(format!(
+                    "host name must be specified for a verified SSL connection (host {} of {}, \
+                     hostaddr {a}): sslmode=verify-full checks the server certificate against \
+                     the host name, and hostaddr is only the address to connect to; give the \
+                     name the certificate holds in host",
+                    i + 1,
+                    addrs.len()
+                )));
+            }
+        }
+    }
 
     let ports: Vec<u16> = match p.get("port") {
         None => vec![DEFAULT_PORT],
@@ -1015,7 +1037,10 @@ fn resolve(
         Some(v) => return Err(err(format!("invalid sslsni value: \"{v}\""))),
     };
 
-    let (hosts, hostaddr) = resolve_hosts(&p)?;
+    // As the TLS engine decides it: sslrootcert=system turns the default mode into verify-full.
+    let verify_full = sslmode == SslMode::VerifyFull
+        || (sslmode == SslMode::Prefer && p.get("sslrootcert").as_deref() == Some("system"));
+    let (hosts, hostaddr) = resolve_hosts(&p, verify_full)?;
 
     let user = match p.get_nonempty("user") {
         Some(u) => u,
@@ -1904,6 +1929,28 @@ mod tests {
             fail("host=a,b hostaddr=1.2.3.4"),
             "could not match 2 host names to 1 hostaddr values"
         );
+    }
+
+    #[test]
+    fn verify_full_needs_a_host_name_not_only_hostaddr() {
+        const MSG: &str = "host name must be specified for a verified SSL connection";
+        for s in [
+            "hostaddr=127.0.0.1 sslmode=verify-full",
+            "host='' hostaddr=127.0.0.1 sslmode=verify-full",
+            "host=db.example, hostaddr=,10.0.0.1 sslmode=verify-full",
+            // sslrootcert=system makes the default sslmode verify-full
+            "hostaddr=127.0.0.1 sslrootcert=system",
+        ] {
+            let m = fail(s);
+            assert!(m.contains(MSG), "{s}: {m}");
+        }
+        let m = fail("host=a,,b hostaddr=,10.0.0.2, sslmode=verify-full");
+        assert!(m.contains("(host 2 of 3, hostaddr 10.0.0.2)"), "{m}");
+        // a host name given with the address, or a mode that checks no name, is fine
+        ok("host=db.example hostaddr=127.0.0.1 sslmode=verify-full");
+        ok("host=127.0.0.1 hostaddr=127.0.0.1 sslmode=verify-full");
+        ok("hostaddr=127.0.0.1 sslmode=verify-ca");
+        ok("hostaddr=127.0.0.1 sslmode=require");
     }
 
     // ---- individual options --------------------------------------------
