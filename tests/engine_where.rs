@@ -843,6 +843,61 @@ fn literals_mean_the_same_with_standard_conforming_strings_off() {
     assert_eq!(ids(&rows_of(&c, &q)), [7]);
 }
 
+/// A fragment that PostgreSQL would read differently from the check is refused at the call;
+/// when it is not, the rows the server returns show the fragment escaping its parentheses.
+fn refused_at_the_call(c: &Client, sql: &str, msg: &str) {
+    let mut q = query("v_filter");
+    q.where_params("(data->>'id')::int = $1", &[Some("3")])
+        .unwrap();
+    match q.where_params(sql, &[None]) {
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{sql:?}: {e}");
+            assert!(e.message().contains(msg), "{sql:?}: {e}");
+            // nothing was added
+            assert_eq!(ids(&rows_of(c, &q)), [3]);
+        }
+        Ok(_) => panic!(
+            "{sql:?} was accepted; the server returned ids {:?} for id = 3 AND it",
+            ids(&rows_of(c, &q))
+        ),
+    }
+}
+
+#[test]
+fn a_literal_continued_on_a_new_line_is_refused() {
+    // PostgreSQL joins E'x' and the next line's '\'' ...' into one E'' string, so the
+    // `) OR true OR (true` after it is SQL.
+    refused_at_the_call(
+        &socket_client(),
+        "$1::text IS NULL OR E'x'\n'\\'' = '\\' ) OR true OR (true --'\n",
+        "continues the string literal",
+    );
+}
+
+#[test]
+fn n_literals_mean_the_same_with_standard_conforming_strings_off() {
+    let c = Client::connect(&format!(
+        "{} options='-c standard_conforming_strings=off'",
+        pg().socket_conninfo()
+    ))
+    .unwrap();
+    // with the setting off, N'\' ' is one literal and `) OR true OR (true` is SQL
+    refused_at_the_call(
+        &c,
+        "$1::text IS NULL OR N'\\' ' IS NOT NULL) OR true OR (true --'\n",
+        "standard_conforming_strings",
+    );
+    // without a backslash before a quote, an N'' literal is accepted and, like '...', takes
+    // backslash escapes with the setting off
+    let mut q = query("v_filter");
+    q.where_params(
+        r"data->>'name' = N'back\\slash C:\\dir' AND $1 = 'x'",
+        &[Some("x")],
+    )
+    .unwrap();
+    assert_eq!(ids(&rows_of(&c, &q)), [7]);
+}
+
 fn t_guard_rows() -> String {
     pg().psql("SELECT count(*) FROM t_guard").trim().to_string()
 }

@@ -310,7 +310,8 @@ fn wildcard_matches(pattern: &str, host: &str) -> bool {
 }
 
 /// libpq's `pq_verify_peer_name_matches_certificate_name`: the whole name, case-insensitively,
-/// or a wildcard. A name with an embedded NUL is refused.
+/// or a wildcard, except that a host that is an IP address is only ever compared whole
+/// (RFC 6125: `*.0.0.1` does not match `127.0.0.1`). A name with an embedded NUL is refused.
 fn name_matches(name: &str, host: &str) -> std::result::Result<bool, CertProblem> {
     if name.contains('\0') {
         return Err(CertProblem::BadName(
@@ -319,7 +320,8 @@ fn name_matches(name: &str, host: &str) -> std::result::Result<bool, CertProblem
                 .into(),
         ));
     }
-    Ok(name.eq_ignore_ascii_case(host) || wildcard_matches(name, host))
+    Ok(name.eq_ignore_ascii_case(host)
+        || (host.parse::<IpAddr>().is_err() && wildcard_matches(name, host)))
 }
 
 /// The host name check of libpq 15 and later (`verify-full`), on the server's certificate:
@@ -1077,6 +1079,16 @@ mod name_tests {
         assert!(name_matches("LocalHost", "localhost").unwrap());
         assert!(!name_matches("localhost", "localhost.").unwrap());
         assert!(name_matches("local\0host", "localhost").is_err());
+    }
+
+    #[test]
+    fn wildcards_never_match_an_ip_address_host() {
+        // RFC 6125: an IP address is compared whole (dNSName entries and the CN alike).
+        assert!(!name_matches("*.0.0.1", "127.0.0.1").unwrap());
+        assert!(!name_matches("*.2.3.4", "::ffff:1.2.3.4").unwrap());
+        assert!(name_matches("127.0.0.1", "127.0.0.1").unwrap());
+        // a host name that merely looks numeric-ish still gets wildcards
+        assert!(name_matches("*.0.0.1.example", "127.0.0.1.example").unwrap());
     }
 
     #[test]

@@ -77,7 +77,10 @@ fn host_from(name: &str) -> Host {
 /// Hosts to try with their ports, plus the raw `hostaddr` value.
 type ResolvedHosts = (Vec<(Host, u16)>, Option<String>);
 
-fn resolve_hosts(p: &Params<'_>) -> Result<ResolvedHosts, ConnInfoError> {
+/// `verify_full`: the server certificate will be checked against the host name, so a host
+/// given only by `hostaddr` is refused as libpq refuses it ("host name must be specified for
+/// a verified SSL connection"; libpq finds out at connection time, for that host).
+fn resolve_hosts(p: &Params<'_>, verify_full: bool) -> Result<ResolvedHosts, ConnInfoError> {
     let names: Option<Vec<String>> = p
         .get("host")
         .map(|h| h.split(',').map(str::to_owned).collect());
@@ -139,6 +142,25 @@ fn resolve_hosts(p: &Params<'_>) -> Result<ResolvedHosts, ConnInfoError> {
             .collect(),
         (None, None) => vec![default_host()],
     };
+
+    if let (true, Some(addrs)) = (verify_full, &addrs) {
+        for (i, a) in addrs.iter().enumerate() {
+            let named = names
+                .as_ref()
+                .and_then(|n| n.get(i))
+                .is_some_and(|n| !n.is_empty());
+            if !a.is_empty() && !named {
+                return Err(err(format!(
+                    "host name must be specified for a verified SSL connection (host {} of {}, \
+                     hostaddr {a}): sslmode=verify-full checks the server certificate against \
+                     the host name, and hostaddr is only the address to connect to; give the \
+                     name the certificate holds in host",
+                    i + 1,
+                    addrs.len()
+                )));
+            }
+        }
+    }
 
     let ports: Vec<u16> = match p.get("port") {
         None => vec![DEFAULT_PORT],
@@ -251,7 +273,10 @@ pub(super) fn resolve(
         Some(v) => return Err(err(format!("invalid sslsni value: \"{v}\""))),
     };
 
-    let (hosts, hostaddr) = resolve_hosts(&p)?;
+    // As the TLS engine decides it: sslrootcert=system turns the default mode into verify-full.
+    let verify_full = sslmode == SslMode::VerifyFull
+        || (sslmode == SslMode::Prefer && p.get("sslrootcert").as_deref() == Some("system"));
+    let (hosts, hostaddr) = resolve_hosts(&p, verify_full)?;
 
     let user = match p.get_nonempty("user") {
         Some(u) => u,

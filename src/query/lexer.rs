@@ -2,9 +2,11 @@
 //! ...) the way PostgreSQL's own scanner (`scan.l`) does, so that the library can renumber them
 //! when it combines fragments. A `$1` inside any of these is text, not a parameter:
 //!
-//! * string literals: `'...'` (`''` is a quote; a backslash is an ordinary character with
-//!   `standard_conforming_strings` on, an escape with it off), `E'...'` (backslash escapes
-//!   always), `N'...'`, `B'...'`, `X'...'`, `U&'...'`;
+//! * string literals: `'...'` and `N'...'` (`''` is a quote; a backslash is an ordinary
+//!   character with `standard_conforming_strings` on, an escape with it off), `E'...'`
+//!   (backslash escapes always), `B'...'`, `X'...'`, `U&'...'`; a literal followed by
+//!   whitespace holding a newline (`--` comments allowed) and another `'...'` continues in
+//!   that segment, in the same mode (reported in [`Lexed::continued_string`]);
 //! * quoted identifiers `"..."` (`""` is a quote) and `U&"..."`;
 //! * dollar-quoted strings `$tag$...$tag$` and `$$...$$` (a tag is an identifier without `$`);
 //! * comments: `--` to the end of the line, and `/* ... */`, which nest;
@@ -69,6 +71,11 @@ pub struct Lexed {
     pub unmatched_close: Option<usize>,
     /// `(` left open at the end (byte offsets, outermost first).
     pub unclosed_open: Vec<usize>,
+    /// The first string literal continued after a newline (PostgreSQL's `quotecontinue`:
+    /// `'a'` then whitespace holding a newline, `--` comments allowed, then `'b'` is the one
+    /// constant `'ab'`, the second segment lexed in the first one's mode): the byte where the
+    /// literal starts and the byte of the quote that continues it.
+    pub continued_string: Option<(usize, usize)>,
 }
 
 /// `standard_conforming_strings`: whether a backslash in a plain `'...'` literal is an
@@ -119,7 +126,7 @@ pub fn lex(sql: &str, strings: Strings) -> Lexed {
             },
             b'\'' => {
                 let escapes = strings == Strings::BackslashEscapes;
-                i = quoted_end(b, i, b'\'', escapes, &mut out.open, Open::String(i));
+                i = string_end(b, i, i, escapes, &mut out);
             }
             b'"' => i = quoted_end(b, i, b'"', false, &mut out.open, Open::QuotedIdent(i)),
             b'$' => {
@@ -168,13 +175,19 @@ pub fn lex(sql: &str, strings: Strings) -> Lexed {
                 let word = &b[start..i];
                 match (word, b.get(i), b.get(i + 1)) {
                     ([b'e' | b'E'], Some(b'\''), _) => {
-                        i = quoted_end(b, i, b'\'', true, &mut out.open, Open::String(start));
+                        i = string_end(b, start, i, true, &mut out);
                     }
-                    ([b'n' | b'N' | b'b' | b'B' | b'x' | b'X'], Some(b'\''), _) => {
-                        i = quoted_end(b, i, b'\'', false, &mut out.open, Open::String(start));
+                    // N'' is a plain literal for the scanner (only the type differs), so it
+                    // follows standard_conforming_strings like '...'.
+                    ([b'n' | b'N'], Some(b'\''), _) => {
+                        let escapes = strings == Strings::BackslashEscapes;
+                        i = string_end(b, start, i, escapes, &mut out);
+                    }
+                    ([b'b' | b'B' | b'x' | b'X'], Some(b'\''), _) => {
+                        i = string_end(b, start, i, false, &mut out);
                     }
                     ([b'u' | b'U'], Some(b'&'), Some(b'\'')) => {
-                        i = quoted_end(b, i + 1, b'\'', false, &mut out.open, Open::String(start));
+                        i = string_end(b, start, i + 1, false, &mut out);
                     }
                     ([b'u' | b'U'], Some(b'&'), Some(b'"')) => {
                         let open = Open::QuotedIdent(start);
@@ -223,6 +236,50 @@ fn quoted_end(
     }
     *open_slot = Some(open);
     b.len()
+}
+
+/// The end (exclusive) of the string literal (prefix at `start`, opening quote at `quote_at`)
+/// with all its continuation segments (see [`continuation_quote`]), each lexed in the same
+/// mode; the first continuation is recorded in `out.continued_string`.
+fn string_end(b: &[u8], start: usize, quote_at: usize, escapes: bool, out: &mut Lexed) -> usize {
+    let mut at = quote_at;
+    loop {
+        let end = quoted_end(b, at, b'\'', escapes, &mut out.open, Open::String(start));
+        if out.open.is_some() {
+            return end;
+        }
+        match continuation_quote(b, end) {
+            Some(q) => {
+                out.continued_string.get_or_insert((start, q));
+                at = q;
+            }
+            None => return end,
+        }
+    }
+}
+
+/// PostgreSQL's `{whitespace_with_newline}{quote}` at `i` (just past a string literal's
+/// closing quote): horizontal space and `--` comments, a newline, then any whitespace and
+/// `--` comments ended by a newline, then a quote. Returns the byte of that quote. `\v`
+/// counts as whitespace (PostgreSQL 16 and later), so this errs towards finding one.
+fn continuation_quote(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut newline = false;
+    while i < b.len() {
+        match b[i] {
+            b'\n' | b'\r' => {
+                newline = true;
+                i += 1;
+            }
+            b' ' | b'\t' | b'\x0c' | b'\x0b' => i += 1,
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                // a comment runs to the end of the line; the newline is taken above
+                i += b[i..].iter().position(|&x| x == b'\n' || x == b'\r')?;
+            }
+            b'\'' if newline => return Some(i),
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// The end (exclusive) of the nested `/* */` comment starting at `start`, if it is closed.
@@ -395,6 +452,48 @@ mod tests {
         // parentheses in literals, identifiers and comments do not count
         let l = lex("')' = \")\" /* ) */ -- )", Strings::Standard);
         assert_eq!((l.unmatched_close, l.unclosed_open.len()), (None, 0));
+    }
+
+    #[test]
+    fn literals_continue_after_a_newline_in_the_same_mode() {
+        let cont = |sql: &str| lex(sql, Strings::Standard).continued_string;
+        assert_eq!(cont("x = 'a'\n'b'"), Some((4, 8)));
+        assert_eq!(cont("x = 'a' \t\r\n  \n 'b'"), Some((4, 15)));
+        assert_eq!(cont("'a' -- c\n'b'"), Some((0, 9)));
+        assert_eq!(cont("'a'\n-- c\n\n'b'"), Some((0, 10)));
+        assert_eq!(cont("E'a'\n'b'"), Some((0, 5)));
+        assert_eq!(cont("U&'a'\n'b'"), Some((0, 6)));
+        assert_eq!(cont("B'1'\n'0'"), Some((0, 5)));
+        // no newline, a /* */ comment, or a line comment running into the quote: two tokens
+        assert_eq!(cont("'a' 'b'"), None);
+        assert_eq!(cont("'a' /* */\n'b'"), None);
+        assert_eq!(cont("'a'\n-- c 'b'"), None);
+        assert_eq!(cont("\"a\"\n\"b\""), None);
+        assert_eq!(cont("$$a$$\n'b'"), None);
+        // the continuation keeps E'' escapes: `\'` does not end it, so `$1` is inside it
+        let l = lex("E'x'\n'\\' = $1 --'", Strings::Standard);
+        assert!(l.params.is_empty(), "{l:?}");
+        assert_eq!(l.open, None);
+        // and a plain continuation keeps the plain rule
+        let l = lex("'x'\n'\\' = $1", Strings::Standard);
+        assert_eq!(l.params.len(), 1);
+        // every segment is followed: the third one is found too
+        let l = lex("'a'\n'b'\n'c' = $1", Strings::Standard);
+        assert_eq!((l.continued_string, l.params.len()), (Some((0, 4)), 1));
+        let l = lex("'a'\n'b", Strings::Standard);
+        assert_eq!(l.open, Some(Open::String(0)));
+    }
+
+    #[test]
+    fn n_literals_follow_standard_conforming_strings() {
+        let off = lex(r"N'\' $1'", Strings::BackslashEscapes);
+        assert!(off.params.is_empty());
+        assert_eq!(off.open, None);
+        let on = lex(r"N'\' $1'", Strings::Standard);
+        assert_eq!(on.params.len(), 1);
+        assert_eq!(on.open, Some(Open::String(7)));
+        // B'' and X'' never take escapes
+        assert_eq!(lex(r"B'\' $1", Strings::BackslashEscapes).params.len(), 1);
     }
 
     #[test]

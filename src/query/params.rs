@@ -46,6 +46,7 @@ impl Fragment {
     pub fn trusted(what: &str, sql: &str) -> Result<Fragment> {
         check_sql_fragment(what, sql)?;
         let lexed = lexer::lex(sql, Strings::Standard);
+        check_no_continuation(what, &lexed)?;
         if let Some(p) = lexed.params.first() {
             return Err(Error::invalid(format!(
                 "{what} refers to parameter {} (at byte {}) but has no parameters; \
@@ -84,6 +85,7 @@ impl Fragment {
             }
         }
         let lexed = lexer::lex(sql, Strings::Standard);
+        check_no_continuation(WHAT, &lexed)?;
         check_setting_independent(sql, &lexed)?;
         check_complete(WHAT, &lexed)?;
         let refs = check_numbering(sql, &lexed, params.len())?;
@@ -140,6 +142,20 @@ fn check_setting_independent(sql: &str, on: &Lexed) -> Result<()> {
              different things with standard_conforming_strings on and off; write the literal \
              as E'...' (or bind the value as a parameter)",
         ));
+    }
+    Ok(())
+}
+
+/// PostgreSQL joins `'a'`, a newline and `'b'` into the one constant `'ab'`, the second
+/// segment keeping the first one's backslash rule (`E'x'` newline `'\''` is an escaped quote):
+/// easy to misread, and never needed in a fragment, so it is refused.
+fn check_no_continuation(what: &str, lexed: &Lexed) -> Result<()> {
+    if let Some((start, quote)) = lexed.continued_string {
+        return Err(Error::invalid(format!(
+            "{what}: the quote at byte {quote} continues the string literal opened at byte \
+             {start} (PostgreSQL joins literals separated by a newline into one); write the \
+             literal on one line, or join literals with ||"
+        )));
     }
     Ok(())
 }
@@ -302,5 +318,253 @@ mod tests {
         );
         // incomplete trusted SQL is the server's to judge
         assert!(Fragment::trusted("WHERE predicate", "true); DROP TABLE t; --").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod continuation_tests {
+    use super::*;
+
+    fn refused(sql: &str, n: usize) -> String {
+        let e = Fragment::with_params(sql, vec![Some("x".into()); n])
+            .expect_err("fragment should be refused");
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+        e.message().to_string()
+    }
+
+    #[test]
+    fn a_literal_continued_on_the_next_line_is_refused() {
+        // PostgreSQL reads `E'x'\n'\''...'` as one E'' string: `) OR true OR (true` is SQL.
+        let m = refused(
+            "$1::text IS NULL OR E'x'\n'\\'' = '\\' ) OR true OR (true --'\n",
+            1,
+        );
+        assert!(m.contains("continues the string literal"), "{m}");
+        // with a -- comment between the segments
+        let m = refused("$1 = 'a' -- c\n  'b'", 1);
+        assert!(
+            m.contains("continues the string literal opened at byte 5"),
+            "{m}"
+        );
+        // the trusted form may not use it to hide a $k from the "no parameters" rule
+        let e = Fragment::trusted("WHERE predicate", "x = E'a'\n'\\'' = $1 AND '' = '\\' --'")
+            .unwrap_err();
+        assert!(e.message().contains("continues the string literal"), "{e}");
+        // two literals on one line, or quoted identifiers, are not continued
+        assert!(Fragment::with_params("$1 = 'a' || 'b'", vec![None]).is_ok());
+        assert!(Fragment::with_params("$1 = \"a\"\n\"b\"", vec![None]).is_ok());
+    }
+
+    #[test]
+    fn n_literals_follow_standard_conforming_strings() {
+        // with standard_conforming_strings off, N'\' ' is one literal and `)` is SQL
+        let m = refused(
+            "$1::text IS NULL OR N'\\' ' IS NOT NULL) OR true OR (true --'\n",
+            1,
+        );
+        assert!(m.contains("standard_conforming_strings"), "{m}");
+    }
+}
+
+/// A seeded random cross-check: fragments drawn from a small alphabet of the characters that
+/// matter to the lexer; whenever `with_params` accepts one, the statement it is combined into
+/// must read balanced, with the expected parameters and no string continued on a new line
+/// (those are refused), under a second, naive model of PostgreSQL's scanner written from
+/// scan.l's rules (`quotecontinue`, `E''` escapes, `N''` and `''` following
+/// `standard_conforming_strings`, `B''`/`X''` without escapes), with the setting on and off.
+/// With continuations not detected, or `N''` without escapes, it fails within the first cases.
+#[cfg(test)]
+mod cross_check {
+    use super::*;
+
+    /// What the model read: the parameters in order and whether a string literal was continued
+    /// on a new line, or why the statement is broken.
+    fn model(sql: &[u8], scs_off: bool) -> std::result::Result<(Vec<u32>, bool), String> {
+        let n = sql.len();
+        let mut continued = false;
+        let mut params = Vec::new();
+        let mut depth = 0i32;
+        let mut i = 0;
+        let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+        while i < n {
+            let c = sql[i];
+            if sql[i..].starts_with(b"--") {
+                i = sql[i..]
+                    .iter()
+                    .position(|&x| x == b'\n' || x == b'\r')
+                    .map_or(n, |p| i + p);
+            } else if sql[i..].starts_with(b"/*") {
+                let mut d = 0;
+                loop {
+                    if i + 1 >= n {
+                        return Err("open comment".into());
+                    }
+                    if sql[i..].starts_with(b"/*") {
+                        d += 1;
+                        i += 2;
+                    } else if sql[i..].starts_with(b"*/") {
+                        d -= 1;
+                        i += 2;
+                        if d == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            } else if c == b'\'' {
+                i = string(sql, i, scs_off, &mut continued)?;
+            } else if c == b'"' {
+                i += 1;
+                loop {
+                    match sql.get(i) {
+                        None => return Err("open identifier".into()),
+                        Some(b'"') if sql.get(i + 1) == Some(&b'"') => i += 2,
+                        Some(b'"') => break,
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+            } else if c == b'$' && sql.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                let s = i + 1;
+                i = s;
+                while i < n && sql[i].is_ascii_digit() {
+                    i += 1;
+                }
+                params.push(std::str::from_utf8(&sql[s..i]).unwrap().parse().unwrap());
+            } else if sql[i..].starts_with(b"$$") {
+                let p = sql[i + 2..].windows(2).position(|w| w == b"$$");
+                i = i + 4 + p.ok_or("open dollar quote")?;
+            } else if word(c) && c != b'$' {
+                let s = i;
+                // a number takes no `$` (`1$1` is 1 then $1), an identifier does
+                let number = sql[s].is_ascii_digit();
+                while i < n
+                    && if number {
+                        sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'.'
+                    } else {
+                        word(sql[i])
+                    }
+                {
+                    i += 1;
+                }
+                if sql.get(i) == Some(&b'\'') {
+                    match &sql[s..i] {
+                        b"E" | b"e" => i = string(sql, i, true, &mut continued)?,
+                        b"N" | b"n" => i = string(sql, i, scs_off, &mut continued)?,
+                        // bit strings: no escapes (scan.l's xb and xh states)
+                        b"B" | b"b" | b"X" | b"x" => i = string(sql, i, false, &mut continued)?,
+                        _ => {}
+                    }
+                }
+            } else {
+                if c == b'(' {
+                    depth += 1;
+                } else if c == b')' {
+                    depth -= 1;
+                    if depth < 0 {
+                        return Err("unbalanced )".into());
+                    }
+                }
+                i += 1;
+            }
+        }
+        if depth != 0 {
+            return Err("unclosed (".into());
+        }
+        Ok((params, continued))
+    }
+
+    /// A string literal from its opening quote at `i`, segment after segment; the end.
+    fn string(
+        sql: &[u8],
+        mut i: usize,
+        esc: bool,
+        continued: &mut bool,
+    ) -> std::result::Result<usize, String> {
+        i += 1;
+        loop {
+            match sql.get(i) {
+                None => return Err("open string".into()),
+                Some(b'\\') if esc => i += 2,
+                Some(b'\'') if sql.get(i + 1) == Some(&b'\'') => i += 2,
+                Some(b'\'') => {
+                    // {quote}{whitespace_with_newline}{quote}
+                    let mut j = i + 1;
+                    let mut newline = false;
+                    loop {
+                        match sql.get(j) {
+                            Some(b' ' | b'\t' | b'\x0c') => j += 1,
+                            Some(b'\n' | b'\r') => {
+                                newline = true;
+                                j += 1;
+                            }
+                            Some(b'-') if sql.get(j + 1) == Some(&b'-') => {
+                                while j < sql.len() && !matches!(sql[j], b'\n' | b'\r') {
+                                    j += 1;
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                    if newline && sql.get(j) == Some(&b'\'') {
+                        *continued = true;
+                        i = j + 1;
+                    } else {
+                        return Ok(i + 1);
+                    }
+                }
+                Some(_) => i += 1,
+            }
+        }
+    }
+
+    #[test]
+    fn accepted_fragments_read_the_same_under_a_model_of_the_scanner() {
+        const ALPHABET: &[&str] = &[
+            "'", "'", "'", "\\", "\\", "E", "N", "$1", "$1", "\n", "--", "(", ")", "1", " ", "''",
+            "x", "\"", "$$", "/*", "*/", "=", "E'", "N'", "'\n'", "' --\n'", "\\'", "\\'",
+            ") OR (", ") OR (",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut accepted, mut cases) = (0, 0);
+        for _ in 0..200_000 {
+            let len = 1 + next() % 14;
+            let frag: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            for n in [0usize, 1] {
+                cases += 1;
+                let Ok(f) = Fragment::with_params(&frag, vec![None; n]) else {
+                    continue;
+                };
+                accepted += 1;
+                // as the query combines it: WHERE (x = $1) AND (<fragment>) AND (y = $n+2)
+                let mut sql = String::from("SELECT 1 WHERE (x = $1) AND (");
+                f.write(&mut sql, 1);
+                sql.push_str(&format!(") AND (y = ${})", n + 2));
+                let expected: Vec<u32> = std::iter::once(1)
+                    .chain(f.refs.iter().map(|&(_, _, k)| k as u32 + 1))
+                    .chain(std::iter::once(n as u32 + 2))
+                    .collect();
+                for scs_off in [false, true] {
+                    assert_eq!(
+                        model(sql.as_bytes(), scs_off).as_ref(),
+                        Ok(&(expected.clone(), false)),
+                        "fragment {frag:?} accepted with {n} parameter(s), combined as {sql:?}, \
+                         standard_conforming_strings {}",
+                        if scs_off { "off" } else { "on" }
+                    );
+                }
+            }
+        }
+        // the check is not vacuous: a fair share of the fragments is accepted
+        assert!(accepted > cases / 20, "{accepted} of {cases} accepted");
     }
 }

@@ -68,6 +68,28 @@ fn hostaddr() {
     );
 }
 
+#[test]
+fn verify_full_needs_a_host_name_not_only_hostaddr() {
+    const MSG: &str = "host name must be specified for a verified SSL connection";
+    for s in [
+        "hostaddr=127.0.0.1 sslmode=verify-full",
+        "host='' hostaddr=127.0.0.1 sslmode=verify-full",
+        "host=db.example, hostaddr=,10.0.0.1 sslmode=verify-full",
+        // sslrootcert=system makes the default sslmode verify-full
+        "hostaddr=127.0.0.1 sslrootcert=system",
+    ] {
+        let m = fail(s);
+        assert!(m.contains(MSG), "{s}: {m}");
+    }
+    let m = fail("host=a,,b hostaddr=,10.0.0.2, sslmode=verify-full");
+    assert!(m.contains("(host 2 of 3, hostaddr 10.0.0.2)"), "{m}");
+    // a host name given with the address, or a mode that checks no name, is fine
+    ok("host=db.example hostaddr=127.0.0.1 sslmode=verify-full");
+    ok("host=127.0.0.1 hostaddr=127.0.0.1 sslmode=verify-full");
+    ok("hostaddr=127.0.0.1 sslmode=verify-ca");
+    ok("hostaddr=127.0.0.1 sslmode=require");
+}
+
 // ---- individual options --------------------------------------------
 
 #[test]
