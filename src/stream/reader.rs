@@ -687,7 +687,9 @@ impl Reader {
                     }
                 })
                 .await;
-                if let Ok(true) = drained {
+                // Anything after ReadyForQuery is out of turn: such a connection is dropped
+                // (see `Pool::take`).
+                if let (Ok(true), true) = (drained, self.conn.buf.is_empty()) {
                     // An idle connection holds no buffer memory.
                     self.conn.buf = BytesMut::new();
                     self.pool.put(self.conn);
@@ -1395,11 +1397,14 @@ impl Reader {
             Err(e) => ("error", Some(e.kind().category())),
         };
         let schema_error = matches!(&result, Err(e) if e.kind() == ErrorKind::Schema);
-        let reusable = match &result {
-            Ok(()) => true,
-            // The server reported an error and then ReadyForQuery: the session is clean.
-            Err(e) => e.kind() == ErrorKind::Server && conn.buf.is_empty(),
-        };
+        // Bytes after ReadyForQuery are out of turn (the server has nothing to say between
+        // queries): such a connection is dropped, never read by the next query.
+        let reusable = conn.buf.is_empty()
+            && match &result {
+                Ok(()) => true,
+                // The server reported an error and then ReadyForQuery: the session is clean.
+                Err(e) => e.kind() == ErrorKind::Server,
+            };
         let mut g = shared.lock();
         g.ended_at = Some(Instant::now());
         g.reader_bytes = 0;
