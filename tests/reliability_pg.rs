@@ -159,3 +159,38 @@ fn a_backend_terminated_mid_stream_is_io_with_the_reason_and_the_client_recovers
         assert_eq!(backends_of(pg(), &app).len(), 1, "{transport}");
     }
 }
+
+#[test]
+fn a_statement_timeout_is_a_server_error_and_the_connection_is_reused() {
+    // Before the fix: `Cancelled` ("ERROR: canceling statement due to statement timeout"),
+    // the status of a cancel the caller asked for, and the connection was dropped.
+    for (transport, conninfo) in
+        transports("fw_rel_stmt_timeout", "options='-c statement_timeout=200'")
+    {
+        let app = format!("fw_rel_stmt_timeout_{transport}");
+        let conninfo = conninfo.replace("fw_rel_stmt_timeout", &app);
+        let client = Client::connect(&conninfo).expect("connect");
+        let before = backends_of(pg(), &app);
+        let t = Instant::now();
+        let err = match client.execute(&query("v_sleep30")) {
+            Err(e) => e,
+            Ok(mut s) => {
+                let (rows, end) = drain(&mut s);
+                assert!(rows.is_empty(), "{transport}");
+                assert_eq!(s.control().state(), StreamState::Failed, "{transport}");
+                end.expect_err("the statement times out")
+            }
+        };
+        assert!(t.elapsed() < Duration::from_secs(5), "{transport}");
+        assert_eq!(err.kind(), ErrorKind::Server, "{transport}: {err}");
+        assert_eq!(err.sqlstate(), Some("57014"), "{transport}: {err}");
+        assert!(
+            err.message().contains("statement timeout"),
+            "{transport}: {err}"
+        );
+        // The session is clean after ErrorResponse + ReadyForQuery: the next query runs on the
+        // same backend.
+        assert_usable(&client, &format!("after statement_timeout, {transport}"));
+        assert_eq!(backends_of(pg(), &app), before, "{transport}");
+    }
+}

@@ -199,14 +199,10 @@ pub(crate) fn encode_query(sql: &str) -> Result<BytesMut> {
 
 fn server_error(body: postgres_protocol::message::backend::ErrorResponseBody) -> Error {
     match ServerError::from_fields(&mut body.fields()) {
-        Ok(se) => {
-            let kind = if se.sqlstate == "57014" {
-                ErrorKind::Cancelled
-            } else {
-                ErrorKind::Server
-            };
-            Error::server(kind, se)
-        }
+        // Also 57014 (query_canceled): the caller's own cancel has already ended the stream
+        // as `Cancelled` when the server's answer comes; a 57014 without it is the server's
+        // doing (`statement_timeout`, `pg_cancel_backend`), a server error like any other.
+        Ok(se) => Error::server(ErrorKind::Server, se),
         Err(e) => Error::protocol(format!("malformed ErrorResponse: {e}")),
     }
 }
