@@ -105,7 +105,10 @@ typedef void (*fw_log_callback)(void *userdata, enum fw_log_level level, const c
 
 // A client-side row filter, run on the consumer's thread: return true to keep the row.
 // `json` is NUL-terminated and `len` bytes long; valid during the call only. It must not
-// unwind (throw) into the library.
+// unwind (throw) into the library. Every stream executed from the query calls the same
+// predicate with the same `userdata`, each on the thread that consumes it: when streams of
+// one query are consumed on several threads at once, the predicate (and what `userdata`
+// points to) must be thread-safe.
 typedef bool (*fw_row_predicate)(void *userdata, const char *json, size_t len);
 
 // A row: JSON text (NUL-terminated) and its exact length in bytes.
@@ -269,7 +272,10 @@ enum fw_status fw_query_describe_wait(struct fw_query *q,
                                       int64_t timeout_ms);
 
 // Add a client-side predicate (several AND together). Rows it rejects are counted as
-// filtered and never handed out.
+// filtered and never handed out. It runs on the thread that consumes each stream; the
+// streams of this query share it, so if the query is executed and consumed on several
+// threads at once, `pred` is called concurrently and must be thread-safe (a predicate with
+// per-stream state needs a query per stream).
 enum fw_status fw_query_filter(struct fw_query *q, fw_row_predicate pred, void *userdata);
 
 // Execute the query: returns once the server has described the result (it does so with the
