@@ -13,6 +13,9 @@
 #     make test-bindings  run every bindings/*/test.sh that exists
 #     make test-packaging install into temporary prefixes and use it: pkg-config, CMake,
 #                         static and shared (tests/packaging/run.sh)
+#   make soak           tests/soak.rs for SOAK_SECS seconds (default 600; `make test` runs it
+#                       for 60): connect/stream/pause/cancel/free on 4 threads, RSS and open
+#                       descriptors flat after the warm-up
 #   make bench-smoke    benches/run --smoke: every benchmark contender on tiny inputs,
 #                       benches/instructions on 2000 rows, benches/alternate once
 #   make bench          the full benchmark suite (benches/run)
@@ -76,7 +79,7 @@ VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
 	--num-callers=40 --suppressions=$(abspath tests/c/valgrind.supp)
 
 .PHONY: all build header demo deps test lint test-rust test-c test-valgrind test-examples \
-	test-bindings test-packaging bench-smoke bench install uninstall clean
+	test-bindings test-packaging soak bench-smoke bench install uninstall clean
 
 all: build
 
@@ -125,6 +128,10 @@ lint:
 
 test-rust:
 	$(CARGO) test
+
+SOAK_SECS ?= 600
+soak:
+	FW_SOAK_SECS=$(SOAK_SECS) $(CARGO) test --test soak -- --nocapture
 
 $(BUILD)/c/fw_tests_asan: $(TEST_C_SRCS) $(TEST_C_HDRS) $(LIB_A)
 	@mkdir -p $(@D)
