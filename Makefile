@@ -20,6 +20,9 @@
 #     make fuzz-smoke     every cargo-fuzz target (fuzz/) for FUZZ_SMOKE_SECONDS (15) each
 #   make fuzz           every cargo-fuzz target for FUZZ_SECONDS (600) each
 #   make fuzz-deps      the nightly toolchain (fuzz build only) and cargo-fuzz, if missing
+#   make soak           tests/soak.rs for SOAK_SECS seconds (default 600; `make test` runs it
+#                       for 60): connect/stream/pause/cancel/free on 4 threads, RSS and open
+#                       descriptors flat after the warm-up
 #   make bench-smoke    benches/run --smoke: every benchmark contender on tiny inputs,
 #                       benches/instructions on 2000 rows, benches/alternate once
 #   make bench          the full benchmark suite (benches/run)
@@ -90,7 +93,7 @@ VALGRIND := valgrind --quiet --error-exitcode=1 --leak-check=full \
 	--num-callers=40 --suppressions=$(abspath tests/c/valgrind.supp)
 
 .PHONY: all build header demo deps test lint test-rust test-c test-valgrind test-examples \
-	test-bindings test-bindings-install test-packaging bench-smoke bench bench-bindings \
+	test-bindings test-bindings-install test-packaging soak bench-smoke bench bench-bindings \
 	bench-bindings-smoke python-wheel fuzz fuzz-smoke fuzz-deps install uninstall clean
 
 all: build
@@ -145,6 +148,10 @@ lint:
 
 test-rust:
 	$(CARGO) test
+
+SOAK_SECS ?= 600
+soak:
+	FW_SOAK_SECS=$(SOAK_SECS) $(CARGO) test --test soak -- --nocapture
 
 $(BUILD)/c/fw_tests_asan: $(TEST_C_SRCS) $(TEST_C_HDRS) $(LIB_A)
 	@mkdir -p $(@D)

@@ -24,12 +24,15 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// An idle connection usable by this process, if any (connections inherited across fork
-    /// and connections idle for too long are dropped here).
+    /// An idle connection usable by this process, if any. Dropped here: connections
+    /// inherited across fork, connections idle for too long, and connections the server
+    /// wrote to or closed while they sat idle (see [`Connection::is_clean_idle`]: a
+    /// terminated or timed-out backend's FATAL error, a message out of turn), whose bytes
+    /// would otherwise be read as the next query's answer.
     pub(crate) fn take(&self) -> Option<Connection> {
         let pid = std::process::id();
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(c) = idle.pop() {
+        loop {
+            let mut c = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
             if c.owner_pid != pid {
                 c.abandon_after_fork();
                 continue;
@@ -38,9 +41,17 @@ impl Pool {
                 c.close();
                 continue;
             }
+            if !c.is_clean_idle() {
+                crate::log::debug(format!(
+                    "dropping a pooled connection (backend {}): the server sent something or \
+                     closed it while it was idle",
+                    c.backend_pid()
+                ));
+                c.close();
+                continue;
+            }
             return Some(c);
         }
-        None
     }
 
     pub(crate) fn put(&self, mut conn: Connection) {
@@ -190,8 +201,8 @@ impl Client {
             let shared = new_shared(&conn, &entity, options, &json_filters);
             match Reader::new(conn, shared.clone(), self.pool.clone()).run_inline(&msg) {
                 Ok(()) => return Ok(shared),
-                // Stale (closed by the server meanwhile): retried once below.
-                Err(e) if e.kind() == ErrorKind::Io => {}
+                // The request could not be sent: retried once below, on a new connection.
+                Err(e) if may_retry(&e) => {}
                 Err(e) => {
                     query_phase_error(&e);
                     return Err(e);
@@ -213,10 +224,8 @@ impl Client {
         runtime::block_on(async move {
             if let Some(conn) = pooled {
                 let sent = start(conn, &pool, &entity, options, &json_filters, &msg).await;
-                // A pooled connection the server has closed meanwhile (idle timeout, restart)
-                // fails before any answer: the read-only query is retried once on a new one.
                 match sent {
-                    Err(e) if e.kind() == ErrorKind::Io => {}
+                    Err(e) if may_retry(&e) => {}
                     other => return other.inspect_err(query_phase_error),
                 }
             }
@@ -226,6 +235,16 @@ impl Client {
                 .inspect_err(query_phase_error)
         })
     }
+}
+
+/// Whether a query that failed with `e` on a pooled connection is retried, once, on a new
+/// connection: only when its request could not be sent at all (not one byte reached the
+/// socket, see [`Error::request_unsent`]), so the server cannot have started it. A pooled
+/// connection the server closed or wrote to while idle is dropped before use (see
+/// [`Pool::take`]); one that dies after the request went out is never retried, since the
+/// server may have run the query (docs/reliability.md).
+fn may_retry(e: &Error) -> bool {
+    e.is_request_unsent()
 }
 
 /// An error of the query phase (after a connection was obtained): `fraiseql_errors_total`.

@@ -126,6 +126,10 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     server: Option<Box<ServerError>>,
+    /// Set on the failure to send a query's request when not one byte of it reached the
+    /// socket: the server cannot have started the query, so it may be retried on another
+    /// connection (see `Client::execute` and docs/reliability.md).
+    unsent: bool,
 }
 
 impl Error {
@@ -134,6 +138,7 @@ impl Error {
             kind,
             message: message.into(),
             server: None,
+            unsent: false,
         }
     }
 
@@ -154,6 +159,7 @@ impl Error {
             kind,
             message,
             server: Some(Box::new(server)),
+            unsent: false,
         }
     }
 
@@ -202,6 +208,19 @@ impl Error {
     }
     pub fn sqlstate(&self) -> Option<&str> {
         self.server.as_deref().map(|s| s.sqlstate.as_str())
+    }
+
+    /// Mark this (send) error as one that happened before any byte of the request reached
+    /// the socket.
+    pub(crate) fn request_unsent(mut self) -> Error {
+        self.unsent = true;
+        self
+    }
+
+    /// Whether the request this error is about never reached the server (see
+    /// [`Error::request_unsent`]): only then is a query retried on another connection.
+    pub(crate) fn is_request_unsent(&self) -> bool {
+        self.unsent
     }
 
     /// Prefix the message with context, keeping kind and server fields.

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ static GLOBAL: Mutex<Global> = Mutex::new(Global {
     pid: 0,
 });
 static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
+/// Tasks of [`spawn_before_shutdown`] not finished yet.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
 static NEXT_STREAM_ID: AtomicU64 = AtomicU64::new(1);
 static STREAMS: Mutex<Option<HashMap<u64, Weak<Shared>>>> = Mutex::new(None);
 
@@ -89,6 +91,8 @@ pub fn handle() -> Result<Handle> {
         // epoll instance is shared with the parent. Leak it untouched.
         std::mem::forget(g.runtime.take());
         *STREAMS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // The parent's pending tasks do not exist here.
+        PENDING.store(0, Ordering::Release);
     }
     if g.runtime.is_none() {
         g.runtime = Some(build()?);
@@ -124,6 +128,34 @@ pub fn block_on<T: Send + 'static>(
 pub fn spawn_detached(fut: impl Future<Output = ()> + Send + 'static) {
     if let Ok(h) = handle() {
         h.spawn(fut);
+    }
+}
+
+/// [`spawn_detached`] for a task that `fw_shutdown` waits for (within its timeout) before
+/// it stops the runtime: a cancel request, which a shutdown followed by `exit` would
+/// otherwise drop half-sent.
+pub fn spawn_before_shutdown(fut: impl Future<Output = ()> + Send + 'static) {
+    /// Counts the task as pending until it ends or is dropped unfinished.
+    struct Pending;
+    impl Drop for Pending {
+        fn drop(&mut self) {
+            PENDING.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    if let Ok(h) = handle() {
+        PENDING.fetch_add(1, Ordering::AcqRel);
+        let pending = Pending;
+        h.spawn(async move {
+            let _pending = pending;
+            fut.await;
+        });
+    }
+}
+
+/// Wait until the tasks of [`spawn_before_shutdown`] have ended (polled every millisecond).
+async fn pending_tasks_done() {
+    while PENDING.load(Ordering::Acquire) > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -173,16 +205,17 @@ pub fn shutdown(timeout: Duration) -> bool {
         for s in &live {
             crate::stream::shared::fail_for_shutdown(s);
         }
-        if !tokens.is_empty() {
-            let _ = rt.block_on(async {
-                tokio::time::timeout(timeout, async {
-                    for t in tokens {
-                        let _ = t.send().await;
-                    }
-                })
-                .await
-            });
-        }
+        // Those cancels, and the ones already on their way (`spawn_before_shutdown`: a
+        // stream cancelled or freed just before), are sent before the runtime stops.
+        let _ = rt.block_on(async {
+            tokio::time::timeout(timeout, async {
+                for t in tokens {
+                    let _ = t.send().await;
+                }
+                pending_tasks_done().await;
+            })
+            .await
+        });
         rt.shutdown_timeout(timeout);
     }
     true
@@ -203,6 +236,7 @@ pub fn fork_child(held: Option<ForkGuard>) {
     };
     if g.pid != std::process::id() {
         std::mem::forget(g.runtime.take());
+        PENDING.store(0, Ordering::Release);
     }
     drop(g);
     *STREAMS.lock().unwrap_or_else(|e| e.into_inner()) = None;

@@ -334,3 +334,119 @@ fn c_api_combines_where_sql_c_predicate_and_fw_query_filter_json() {
 fn common_conninfo() -> String {
     common::pg().socket_conninfo()
 }
+
+/// What the shared predicate of `one_query_on_two_threads_calls_its_predicate_concurrently`
+/// records: per calling thread, its calls; and a rendezvous at each thread's first call.
+#[derive(Default)]
+struct SharedPredicate {
+    calls: std::sync::Mutex<std::collections::HashMap<std::thread::ThreadId, usize>>,
+    arrived: std::sync::Mutex<usize>,
+    both: std::sync::Condvar,
+    /// Both threads were inside the predicate at the same time.
+    met: std::sync::atomic::AtomicBool,
+}
+
+unsafe extern "C" fn shared_odd_n(userdata: *mut c_void, json: *const c_char, len: usize) -> bool {
+    let p = &*(userdata as *const SharedPredicate);
+    let first = {
+        let mut calls = p.calls.lock().unwrap();
+        let n = calls.entry(std::thread::current().id()).or_insert(0);
+        *n += 1;
+        *n == 1
+    };
+    if first {
+        // Wait (at most 10 s) inside the predicate until the other thread is inside it too.
+        let mut arrived = p.arrived.lock().unwrap();
+        *arrived += 1;
+        p.both.notify_all();
+        let (arrived, _) = p
+            .both
+            .wait_timeout_while(arrived, std::time::Duration::from_secs(10), |a| *a < 2)
+            .unwrap();
+        if *arrived >= 2 {
+            p.met.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let row = std::slice::from_raw_parts(json.cast::<u8>(), len);
+    let v: serde_json::Value = serde_json::from_slice(row).unwrap();
+    v["n"].as_i64().unwrap() % 2 == 1
+}
+
+/// A raw handle moved to another thread (the C API's handles are thread-safe where the
+/// header says so: a query may be executed from any thread).
+struct Handle<T>(*mut T);
+// SAFETY: see above; the test keeps the handles alive until the threads are joined.
+unsafe impl<T> Send for Handle<T> {}
+
+#[test]
+fn one_query_on_two_threads_calls_its_predicate_concurrently() {
+    // The documented contract (fw_query_filter): every stream executed from a query calls the
+    // query's predicate, each on its consumer's thread, so two streams consumed on two
+    // threads call it at the same time; the predicate must be thread-safe. Each stream still
+    // gets exactly its own rows filtered.
+    let conninfo = cs(&common_conninfo());
+    let mut client: *mut fw_client = std::ptr::null_mut();
+    assert_eq!(
+        fw_client_new(conninfo.as_ptr(), &mut client),
+        fw_status::FW_OK
+    );
+    let mut q: *mut fw_query = std::ptr::null_mut();
+    assert_eq!(
+        fw_query_new(client, cs("v_user").as_ptr(), &mut q),
+        fw_status::FW_OK
+    );
+    let pred = SharedPredicate::default();
+    assert_eq!(
+        fw_query_filter(q, Some(shared_odd_n), &pred as *const _ as *mut c_void),
+        fw_status::FW_OK
+    );
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let q = Handle(q);
+            std::thread::spawn(move || {
+                let q = q;
+                let mut s: *mut fw_stream = std::ptr::null_mut();
+                assert_eq!(fw_query_execute(q.0, &mut s), fw_status::FW_OK);
+                let mut row = fw_row {
+                    data: std::ptr::null(),
+                    len: 0,
+                };
+                let mut ns = Vec::new();
+                let end = loop {
+                    match fw_stream_next(s, &mut row, -1) {
+                        fw_status::FW_OK => {
+                            // SAFETY: a row from fw_stream_next, valid until the next call.
+                            let r = unsafe {
+                                std::slice::from_raw_parts(row.data.cast::<u8>(), row.len)
+                            };
+                            ns.push(field(std::str::from_utf8(r).unwrap(), "n"));
+                        }
+                        other => break other,
+                    }
+                };
+                let mut st: fw_stats = unsafe { std::mem::zeroed() };
+                st.struct_size = std::mem::size_of::<fw_stats>();
+                assert_eq!(fw_stream_stats(s, &mut st), fw_status::FW_OK);
+                fw_stream_free(s);
+                (std::thread::current().id(), end, ns, st.total_rows_received)
+            })
+        })
+        .collect();
+    let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert!(
+        pred.met.load(std::sync::atomic::Ordering::SeqCst),
+        "the two streams never called the predicate at the same time"
+    );
+    let want = sql_ns("(data->>'n')::int % 2 = 1");
+    let calls = pred.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "called from {} threads", calls.len());
+    for (thread, end, mut ns, received) in results {
+        assert_eq!(end, fw_status::FW_DONE);
+        ns.sort_by_key(|n| n.parse::<i64>().unwrap());
+        assert_eq!(ns, want, "each stream gets exactly its own rows");
+        // Each consumer thread called the predicate once per row of its own stream.
+        assert_eq!(calls[&thread] as u64, received);
+    }
+    fw_query_free(q);
+    fw_client_free(client);
+}

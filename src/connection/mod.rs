@@ -121,6 +121,20 @@ pub(crate) fn is_closed(e: &Error) -> bool {
     e.kind() == ErrorKind::Io && e.message() == CLOSED
 }
 
+/// Mark a send failure as [`Error::request_unsent`] when the server cannot have received
+/// any complete message of the request: the very first write failed (so no byte reached the
+/// socket) and, over TLS, the request fits in one TLS record (16 KiB of plaintext), which
+/// the server cannot read in part. A failure after a byte was taken is not marked: the server
+/// may hold Parse, Bind and Execute already, and Execute starts the query before Sync.
+fn unsent_if(e: Error, first_write: bool, tls: bool, len: usize) -> Error {
+    const TLS_RECORD: usize = 16 * 1024;
+    if first_write && (!tls || len <= TLS_RECORD) {
+        e.request_unsent()
+    } else {
+        e
+    }
+}
+
 fn not_plain() -> Error {
     Error::new(ErrorKind::Panic, "blocking I/O on a TLS connection")
 }
@@ -172,12 +186,28 @@ impl Connection {
         &self.cancel
     }
 
+    /// Write `bytes` whole. A failure before the first byte was taken is marked
+    /// [`Error::request_unsent`] (see [`unsent_if`]).
     pub(crate) async fn send(&mut self, bytes: &[u8]) -> Result<()> {
         if let Some(open) = self.inline {
             return self.send_blocking_until(bytes, open);
         }
+        let tls = self.transport.kind() == TransportKind::Tls;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let first = rest.len() == bytes.len();
+            match self.transport.write(rest).await {
+                Ok(0) => return Err(unsent_if(closed(), first, tls, bytes.len())),
+                Ok(n) => rest = &rest[n..],
+                Err(e) => {
+                    let e = Error::io("could not send to the server", &e);
+                    return Err(unsent_if(e, first, tls, bytes.len()));
+                }
+            }
+        }
+        // A TLS write may leave records in the TLS layer when the socket is full.
         self.transport
-            .write_all(bytes)
+            .flush()
             .await
             .map_err(|e| Error::io("could not send to the server", &e))
     }
@@ -250,6 +280,13 @@ impl Connection {
         }
     }
 
+    /// Whether an idle (pooled) connection can carry the next query: nothing left unparsed
+    /// after its last ReadyForQuery, and nothing arrived since (see
+    /// [`Transport::idle_readable`]).
+    pub(crate) fn is_clean_idle(&mut self) -> bool {
+        self.buf.is_empty() && !self.transport.idle_readable()
+    }
+
     /// Whether the socket is registered with the runtime (TLS, or a plain socket in use by
     /// a reader task): dropping it then needs the runtime.
     pub(crate) fn is_attached(&self) -> bool {
@@ -274,21 +311,23 @@ impl Connection {
         self.send_blocking_until(bytes, open)
     }
 
-    fn send_blocking_until(&mut self, mut bytes: &[u8], open: InlineOpen) -> Result<()> {
+    fn send_blocking_until(&mut self, bytes: &[u8], open: InlineOpen) -> Result<()> {
         let fail = |e: &std::io::Error| Error::io("could not send to the server", e);
         let sock = self.transport.plain_socket().ok_or_else(not_plain)?;
-        while !bytes.is_empty() {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let first = rest.len() == bytes.len();
             // MSG_NOSIGNAL: a closed peer is an error here, never a SIGPIPE in the host.
-            match sock.send_with_flags(bytes, libc::MSG_NOSIGNAL) {
-                Ok(0) => return Err(closed()),
-                Ok(n) => bytes = &bytes[n..],
+            match sock.send_with_flags(rest, libc::MSG_NOSIGNAL) {
+                Ok(0) => return Err(unsent_if(closed(), first, false, bytes.len())),
+                Ok(n) => rest = &rest[n..],
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if !wait_blocking(&sock, true, open.deadline)? {
                         return Err(open.timed_out());
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(fail(&e)),
+                Err(e) => return Err(unsent_if(fail(&e), first, false, bytes.len())),
             }
         }
         Ok(())
@@ -1055,3 +1094,24 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// not spun for on a new connection's first query (see [`Connection::answer_time`]). A pooler
 /// or a local fake server, answering in tens to a few hundred microseconds, is.
 const SLOW_STARTUP: Duration = Duration::from_millis(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io() -> Error {
+        Error::new(ErrorKind::Io, "could not send to the server: Broken pipe")
+    }
+
+    #[test]
+    fn only_a_failed_first_write_leaves_a_request_unsent() {
+        assert!(unsent_if(io(), true, false, 100).is_request_unsent());
+        assert!(unsent_if(io(), true, false, 1 << 20).is_request_unsent());
+        // Some bytes went out: the server may hold Execute already.
+        assert!(!unsent_if(io(), false, false, 100).is_request_unsent());
+        // TLS: a request in one record cannot be read in part; a longer one can.
+        assert!(unsent_if(io(), true, true, 16 * 1024).is_request_unsent());
+        assert!(!unsent_if(io(), true, true, 16 * 1024 + 1).is_request_unsent());
+        assert!(!unsent_if(io(), false, true, 100).is_request_unsent());
+    }
+}

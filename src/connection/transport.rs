@@ -119,6 +119,29 @@ impl Transport {
         }
     }
 
+    /// Whether an idle connection has anything to say: bytes to read, the end of the stream
+    /// or an error on the socket, or (TLS) data or a close already inside the TLS layer.
+    /// Between queries the server has nothing to send, so any of these means the session
+    /// ended (a FATAL error before the close, as when the backend is terminated or times out)
+    /// or is out of step; its next query must not read them as the answer. Never waits and
+    /// never reads from the socket: one poll(2) with a zero timeout, which stays correct for
+    /// a socket registered with the runtime (nothing is consumed).
+    pub fn idle_readable(&mut self) -> bool {
+        if let Transport::Tls(s) = self {
+            // Records already read from the socket are processed (`process_new_packets` only
+            // looks at what the TLS layer holds): plaintext left over, a close_notify or a
+            // failed record.
+            match s.get_mut().1.process_new_packets() {
+                Ok(io) if io.plaintext_bytes_to_read() == 0 && !io.peer_has_closed() => {}
+                _ => return true,
+            }
+        }
+        let Some(fd) = self.raw_fd() else {
+            return true;
+        };
+        socket_readable_now(fd)
+    }
+
     /// The OS file descriptor of the socket (used to abandon inherited sockets after fork).
     pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
@@ -212,7 +235,8 @@ fn ppoll_fds(pfds: &mut [PollFd<'_>], timeout: Option<std::time::Duration>) -> i
 }
 
 /// `fd` borrowed for one wait. The callers pass the stream's interrupt eventfd, which its
-/// `Shared` owns and keeps open while its consumer waits on it.
+/// `Shared` owns and keeps open while its consumer waits on it, or a transport's own socket
+/// (`idle_readable`, which holds the transport for the duration of the poll).
 fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
     // SAFETY: the descriptor is open for the whole wait (see above), and the `BorrowedFd`
     // never leaves `ppoll_fds`' caller, which only polls it (never reads, writes or closes
@@ -260,6 +284,16 @@ pub fn wait_readable_or(
     })
 }
 
+/// Whether `fd` has bytes to read, has reached the end of its stream or has failed, right
+/// now (an error of poll(2) itself counts as readable: the socket is then not trusted).
+fn socket_readable_now(fd: std::os::fd::RawFd) -> bool {
+    let mut pfd = [PollFd::from_borrowed_fd(
+        borrow(fd),
+        PollFlags::IN | PollFlags::RDHUP,
+    )];
+    ppoll_fds(&mut pfd, Some(std::time::Duration::ZERO)).unwrap_or(true)
+}
+
 /// Wait at most `d` for `fd` to become readable; whether it did (a signal or an error: not).
 pub fn wait_fd_readable(fd: std::os::fd::RawFd, d: std::time::Duration) -> bool {
     ppoll_fds(
@@ -267,4 +301,44 @@ pub fn wait_fd_readable(fd: std::os::fd::RawFd, d: std::time::Duration) -> bool 
         Some(d),
     )
     .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    fn idle(s: UnixStream) -> Transport {
+        s.set_nonblocking(true).unwrap();
+        Transport::Detached(Detached::Unix(s))
+    }
+
+    #[test]
+    fn a_quiet_idle_socket_is_not_readable() {
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        assert!(!idle(ours).idle_readable());
+    }
+
+    #[test]
+    fn a_byte_the_end_or_a_failure_makes_an_idle_socket_readable() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let mut t = idle(ours);
+        peer.write_all(b"N").unwrap();
+        assert!(t.idle_readable());
+        // Checking reads nothing: the byte is still there.
+        assert!(t.idle_readable());
+
+        let (ours, peer) = UnixStream::pair().unwrap();
+        let mut t = idle(ours);
+        drop(peer);
+        assert!(t.idle_readable(), "the peer closed");
+
+        let (ours, peer) = UnixStream::pair().unwrap();
+        let mut t = idle(ours);
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(t.idle_readable(), "the peer ended its side");
+
+        assert!(Transport::Gone(TransportKind::Unix).idle_readable());
+    }
 }

@@ -30,7 +30,10 @@ pub enum fw_sort {
 
 /// A client-side row filter, run on the consumer's thread: return true to keep the row.
 /// `json` is NUL-terminated and `len` bytes long; valid during the call only. It must not
-/// unwind (throw) into the library.
+/// unwind (throw) into the library. Every stream executed from the query calls the same
+/// predicate with the same `userdata`, each on the thread that consumes it: when streams of
+/// one query are consumed on several threads at once, the predicate (and what `userdata`
+/// points to) must be thread-safe.
 #[allow(non_camel_case_types)]
 pub type fw_row_predicate =
     Option<unsafe extern "C" fn(userdata: *mut c_void, json: *const c_char, len: usize) -> bool>;
@@ -208,14 +211,19 @@ impl CPredicate {
     }
 }
 
-// SAFETY: the predicate is only ever called on the thread that consumes the stream (a host
-// thread), as documented; the library itself never touches `userdata`.
+// SAFETY: the predicate is only ever called on a thread that consumes a stream (a host
+// thread), never on the library's own; the library itself never touches `userdata`.
 unsafe impl Send for CPredicate {}
-// SAFETY: see above; the library never calls it from two threads for one stream.
+// SAFETY: one stream calls it from one thread at a time, but every stream executed from the
+// query shares it, so streams consumed on several threads call it concurrently: the header
+// (`fw_row_predicate`, `fw_query_filter`) requires a thread-safe predicate and userdata then.
 unsafe impl Sync for CPredicate {}
 
 /// Add a client-side predicate (several AND together). Rows it rejects are counted as
-/// filtered and never handed out.
+/// filtered and never handed out. It runs on the thread that consumes each stream; the
+/// streams of this query share it, so if the query is executed and consumed on several
+/// threads at once, `pred` is called concurrently and must be thread-safe (a predicate with
+/// per-stream state needs a query per stream).
 #[no_mangle]
 pub extern "C" fn fw_query_filter(
     q: *mut fw_query,

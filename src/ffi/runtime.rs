@@ -16,8 +16,9 @@ pub extern "C" fn fw_version() -> *const c_char {
     VERSION_C.as_ptr().cast()
 }
 
-/// Cancel every live stream, stop the internal runtime (waiting up to `timeout_ms` for its
-/// threads) and release its resources. Every later call that needs the runtime returns
+/// Cancel every live stream, send the cancel requests still on their way (of
+/// `fw_stream_cancel`), stop the internal runtime (waiting up to `timeout_ms` for the requests
+/// and for its threads) and release its resources. Every later call that needs the runtime returns
 /// `FW_E_SHUTDOWN`; so does a second `fw_shutdown`. Freeing handles remains allowed.
 #[no_mangle]
 pub extern "C" fn fw_shutdown(timeout_ms: u64) -> fw_status {

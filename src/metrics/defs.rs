@@ -183,7 +183,7 @@ pub const DEFINITIONS: &[MetricDef] = &[
         &[("src/stream/mod.rs", "StreamControl::cancel"), ("src/stream/reader.rs", "Reader::finish")],
         E,
         "Queries cancelled (cancel call, or stream freed early).",
-        "`cancel` / `fw_stream_cancel` on a running stream, `fw_stream_free` of a running stream, or a server-side cancel (SQLSTATE 57014).",
+        "`cancel` / `fw_stream_cancel` on a running stream, or `fw_stream_free` of a running stream. A query the server cancels by itself (SQLSTATE 57014: `statement_timeout`, `pg_cancel_backend`) is an error (`server`), not counted here.",
     ),
     counter(
         "fraiseql_query_completed_total",

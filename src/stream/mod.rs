@@ -167,12 +167,26 @@ impl StreamControl {
     }
 
     /// Cancel the stream: buffered rows are dropped, consumers get `Cancelled`, and if the
-    /// server is still running the query a CancelRequest is sent. Never blocks.
+    /// server is still running the query a CancelRequest is sent. Never blocks: the request
+    /// goes from a runtime task, which `fw_shutdown` waits for (within its timeout).
     /// Cancelling a cancelled stream is a no-op; a completed or failed one is a `State` error.
     pub fn cancel(&self) -> Result<()> {
+        if let Some(token) = self.cancel_locally()? {
+            crate::runtime::spawn_before_shutdown(async move {
+                if let Err(e) = token.send().await {
+                    crate::log::warn(format!("cancel request failed: {e}"));
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// The stream's side of [`StreamControl::cancel`]; returns the token to send the
+    /// CancelRequest with when the server may still be running the query.
+    fn cancel_locally(&self) -> Result<Option<CancelToken>> {
         let mut g = self.shared.lock();
         match g.state {
-            StreamState::Cancelled => return Ok(()),
+            StreamState::Cancelled => return Ok(None),
             StreamState::Completed | StreamState::Failed => {
                 return Err(Error::state(format!(
                     "cannot cancel a stream that is {:?}",
@@ -202,15 +216,7 @@ impl StreamControl {
         }
         crate::metrics::query_cancelled(&self.shared.entity);
         self.shared.reader_wake.notify_one();
-        if reader_active {
-            let token: CancelToken = self.shared.cancel_token.clone();
-            crate::runtime::spawn_detached(async move {
-                if let Err(e) = token.send().await {
-                    crate::log::warn(format!("cancel request failed: {e}"));
-                }
-            });
-        }
-        Ok(())
+        Ok(reader_active.then(|| self.shared.cancel_token.clone()))
     }
 
     /// The error the stream ended with, once the reader has finished with one.
@@ -701,12 +707,35 @@ impl Stream {
     }
 }
 
+/// The longest a free of a running stream (`fw_stream_free`, dropping a [`Stream`]) waits
+/// to hand its CancelRequest over: the connect to the server and the write of the request,
+/// done on the calling thread (about 0.1 ms over a local socket, one round trip to a remote
+/// server). Sending it before the free returns means a process that frees its streams and
+/// exits does not leave their queries running on the server.
+pub const FREE_CANCEL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Send a freed stream's CancelRequest now, on the calling thread (see
+/// [`FREE_CANCEL_TIMEOUT`]). Not in a forked child: the query is the parent's.
+fn cancel_on_free(shared: &Shared, token: &CancelToken) {
+    if std::process::id() != shared.owner_pid {
+        return;
+    }
+    if let Err(e) = token.send_blocking(FREE_CANCEL_TIMEOUT) {
+        crate::log::warn(format!(
+            "cancel request for a freed stream on {} failed: {e}",
+            shared.entity
+        ));
+    }
+}
+
 impl Drop for Stream {
     fn drop(&mut self) {
-        // Freeing a running stream cancels its query.
+        // Freeing a running stream cancels its query, before the free returns.
         let state = self.control.state();
         if !state.is_terminal() {
-            let _ = self.control.cancel();
+            if let Ok(Some(token)) = self.control.cancel_locally() {
+                cancel_on_free(&self.control.shared, &token);
+            }
         }
         let held: usize = self.current.iter().map(|c| c.bytes).sum::<usize>()
             + self.retired.iter().map(|c| c.bytes).sum::<usize>();

@@ -201,14 +201,10 @@ pub(crate) type StartResult = Result<()>;
 
 fn server_error(body: postgres_protocol::message::backend::ErrorResponseBody) -> Error {
     match ServerError::from_fields(&mut body.fields()) {
-        Ok(se) => {
-            let kind = if se.sqlstate == "57014" {
-                ErrorKind::Cancelled
-            } else {
-                ErrorKind::Server
-            };
-            Error::server(kind, se)
-        }
+        // Also 57014 (query_canceled): the caller's own cancel has already ended the stream
+        // as `Cancelled` when the server's answer comes; a 57014 without it is the server's
+        // doing (`statement_timeout`, `pg_cancel_backend`), a server error like any other.
+        Ok(se) => Error::server(ErrorKind::Server, se),
         Err(e) => Error::protocol(format!("malformed ErrorResponse: {e}")),
     }
 }
@@ -698,7 +694,9 @@ impl Reader {
                     }
                 })
                 .await;
-                if let Ok(true) = drained {
+                // Anything after ReadyForQuery is out of turn: such a connection is dropped
+                // (see `Pool::take`).
+                if let (Ok(true), true) = (drained, self.conn.buf.is_empty()) {
                     // An idle connection holds no buffer memory.
                     self.conn.buf = BytesMut::new();
                     self.pool.put(self.conn);
@@ -1413,11 +1411,14 @@ impl Reader {
             Err(e) => ("error", Some(e.kind().category())),
         };
         let schema_error = matches!(&result, Err(e) if e.kind() == ErrorKind::Schema);
-        let reusable = match &result {
-            Ok(()) => true,
-            // The server reported an error and then ReadyForQuery: the session is clean.
-            Err(e) => e.kind() == ErrorKind::Server && conn.buf.is_empty(),
-        };
+        // Bytes after ReadyForQuery are out of turn (the server has nothing to say between
+        // queries): such a connection is dropped, never read by the next query.
+        let reusable = conn.buf.is_empty()
+            && match &result {
+                Ok(()) => true,
+                // The server reported an error and then ReadyForQuery: the session is clean.
+                Err(e) => e.kind() == ErrorKind::Server,
+            };
         let mut g = shared.lock();
         g.ended_at = Some(Instant::now());
         g.reader_bytes = 0;

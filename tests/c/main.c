@@ -70,6 +70,7 @@ static const struct {
     T(test_metrics_dump),
     T(test_metrics_http),
     T(test_threads_share_client),
+    T(test_filter_shared_by_threads),
     T(test_fork_without_hooks),
     T(test_fork_with_hooks),
     /* last: after it every call that needs the runtime returns FW_E_SHUTDOWN */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,6 +88,117 @@ void test_threads_share_client(void) {
     }
     CHECK(fw_last_error() == mine);
     CHECK_STR(fw_error_message(fw_last_error()), mine_msg);
+}
+
+/* A predicate shared by the streams of one query (fw_query_filter): the calls of each
+ * thread, and a rendezvous at each thread's first call that only completes when both
+ * threads are inside the predicate at the same time. */
+struct shared_pred {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int arrived;
+    int met;
+    int nthreads;
+    int extra_threads;
+    pthread_t who[2];
+    long calls[2];
+};
+
+static bool keep_odd_id_shared(void *ud, const char *json, size_t len) {
+    struct shared_pred *p = ud;
+    int slot = -1, i;
+    (void)len;
+    pthread_mutex_lock(&p->mu);
+    for (i = 0; i < p->nthreads; i++)
+        if (pthread_equal(p->who[i], pthread_self())) slot = i;
+    if (slot < 0) {
+        if (p->nthreads < 2) {
+            slot = p->nthreads++;
+            p->who[slot] = pthread_self();
+        } else {
+            p->extra_threads++;
+        }
+    }
+    if (slot >= 0 && ++p->calls[slot] == 1) {
+        /* Wait inside the predicate (at most 10 s) for the other thread to be inside too. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)(10 * fwt_slow());
+        p->arrived++;
+        pthread_cond_broadcast(&p->cv);
+        while (p->arrived < 2 && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0) {
+        }
+        if (p->arrived >= 2) p->met = 1;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return fwt_json_int(json, "id") % 2 == 1;
+}
+
+struct pred_worker {
+    const fw_query *q;
+    pthread_t self;
+    long rows;
+    long long ids;
+    uint64_t received;
+    fw_status end;
+    fw_status exec;
+};
+
+static void *pred_worker_run(void *arg) {
+    struct pred_worker *w = arg;
+    fw_stream *s = NULL;
+    fw_row row;
+    fw_stats st;
+    w->self = pthread_self();
+    w->exec = fw_query_execute(w->q, &s);
+    if (w->exec != FW_OK) return NULL;
+    while ((w->end = fw_stream_next(s, &row, FWT_WAIT_MS)) == FW_OK) {
+        w->rows++;
+        w->ids += fwt_json_int(row.data, "id");
+    }
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    if (fw_stream_stats(s, &st) == FW_OK) w->received = st.total_rows_received;
+    fw_stream_free(s);
+    return NULL;
+}
+
+void test_filter_shared_by_threads(void) {
+    /* One query executed and consumed on two threads at once: its predicate is called from
+     * both threads concurrently (the header says it must then be thread-safe), and each stream
+     * gets exactly its own rows filtered. */
+    struct shared_pred p;
+    struct pred_worker w[2];
+    pthread_t t[2];
+    fw_query *q = NULL;
+    int i, j;
+    memset(&p, 0, sizeof p);
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    REQUIRE_ST(fw_query_new(fwt_client(), "v_user", &q), FW_OK);
+    CHECK_ST(fw_query_filter(q, keep_odd_id_shared, &p), FW_OK);
+    for (i = 0; i < 2; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].q = q;
+        CHECK(pthread_create(&t[i], NULL, pred_worker_run, &w[i]) == 0);
+    }
+    for (i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    CHECK_INT(p.met, 1);
+    CHECK_INT(p.nthreads, 2);
+    CHECK_INT(p.extra_threads, 0);
+    for (i = 0; i < 2; i++) {
+        CHECK_ST(w[i].exec, FW_OK);
+        CHECK_ST(w[i].end, FW_DONE);
+        CHECK_INT(w[i].rows, 500);
+        CHECK_INT(w[i].ids, 250000);
+        CHECK_INT(w[i].received, 1000);
+        /* Each consumer thread called the predicate once per row of its own stream. */
+        for (j = 0; j < p.nthreads; j++)
+            if (pthread_equal(p.who[j], w[i].self)) CHECK_INT(p.calls[j], 1000);
+    }
+    fw_query_free(q);
+    pthread_cond_destroy(&p.cv);
+    pthread_mutex_destroy(&p.mu);
 }
 
 /* Run in a forked child: returns the number of failed checks there. */

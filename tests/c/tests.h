@@ -60,6 +60,7 @@ void test_error_after_rows(void);
 void test_log_callback(void);
 /* test_process.c */
 void test_threads_share_client(void);
+void test_filter_shared_by_threads(void);
 /* test_metrics.c */
 void test_metrics_dump(void);
 void test_metrics_http(void);
