@@ -265,6 +265,21 @@ fn type_name(oid: u32) -> String {
     }
 }
 
+/// The message of a row over the stream's row limit, stating the rule applied: the smaller of
+/// `fail_ratio x budget` and the budget less one row-table entry's room (`TABLE_SLACK`).
+fn row_limit_message(total: usize, max_row: usize, m: &super::options::MemoryLimits) -> String {
+    let by_ratio = m.max_row_bytes();
+    let rule = if max_row < by_ratio {
+        format!(
+            "the budget of {} bytes less {TABLE_SLACK} bytes for the row's table entry",
+            m.bytes
+        )
+    } else {
+        format!("{} bytes x fail ratio {}", m.bytes, m.fail_ratio)
+    };
+    format!("a row of {total} bytes exceeds the stream's row limit of {max_row} bytes ({rule})")
+}
+
 pub(crate) struct Reader {
     conn: Connection,
     shared: Arc<Shared>,
@@ -1037,12 +1052,7 @@ impl Reader {
                 metrics::memory_limit_exceeded(&self.shared.entity);
                 return Err(Error::new(
                     ErrorKind::MemoryLimit,
-                    format!(
-                        "a row of {total} bytes exceeds the stream's memory limit ({} bytes = {} x fail ratio {})",
-                        max_row,
-                        self.shared.options.memory.bytes,
-                        self.shared.options.memory.fail_ratio
-                    ),
+                    row_limit_message(total, max_row, &self.shared.options.memory),
                 ));
             }
             if avail < total {
@@ -1918,6 +1928,29 @@ mod tests {
             None => tables,
             Some(cap) => cap as isize - (len + spare) as isize + tables,
         }
+    }
+
+    #[test]
+    fn the_row_limit_message_states_the_rule_applied() {
+        let m = crate::stream::options::MemoryLimits::new(MIB, 0.8, 1.0).unwrap();
+        let max = m.max_row_bytes().min(m.bytes - TABLE_SLACK);
+        let msg = row_limit_message(2 * MIB, max, &m);
+        assert!(
+            msg.contains(&format!("row limit of {} bytes", MIB - TABLE_SLACK)),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("less 32 bytes for the row's table entry"),
+            "{msg}"
+        );
+        assert!(!msg.contains("fail ratio"), "{msg}");
+        let m = crate::stream::options::MemoryLimits::new(MIB, 0.5, 0.5).unwrap();
+        let max = m.max_row_bytes().min(m.bytes - TABLE_SLACK);
+        let msg = row_limit_message(MIB, max, &m);
+        assert!(
+            msg.contains("row limit of 524288 bytes (1048576 bytes x fail ratio 0.5)"),
+            "{msg}"
+        );
     }
 
     #[test]
