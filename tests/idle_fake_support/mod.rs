@@ -324,10 +324,12 @@ impl Server {
         key.extend_from_slice(&7u32.to_be_bytes());
         hello.extend(message(b'K', &key));
         hello.extend(ready());
+        // Counted before the client can see its session start: a test that reads the count
+        // after `Client::connect` returns must see this session.
+        self.sessions.fetch_add(1, Ordering::SeqCst);
         if s.write_all(&hello).is_err() {
             return;
         }
-        self.sessions.fetch_add(1, Ordering::SeqCst);
         if !idle(&mut *s, &script.after_startup) {
             return;
         }
