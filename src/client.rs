@@ -273,7 +273,12 @@ impl Client {
         filters: Vec<crate::query::RowFilter>,
         msg: &bytes::Bytes,
     ) -> Result<Stream> {
-        let shared = start(conn, &self.pool, entity, options, json_filters, msg)
+        let shared = Arc::new(
+            Arc::into_inner(new_shared(&conn, entity, options, json_filters))
+                .expect("a new stream's state has one owner")
+                .without_query_metrics(),
+        );
+        let shared = start_shared(conn, &self.pool, shared, msg)
             .await
             .inspect_err(query_phase_error)?;
         runtime::register_stream(&shared);
@@ -308,6 +313,16 @@ async fn start(
     msg: &bytes::Bytes,
 ) -> Result<Arc<Shared>> {
     let shared = new_shared(&conn, entity, options, json_filters);
+    start_shared(conn, pool, shared, msg).await
+}
+
+/// [`start`] with the stream's shared state given.
+async fn start_shared(
+    conn: Connection,
+    pool: &Arc<Pool>,
+    shared: Arc<Shared>,
+    msg: &bytes::Bytes,
+) -> Result<Arc<Shared>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(Reader::new(conn, shared.clone(), pool.clone()).run(msg.clone(), tx));
     match rx.await {

@@ -473,3 +473,40 @@ fn parts_never_see_half_of_a_transaction_committed_while_they_start() {
     writer.join().unwrap();
     assert!(nonempty >= 5, "only {nonempty} of {runs} runs saw rows");
 }
+
+/// The value of the series `name{entity="<entity>"}` in the metrics exposition (0 if absent).
+fn metric(name: &str, entity: &str) -> f64 {
+    let prefix = format!("{name}{{entity=\"{entity}\"}} ");
+    fraiseql_wire::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0.0)
+}
+
+#[cfg(feature = "metrics")]
+#[test]
+fn the_metrics_count_one_query_for_all_parts() {
+    fixture();
+    pg().psql(
+        "DROP TABLE IF EXISTS par_m; CREATE TABLE par_m AS SELECT i AS id, \
+         jsonb_build_object('id', i) AS data FROM generate_series(1, 3000) i;",
+    );
+    let client = socket_client();
+    let mut q = query("par_m");
+    q.parallel(3).unwrap();
+    for _ in 0..2 {
+        assert_eq!(parallel_rows(&client, &q).len(), 3000);
+    }
+    assert_eq!(metric("fraiseql_queries_total", "par_m"), 2.0);
+    assert_eq!(metric("fraiseql_query_success_total", "par_m"), 2.0);
+    assert_eq!(metric("fraiseql_rows_processed_total", "par_m"), 6000.0);
+    // A cancelled parallel stream is one cancelled query.
+    let mut s = client.execute_parallel(&q).unwrap();
+    assert!(matches!(s.next(Wait::Forever).unwrap(), Next::Row(_)));
+    s.control().cancel().unwrap();
+    assert!(s.next(Wait::Forever).is_err());
+    drop(s);
+    assert_eq!(metric("fraiseql_queries_total", "par_m"), 3.0);
+    assert_eq!(metric("fraiseql_query_cancelled_total", "par_m"), 1.0);
+    assert_eq!(metric("fraiseql_query_success_total", "par_m"), 2.0);
+}

@@ -59,6 +59,9 @@ struct ControlInner {
     yielded: AtomicU64,
     /// Rows the merge's own filters rejected (ordered streams filter after unwrapping).
     filtered: AtomicU64,
+    /// The source, for the metrics: the parallel stream counts as one query.
+    entity: String,
+    started: Instant,
 }
 
 impl ControlInner {
@@ -164,6 +167,7 @@ impl ParallelControl {
             }
             own.cancelled = true;
         }
+        crate::metrics::query_cancelled(&self.inner.entity);
         for p in &self.inner.parts {
             let _ = p.cancel();
         }
@@ -360,21 +364,33 @@ impl ParallelStream {
 
     /// The outcome once the merged stream ended (or was cancelled), recorded on first sight.
     fn ended(&mut self) -> Option<Result<()>> {
-        let mut own = self.control.inner.own();
-        if own.cancelled && own.end.is_none() {
-            own.end = Some(Err(Error::cancelled()));
+        let cancelled_now = {
+            let own = self.control.inner.own();
+            if own.end.is_some() {
+                return own.end.clone();
+            }
+            own.cancelled
+        };
+        if cancelled_now {
+            self.finish(Err(Error::cancelled()));
+            return Some(Err(Error::cancelled()));
         }
-        own.end.clone()
+        None
     }
 
     /// Record the end; the parts still running (a LIMIT reached, another part's error) are
     /// cancelled.
     fn finish(&mut self, end: Result<()>) {
-        {
+        let first = {
             let mut own = self.control.inner.own();
-            if own.end.is_none() {
-                own.end = Some(end);
+            let first = own.end.is_none();
+            if first {
+                own.end = Some(end.clone());
             }
+            first
+        };
+        if first {
+            self.record_end(&end);
         }
         for (i, p) in self.parts.iter().enumerate() {
             if self.live[i] && !p.control().state().is_terminal() {
@@ -399,6 +415,38 @@ impl ParallelStream {
         };
         self.finish(Err(e.clone()));
         e
+    }
+
+    /// Count the stream's end in the metrics, once for all its parts.
+    fn record_end(&self, end: &Result<()>) {
+        let inner = &self.control.inner;
+        let st = self.control.stats();
+        let (total, rows, bytes) = (
+            inner.started.elapsed(),
+            st.total_rows_received,
+            st.total_bytes_received,
+        );
+        match end {
+            Ok(()) => {
+                crate::metrics::query_finished(&inner.entity, "success", None, total, rows, bytes)
+            }
+            // Counted as cancelled by the cancel call.
+            Err(e) if e.kind() == ErrorKind::Cancelled => {
+                crate::metrics::query_ended(&inner.entity, total, rows, bytes)
+            }
+            Err(e) => {
+                let category = e.kind().category();
+                crate::metrics::error(category, "stream");
+                crate::metrics::query_finished(
+                    &inner.entity,
+                    "error",
+                    Some(category),
+                    total,
+                    rows,
+                    bytes,
+                );
+            }
+        }
     }
 
     fn part_done(&mut self, i: usize) {
@@ -637,6 +685,28 @@ fn status(n: &Next<'_>) -> Next<'static> {
     }
 }
 
+impl Drop for ParallelStream {
+    /// Freeing a running stream cancels its parts (each part's free sends its
+    /// CancelRequest); it counts as one cancelled query.
+    fn drop(&mut self) {
+        let running = {
+            let own = self.control.inner.own();
+            own.end.is_none() && !own.cancelled
+        };
+        if running {
+            crate::metrics::query_cancelled(&self.control.inner.entity);
+            let inner = &self.control.inner;
+            let st = self.control.stats();
+            crate::metrics::query_ended(
+                &inner.entity,
+                inner.started.elapsed(),
+                st.total_rows_received,
+                st.total_bytes_received,
+            );
+        }
+    }
+}
+
 fn wait_is_zero(w: Wait) -> bool {
     matches!(w, Wait::For(d) if d.is_zero())
 }
@@ -768,6 +838,8 @@ pub(crate) fn execute(client: &Client, query: &Query) -> Result<ParallelStream> 
                 own: Mutex::new(Own::default()),
                 yielded: AtomicU64::new(0),
                 filtered: AtomicU64::new(0),
+                entity,
+                started: t0,
             }),
         },
         live: vec![true; k],

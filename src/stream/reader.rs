@@ -346,8 +346,17 @@ impl Drop for TerminalGuard {
             let category = err.kind().category();
             let (rows, bytes) = (g.rows_received, g.bytes_received);
             let total = shared.started.elapsed();
-            metrics::error(category, "stream");
-            metrics::query_finished(&shared.entity, "error", Some(category), total, rows, bytes);
+            if shared.query_metrics {
+                metrics::error(category, "stream");
+                metrics::query_finished(
+                    &shared.entity,
+                    "error",
+                    Some(category),
+                    total,
+                    rows,
+                    bytes,
+                );
+            }
             g.terminal = Some(Terminal::Failed(err));
             g.reader_bytes = 0;
             shared.wake_consumer(&mut g);
@@ -1478,7 +1487,9 @@ impl Reader {
         // Recorded before the consumer can see the end, so that a dump taken after it is exact.
         let (rows, bytes, total) = (g.rows_received, g.bytes_received, query_sent.elapsed());
         metrics::buffered_rows(&shared.entity, -(dropped_rows as i64));
-        if was_cancelled {
+        if !shared.query_metrics {
+            // A part of a parallel stream: counted once by the parallel stream.
+        } else if was_cancelled {
             // Counted as cancelled by the cancel call.
             metrics::query_ended(&shared.entity, total, rows, bytes);
         } else {
