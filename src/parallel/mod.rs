@@ -274,9 +274,6 @@ pub struct ParallelStream {
     yielded: u64,
 }
 
-// SAFETY: `Step::Row` pointers never outlive a call; everything else is `Send`.
-unsafe impl Send for ParallelStream {}
-
 impl ParallelStream {
     pub fn control(&self) -> &ParallelControl {
         &self.control
@@ -683,6 +680,14 @@ fn status(n: &Next<'_>) -> Next<'static> {
         Next::Timeout => Next::Timeout,
         Next::Paused => Next::Paused,
     }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    fn is_sync<T: Send + Sync>() {}
+    is_send::<ParallelStream>();
+    is_sync::<ParallelControl>();
 }
 
 impl Drop for ParallelStream {
