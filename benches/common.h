@@ -84,6 +84,8 @@ typedef struct opts {
     const char *where;        /* fw_bench: a trusted WHERE predicate (fw_query_where_sql) */
     const char *where_params; /* fw_bench: a WHERE predicate with $1 (fw_query_where_params) */
     const char *param;        /* fw_bench: the value bound to $1 of --where-params */
+    unsigned parallel;        /* fw_bench: parts of a parallel stream (0 = not set) */
+    const char *partition_by; /* fw_bench: the parallel stream's partition expression */
 } opts;
 
 static void usage_exit(const char *prog) {
@@ -92,7 +94,8 @@ static void usage_exit(const char *prog) {
             "          [--limit N] [--threads K] [--repeat N] [--batch N] [--touch all]\n"
             "          [--chunk-rows N] [--max-memory BYTES] [--read-ahead BYTES]\n"
             "          [--coalesce-us US] [--warm-source REL]\n"
-            "          [--where SQL | --where-params SQL --param VALUE]   (fw_bench only)\n",
+            "          [--where SQL | --where-params SQL --param VALUE]   (fw_bench only)\n"
+            "          [--parallel K [--partition-by SQL]]                 (fw_bench only)\n",
             prog);
     exit(2);
 }
@@ -132,6 +135,8 @@ static opts parse_opts(int argc, char **argv) {
         else if (ARG("--where")) o.where = argv[++i];
         else if (ARG("--where-params")) o.where_params = argv[++i];
         else if (ARG("--param")) o.param = argv[++i];
+        else if (ARG("--parallel")) o.parallel = (unsigned)atoi(argv[++i]);
+        else if (ARG("--partition-by")) o.partition_by = argv[++i];
         else usage_exit(argv[0]);
 #undef ARG
     }

@@ -12,6 +12,8 @@
  * --threads K runs K streams at once on one client (each on its own connection, opened before
  * the clock starts: see --warm-source in throughput()).
  *
+ * --parallel K reads K parts at once (fw_query_parallel), split by --partition-by SQL for a view.
+ *
  * --where SQL adds a trusted predicate (fw_query_where_sql); --where-params SQL --param V the
  * same with V bound to its $1 (fw_query_where_params): the two compare a literal with a bound
  * parameter in the same predicate.
@@ -46,6 +48,8 @@ static fw_query *make_query(fw_client *c) {
     if (O.read_ahead) CHECK("fw_query_read_ahead", fw_query_read_ahead(q, O.read_ahead));
     if (O.coalesce_us >= 0)
         CHECK("fw_query_read_coalesce", fw_query_read_coalesce(q, (uint32_t)O.coalesce_us));
+    if (O.parallel) CHECK("fw_query_parallel", fw_query_parallel(q, O.parallel));
+    if (O.partition_by) CHECK("fw_query_partition_by", fw_query_partition_by(q, O.partition_by));
     return q;
 }
 

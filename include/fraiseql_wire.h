@@ -358,6 +358,28 @@ enum fw_status fw_query_filter(struct fw_query *q, fw_row_predicate pred, void *
 // here; anything later by the stream.
 enum fw_status fw_query_execute(const struct fw_query *q, struct fw_stream **out);
 
+// Read the result as `partitions` disjoint parts over as many connections at once, merged
+// into one stream (1, the default, turns it off; at most 64). All parts read one snapshot
+// (the first connection exports it, the others import it). A plain table is split by block
+// ranges (PostgreSQL 14 or later); any other source needs `fw_query_partition_by`, without
+// which `fw_query_execute` fails with `FW_E_INVALID_ARGUMENT`. Without ORDER BY rows arrive
+// as the parts send them; with ORDER BY the parts are merged in order (every ORDER BY key
+// must be a type the merge compares exactly: integers, numeric, floats, dates and
+// timestamps, booleans, uuids, or text with `COLLATE "C"`; otherwise `fw_query_execute`
+// fails with `FW_E_INVALID_ARGUMENT` naming the key). LIMIT and OFFSET apply to the merged
+// stream. The memory budget is shared: each part gets `max_memory / partitions`. Stats are
+// the sum of the parts; pause, resume, cancel and free act on every part; an error in one
+// part cancels the others and ends the stream after the rows already delivered.
+// See docs/parallel.md.
+enum fw_status fw_query_parallel(struct fw_query *q, unsigned int partitions);
+
+// The integer SQL expression over the source's columns that splits a parallel query into
+// parts (part `i` of `k` reads the rows where `coalesce(abs((expr) % k), 0) = i`). Needed for
+// any source other than a plain table (a view, the usual case): use a column the view
+// exposes as it is (its key), so that the planner applies the condition to the base table
+// before the view's JSON is built. Trusted SQL without parameters.
+enum fw_status fw_query_partition_by(struct fw_query *q, const char *sql_expr);
+
 // Free a query. NULL is a no-op. Streams already executed are not affected.
 void fw_query_free(struct fw_query *q);
 

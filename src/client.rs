@@ -160,6 +160,12 @@ impl Client {
     /// relation, a wrong result shape, a connection failure) are returned here; later ones
     /// by the stream.
     pub fn execute(&self, query: &Query) -> Result<Stream> {
+        if query.partitions() > 1 {
+            return Err(Error::invalid(format!(
+                "the query is parallel ({} partitions): run it with Client::execute_parallel",
+                query.partitions()
+            )));
+        }
         let entity = query.source().as_str();
         crate::metrics::query_started(entity);
         let t0 = Instant::now();
@@ -237,6 +243,49 @@ impl Client {
     }
 }
 
+/// Hooks of the parallel streams (`crate::parallel`), which run their parts on connections of
+/// this client prepared with a shared snapshot.
+impl Client {
+    /// A connection for a part of a parallel stream: an idle pooled one (requalified against
+    /// the host rules) or a new one, and whether it came from the pool.
+    pub(crate) async fn part_connection(&self) -> Result<(Connection, bool)> {
+        if let Some(c) = self.pool.take().and_then(|c| c.requalify(&self.config)) {
+            return Ok((c, true));
+        }
+        Ok((Connection::connect(&self.config).await?, false))
+    }
+
+    /// A new connection (after a pooled one failed before its first request went out).
+    pub(crate) async fn new_connection(&self) -> Result<Connection> {
+        Connection::connect(&self.config).await
+    }
+
+    /// Start one part of a parallel stream on `conn`, already inside its transaction, with
+    /// the encoded statement `msg`; returns the part's stream once the result is described
+    /// (or after the describe wait). The part's connection goes back to the pool when its
+    /// statement ended the transaction (see `query::partition::encode_with_commit`).
+    pub(crate) async fn start_part(
+        &self,
+        conn: Connection,
+        entity: &str,
+        options: crate::stream::options::StreamOptions,
+        json_filters: &[Arc<crate::query::JsonFilter>],
+        filters: Vec<crate::query::RowFilter>,
+        msg: &bytes::Bytes,
+    ) -> Result<Stream> {
+        let shared = Arc::new(
+            Arc::into_inner(new_shared(&conn, entity, options, json_filters))
+                .expect("a new stream's state has one owner")
+                .without_query_metrics(),
+        );
+        let shared = start_shared(conn, &self.pool, shared, msg)
+            .await
+            .inspect_err(query_phase_error)?;
+        runtime::register_stream(&shared);
+        Ok(Stream::new(shared, filters))
+    }
+}
+
 /// Whether a query that failed with `e` on a pooled connection is retried, once, on a new
 /// connection: only when its request could not be sent at all (not one byte reached the
 /// socket, see [`Error::request_unsent`]), so the server cannot have started it. A pooled
@@ -264,6 +313,16 @@ async fn start(
     msg: &bytes::Bytes,
 ) -> Result<Arc<Shared>> {
     let shared = new_shared(&conn, entity, options, json_filters);
+    start_shared(conn, pool, shared, msg).await
+}
+
+/// [`start`] with the stream's shared state given.
+async fn start_shared(
+    conn: Connection,
+    pool: &Arc<Pool>,
+    shared: Arc<Shared>,
+    msg: &bytes::Bytes,
+) -> Result<Arc<Shared>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(Reader::new(conn, shared.clone(), pool.clone()).run(msg.clone(), tx));
     match rx.await {

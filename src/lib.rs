@@ -27,6 +27,7 @@ pub mod ffi;
 pub mod fuzzing;
 pub mod log;
 pub mod metrics;
+pub mod parallel;
 pub(crate) mod protocol;
 pub mod query;
 pub mod runtime;
@@ -34,6 +35,7 @@ pub mod stream;
 
 pub use client::Client;
 pub use error::{Error, ErrorKind, Result, ServerError};
+pub use parallel::{ParallelControl, ParallelStream};
 pub use query::{Op, OrderKind, Query, SortDir, Statement};
 pub use stream::{Next, Stream, StreamControl, StreamState, StreamStats, Wait};
 

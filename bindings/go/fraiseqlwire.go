@@ -409,6 +409,8 @@ type Query struct {
 	readCoalesce    *time.Duration
 	describeWait    *time.Duration
 	describeForever bool
+	parallel        int
+	partitionBy     string
 }
 
 // Where adds a trusted SQL predicate (parenthesised, ANDed with the others).
@@ -534,6 +536,16 @@ func (q *Query) Limit(n uint64) *Query { q.limit = &n; return q }
 // Offset sets OFFSET n.
 func (q *Query) Offset(n uint64) *Query { q.offset = &n; return q }
 
+// Parallel reads the result as `partitions` disjoint parts over as many connections at once,
+// merged into one stream (fw_query_parallel; 1 is serial). A plain table is split by block
+// ranges; any other source (a view) needs partitionBy, an integer SQL expression over its
+// columns such as its key ("" for none). With OrderBy the parts are merged in order (text
+// keys need the "C" collation). See the library's docs/parallel.md.
+func (q *Query) Parallel(partitions int, partitionBy string) *Query {
+	q.parallel, q.partitionBy = partitions, partitionBy
+	return q
+}
+
 // ChunkSize sets the rows per chunk handed from the reader to the consumer.
 func (q *Query) ChunkSize(rows int) *Query { q.chunkRows = rows; return q }
 
@@ -645,6 +657,22 @@ func (q *Query) Stream(ctx context.Context) (*Stream, error) {
 	}
 	if q.offset != nil {
 		if err := check(C.fw_query_offset(cq, C.uint64_t(*q.offset))); err != nil {
+			return nil, err
+		}
+	}
+	if q.parallel != 0 {
+		if q.parallel < 0 || q.parallel > math.MaxUint32 {
+			return nil, &Error{Code: StatusInvalidArgument, Message: "Parallel: partitions out of range"}
+		}
+		if err := check(C.fw_query_parallel(cq, C.uint(q.parallel))); err != nil {
+			return nil, err
+		}
+	}
+	if q.partitionBy != "" {
+		ce := C.CString(q.partitionBy)
+		err := check(C.fw_query_partition_by(cq, ce))
+		C.free(unsafe.Pointer(ce))
+		if err != nil {
 			return nil, err
 		}
 	}

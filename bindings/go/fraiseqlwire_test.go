@@ -171,6 +171,35 @@ func TestQueryBuilder(t *testing.T) {
 	}
 }
 
+func TestParallel(t *testing.T) {
+	c := newClient(t)
+	// A table split by block ranges: every row once.
+	got := ids(t, c.Query("users").Parallel(3, ""))
+	seen := map[int]bool{}
+	for _, id := range got {
+		seen[id] = true
+	}
+	if len(got) != 1000 || len(seen) != 1000 {
+		t.Fatalf("parallel table: %d rows, %d distinct, want 1000", len(got), len(seen))
+	}
+	// A view with a partition expression, merged in order with LIMIT/OFFSET.
+	s := mustStream(t, c.Query("v_user").Parallel(2, "(data->>'id')::int").
+		OrderBy("(data->>'n')::int", Desc).Limit(3).Offset(1))
+	rows, err := readAll(t, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows[0].N != 999 || rows[1].N != 998 || rows[2].N != 997 {
+		t.Fatalf("ordered parallel rows: %+v", rows)
+	}
+	// A view without one: refused.
+	_, err = c.Query("v_user").Parallel(2, "").Stream(context.Background())
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Code != StatusInvalidArgument || !strings.Contains(fe.Message, "fw_query_partition_by") {
+		t.Fatalf("view without a partition expression: %v", err)
+	}
+}
+
 func TestMissingViewSQLState(t *testing.T) {
 	c := newClient(t)
 	_, err := c.Query("v_does_not_exist").Stream(context.Background())

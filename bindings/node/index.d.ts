@@ -74,6 +74,9 @@ export class Query {
   adaptiveChunking(minRows?: number, maxRows?: number): this;
   maxMemory(bytes: number, warnRatio?: number, failRatio?: number): this;
   readAhead(bytes: number): this;
+  /** Read `partitions` disjoint parts at once over as many connections, merged into one
+   * stream; a view needs `partitionBy` (an integer SQL expression over its columns). */
+  parallel(partitions: number, options?: { partitionBy?: string | null }): this;
   readCoalesce(microseconds: number): this;
   describeWait(ms: number | null): this;
   /** Rows as JSON text (the default). */

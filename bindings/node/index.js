@@ -105,6 +105,8 @@ const C = {
   query_adaptive: lib.func('int fw_query_adaptive_chunking(fw_query *q, bool on, size_t min_rows, size_t max_rows)'),
   query_max_memory: lib.func('int fw_query_max_memory(fw_query *q, size_t bytes, double warn, double fail)'),
   query_read_ahead: lib.func('int fw_query_read_ahead(fw_query *q, size_t bytes)'),
+  query_parallel: lib.func('int fw_query_parallel(fw_query *q, unsigned int partitions)'),
+  query_partition_by: lib.func('int fw_query_partition_by(fw_query *q, const char *sql_expr)'),
   query_read_coalesce: lib.func('int fw_query_read_coalesce(fw_query *q, uint32_t max_us)'),
   query_describe_wait: lib.func('int fw_query_describe_wait(fw_query *q, int64_t timeout_ms)'),
   query_where_params: lib.func('int fw_query_where_params(fw_query *q, const char *sql, size_t n, const char **params)'),
@@ -384,6 +386,18 @@ class Query {
     }
     const texts = values.map(paramText);
     this._ops.push((q) => C.query_where_params(q, sqlPredicate, texts.length, texts));
+    return this;
+  }
+
+  /** Read the result as `partitions` disjoint parts over as many connections at once,
+   * merged into one stream (fw_query_parallel; 1 is serial). A plain table is split by block
+   * ranges; any other source (a view) needs `{ partitionBy }`, an integer SQL expression over
+   * its columns such as its key. With orderBy the parts are merged in order (text keys need
+   * `collation: 'C'`). See the library's docs/parallel.md. */
+  parallel(partitions, { partitionBy = null } = {}) {
+    const k = nonNegativeInteger(partitions, 'parallel', 0xffffffff);
+    this._ops.push((q) => C.query_parallel(q, k));
+    if (partitionBy !== null) this._ops.push((q) => C.query_partition_by(q, partitionBy));
     return this;
   }
 

@@ -251,11 +251,50 @@ pub extern "C" fn fw_query_execute(q: *const fw_query, out: *mut *mut fw_stream)
         if out.is_null() {
             return Err(null("out"));
         }
-        let stream = q.client.execute(&q.query)?;
-        let s = Box::into_raw(Box::new(fw_stream::new(stream)));
+        let s = if q.query.partitions() > 1 {
+            fw_stream::new_parallel(q.client.execute_parallel(&q.query)?)
+        } else {
+            fw_stream::new(q.client.execute(&q.query)?)
+        };
+        let s = Box::into_raw(Box::new(s));
         // SAFETY: `out` checked non-null.
         unsafe { write_out(out, s) };
         Ok(fw_status::FW_OK)
+    })
+}
+
+/// Read the result as `partitions` disjoint parts over as many connections at once, merged
+/// into one stream (1, the default, turns it off; at most 64). All parts read one snapshot
+/// (the first connection exports it, the others import it). A plain table is split by block
+/// ranges (PostgreSQL 14 or later); any other source needs `fw_query_partition_by`, without
+/// which `fw_query_execute` fails with `FW_E_INVALID_ARGUMENT`. Without ORDER BY rows arrive
+/// as the parts send them; with ORDER BY the parts are merged in order (every ORDER BY key
+/// must be a type the merge compares exactly: integers, numeric, floats, dates and
+/// timestamps, booleans, uuids, or text with `COLLATE "C"`; otherwise `fw_query_execute`
+/// fails with `FW_E_INVALID_ARGUMENT` naming the key). LIMIT and OFFSET apply to the merged
+/// stream. The memory budget is shared: each part gets `max_memory / partitions`. Stats are
+/// the sum of the parts; pause, resume, cancel and free act on every part; an error in one
+/// part cancels the others and ends the stream after the rows already delivered.
+/// See docs/parallel.md.
+#[no_mangle]
+pub extern "C" fn fw_query_parallel(
+    q: *mut fw_query,
+    partitions: std::os::raw::c_uint,
+) -> fw_status {
+    with_query(q, |q| q.parallel(partitions).map(|_| ()))
+}
+
+/// The integer SQL expression over the source's columns that splits a parallel query into
+/// parts (part `i` of `k` reads the rows where `coalesce(abs((expr) % k), 0) = i`). Needed for
+/// any source other than a plain table (a view, the usual case): use a column the view
+/// exposes as it is (its key), so that the planner applies the condition to the base table
+/// before the view's JSON is built. Trusted SQL without parameters.
+#[no_mangle]
+pub extern "C" fn fw_query_partition_by(q: *mut fw_query, sql_expr: *const c_char) -> fw_status {
+    with_query(q, |q| {
+        // SAFETY: C string from the caller; NULL is checked.
+        let e = unsafe { cstr(sql_expr, "sql_expr") }?;
+        q.partition_by(e).map(|_| ())
     })
 }
 

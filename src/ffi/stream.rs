@@ -11,10 +11,109 @@ use super::block::fw_block;
 use super::error::fw_error;
 use super::{cstr, fw_status, guard, guard_value, null, obj, write_out};
 use crate::error::{Error, Result};
+use crate::parallel::{ParallelControl, ParallelStream};
 use crate::stream::block::{Block, Filled};
 use crate::stream::{
     Batch, ForEachEnd, Next, Stream, StreamControl, StreamState, StreamStats, Wait,
 };
+
+/// A stream's consumer: a serial stream, or a parallel one (`fw_query_parallel`), which
+/// every consuming function dispatches to.
+enum Consumer {
+    Serial(Stream),
+    Parallel(ParallelStream),
+}
+
+/// A stream's control, serial or parallel (see [`Consumer`]).
+#[derive(Clone)]
+enum Control {
+    Serial(StreamControl),
+    Parallel(ParallelControl),
+}
+
+impl Control {
+    fn pause(&self, reason: Option<&str>) -> Result<()> {
+        match self {
+            Control::Serial(c) => c.pause(reason),
+            Control::Parallel(c) => c.pause(reason),
+        }
+    }
+    fn resume(&self) -> Result<()> {
+        match self {
+            Control::Serial(c) => c.resume(),
+            Control::Parallel(c) => c.resume(),
+        }
+    }
+    fn set_pause_timeout(&self, t: Option<Duration>) -> Result<()> {
+        match self {
+            Control::Serial(c) => c.set_pause_timeout(t),
+            Control::Parallel(c) => c.set_pause_timeout(t),
+        }
+    }
+    fn cancel(&self) -> Result<()> {
+        match self {
+            Control::Serial(c) => c.cancel(),
+            Control::Parallel(c) => c.cancel(),
+        }
+    }
+    fn state(&self) -> StreamState {
+        match self {
+            Control::Serial(c) => c.state(),
+            Control::Parallel(c) => c.state(),
+        }
+    }
+    fn stats(&self) -> StreamStats {
+        match self {
+            Control::Serial(c) => c.stats(),
+            Control::Parallel(c) => c.stats(),
+        }
+    }
+    fn fd(&self) -> Result<i32> {
+        match self {
+            Control::Serial(c) => c.fd(),
+            Control::Parallel(c) => c.fd(),
+        }
+    }
+    fn terminal_error(&self) -> Option<Error> {
+        match self {
+            Control::Serial(c) => c.terminal_error(),
+            Control::Parallel(c) => c.terminal_error(),
+        }
+    }
+}
+
+impl Consumer {
+    fn next(&mut self, wait: Wait) -> Result<Next<'_>> {
+        match self {
+            Consumer::Serial(s) => s.next(wait),
+            Consumer::Parallel(s) => s.next(wait),
+        }
+    }
+    fn next_batch(&mut self, cap: usize, wait: Wait) -> Result<Batch<'_>> {
+        match self {
+            Consumer::Serial(s) => s.next_batch(cap, wait),
+            Consumer::Parallel(s) => s.next_batch(cap, wait),
+        }
+    }
+    fn next_block(
+        &mut self,
+        block: &mut Block,
+        max_rows: usize,
+        max_bytes: usize,
+        wait: Wait,
+    ) -> Result<Filled> {
+        match self {
+            Consumer::Serial(s) => s.next_block(block, max_rows, max_bytes, wait),
+            Consumer::Parallel(s) => s.next_block(block, max_rows, max_bytes, wait),
+        }
+    }
+    fn for_each(&mut self, f: impl FnMut(&[u8]) -> bool) -> Result<ForEachEnd> {
+        match self {
+            Consumer::Serial(s) => s.for_each(f),
+            Consumer::Parallel(s) => s.for_each(f),
+        }
+    }
+}
 
 /// A row: JSON text (NUL-terminated) and its exact length in bytes.
 #[repr(C)]
@@ -127,8 +226,8 @@ const FW_STATS_MIN_SIZE: usize = std::mem::offset_of!(fw_stats, elapsed_us) + 8;
 /// may come from any thread.
 #[allow(non_camel_case_types)]
 pub struct fw_stream {
-    control: StreamControl,
-    consumer: UnsafeCell<Stream>,
+    control: Control,
+    consumer: UnsafeCell<Consumer>,
     /// The rows of the last `fw_stream_next_block`; touched only by the thread holding `busy`.
     block: UnsafeCell<Block>,
     busy: AtomicBool,
@@ -142,8 +241,18 @@ unsafe impl Sync for fw_stream {}
 impl fw_stream {
     pub(crate) fn new(stream: Stream) -> fw_stream {
         fw_stream {
-            control: stream.control().clone(),
-            consumer: UnsafeCell::new(stream),
+            control: Control::Serial(stream.control().clone()),
+            consumer: UnsafeCell::new(Consumer::Serial(stream)),
+            block: UnsafeCell::new(Block::new()),
+            busy: AtomicBool::new(false),
+            error: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn new_parallel(stream: ParallelStream) -> fw_stream {
+        fw_stream {
+            control: Control::Parallel(stream.control().clone()),
+            consumer: UnsafeCell::new(Consumer::Parallel(stream)),
             block: UnsafeCell::new(Block::new()),
             busy: AtomicBool::new(false),
             error: OnceLock::new(),
@@ -152,14 +261,14 @@ impl fw_stream {
 
     /// Run `f` with exclusive access to the consumer, or `FW_E_STATE` if another thread is
     /// consuming this stream right now.
-    fn consume<T>(&self, f: impl FnOnce(&mut Stream) -> Result<T>) -> Result<T> {
+    fn consume<T>(&self, f: impl FnOnce(&mut Consumer) -> Result<T>) -> Result<T> {
         self.consume_with_block(|stream, _| f(stream))
     }
 
     /// `consume` with the stream's block as well.
     fn consume_with_block<T>(
         &self,
-        f: impl FnOnce(&mut Stream, &mut Block) -> Result<T>,
+        f: impl FnOnce(&mut Consumer, &mut Block) -> Result<T>,
     ) -> Result<T> {
         if self.busy.swap(true, Ordering::Acquire) {
             return Err(Error::state(
@@ -198,8 +307,11 @@ impl fw_stream {
             return None;
         }
         // SAFETY: `busy` grants this call exclusive access to the consumer.
-        let stream = unsafe { &mut *self.consumer.get() };
-        let row = stream.next_ready().map(fw_row::of);
+        let row = match unsafe { &mut *self.consumer.get() } {
+            Consumer::Serial(stream) => stream.next_ready().map(fw_row::of),
+            // A parallel stream always takes the full path.
+            Consumer::Parallel(_) => None,
+        };
         self.busy.store(false, Ordering::Release);
         row
     }
@@ -218,9 +330,11 @@ impl fw_stream {
             return 0;
         }
         // SAFETY: `busy` grants this call exclusive access to the consumer.
-        let stream = unsafe { &mut *self.consumer.get() };
-        // SAFETY: the caller guarantees room for `cap` entries.
-        let n = unsafe { fill_ready(stream, rows, 0, cap) };
+        let n = match unsafe { &mut *self.consumer.get() } {
+            // SAFETY: the caller guarantees room for `cap` entries.
+            Consumer::Serial(stream) => unsafe { fill_ready(stream, rows, 0, cap) },
+            Consumer::Parallel(_) => 0,
+        };
         self.busy.store(false, Ordering::Release);
         n
     }
@@ -326,10 +440,17 @@ pub extern "C" fn fw_stream_next_batch(
         if cap == 0 {
             return Err(Error::invalid("batch capacity must be at least 1"));
         }
-        s.consume(|stream| {
-            if stream.has_filters() {
-                return batch_filtered(stream, rows, cap, n, timeout_ms);
+        s.consume(|consumer| {
+            let filtered = match &*consumer {
+                Consumer::Serial(stream) => stream.has_filters(),
+                Consumer::Parallel(_) => true,
+            };
+            if filtered {
+                return batch_filtered(consumer, rows, cap, n, timeout_ms);
             }
+            let Consumer::Serial(stream) = consumer else {
+                unreachable!("parallel streams take the batch path above")
+            };
             // The first row as `fw_stream_next` finds it (waiting, taking the next chunk,
             // statuses and errors), then the rest of that chunk up to `cap`: every row of a
             // batch lives in one chunk, which stays alive until the next call.
@@ -400,9 +521,10 @@ pub extern "C" fn fw_stream_next_block(
     })
 }
 
-/// `fw_stream_next_batch` with client-side filters: rows may span chunks.
+/// `fw_stream_next_batch` through the stream's own batch (a serial stream with client-side
+/// filters, whose rows may span chunks, or a parallel stream).
 fn batch_filtered(
-    stream: &mut Stream,
+    stream: &mut Consumer,
     rows: *mut fw_row,
     cap: usize,
     n: *mut usize,
@@ -467,7 +589,7 @@ pub extern "C" fn fw_stream_fd(s: *const fw_stream) -> c_int {
     })
 }
 
-fn control(s: *const fw_stream, f: impl FnOnce(&StreamControl) -> Result<()>) -> fw_status {
+fn control(s: *const fw_stream, f: impl FnOnce(&Control) -> Result<()>) -> fw_status {
     guard(|| {
         // SAFETY: see fw_stream_next; control calls take shared access only.
         let s = unsafe { obj(s, "stream") }?;

@@ -12,6 +12,7 @@ pub mod ident;
 pub mod json_filter;
 pub mod lexer;
 pub mod params;
+pub mod partition;
 pub mod path;
 pub mod predicate;
 pub mod statement;
@@ -70,6 +71,10 @@ pub struct Query {
     filters: Vec<RowFilter>,
     json_filters: Vec<Arc<JsonFilter>>,
     options: StreamOptions,
+    /// Parts read at once by a parallel stream (1 = serial; see [`Query::parallel`]).
+    parallel: u32,
+    /// The integer expression that splits a non-table source (see [`Query::partition_by`]).
+    partition_by: Option<Fragment>,
 }
 
 impl std::fmt::Debug for Query {
@@ -105,7 +110,52 @@ impl Query {
             filters: Vec::new(),
             json_filters: Vec::new(),
             options: StreamOptions::default(),
+            parallel: 1,
+            partition_by: None,
         })
+    }
+
+    /// Read the result as `partitions` disjoint parts over as many connections at once,
+    /// merged into one stream (1, the default, is a serial stream; at most
+    /// [`partition::MAX_PARTITIONS`]). Run with [`crate::Client::execute_parallel`]; see
+    /// docs/parallel.md.
+    pub fn parallel(&mut self, partitions: u32) -> Result<&mut Self> {
+        if partitions == 0 || partitions > partition::MAX_PARTITIONS {
+            return Err(Error::invalid(format!(
+                "parallel: {partitions} partitions; give 1 (serial) to {}",
+                partition::MAX_PARTITIONS
+            )));
+        }
+        self.parallel = partitions;
+        Ok(self)
+    }
+
+    /// Parts of a parallel stream (1 = serial).
+    pub fn partitions(&self) -> u32 {
+        self.parallel
+    }
+
+    /// The integer SQL expression over the source's columns that splits a parallel stream's
+    /// result into parts (`abs(expr % k)`; NULL goes to the first part). Needed for any source
+    /// other than a plain table, which is split by block ranges without it. Trusted SQL,
+    /// without parameters.
+    pub fn partition_by(&mut self, expr: &str) -> Result<&mut Self> {
+        self.partition_by = Some(Fragment::trusted("partition expression", expr)?);
+        Ok(self)
+    }
+
+    /// The partition expression as SQL (a newline closes a trailing `--` comment).
+    pub(crate) fn partition_sql(&self) -> String {
+        let mut out = String::new();
+        if let Some(f) = &self.partition_by {
+            f.write(&mut out, 0);
+        }
+        out
+    }
+
+    /// The partition expression, if one was given.
+    pub fn partition_expr(&self) -> Option<&str> {
+        self.partition_by.as_ref().map(Fragment::text)
     }
 
     pub fn source(&self) -> &Source {
@@ -343,23 +393,41 @@ impl Query {
     pub fn statement(&self) -> Statement {
         Statement {
             sql: self.sql(),
-            params: self
-                .wheres
-                .iter()
-                .flat_map(|w| w.params().iter().cloned())
-                .collect(),
+            params: self.params(),
         }
     }
 
     /// The SQL this query sends (its parameters are [`Query::statement`]'s).
     pub fn sql(&self) -> String {
+        self.sql_with("data", None, self.limit, self.offset)
+    }
+
+    /// The query's SQL with another select list, one more (parameterless) condition ANDed
+    /// after the predicates, and the LIMIT/OFFSET given: the statement of one part of a
+    /// parallel stream (see [`partition`]).
+    pub(crate) fn sql_with(
+        &self,
+        select: &str,
+        extra_where: Option<&str>,
+        limit: Option<u64>,
+        offset: Option<u64>,
+    ) -> String {
         use std::fmt::Write;
-        let mut sql = format!("SELECT data FROM {}", self.source.quoted());
-        let mut offset = 0;
+        let mut sql = format!("SELECT {select} FROM {}", self.source.quoted());
+        let mut offset_params = 0;
         for (i, w) in self.wheres.iter().enumerate() {
             sql.push_str(if i == 0 { " WHERE (" } else { " AND (" });
-            w.write(&mut sql, offset);
-            offset += w.params().len();
+            w.write(&mut sql, offset_params);
+            offset_params += w.params().len();
+            sql.push(')');
+        }
+        if let Some(cond) = extra_where {
+            sql.push_str(if self.wheres.is_empty() {
+                " WHERE ("
+            } else {
+                " AND ("
+            });
+            sql.push_str(cond);
             sql.push(')');
         }
         for (i, o) in self.order.iter().enumerate() {
@@ -376,13 +444,38 @@ impl Query {
                 SortDir::Desc => " DESC",
             });
         }
-        if let Some(n) = self.limit {
+        if let Some(n) = limit {
             let _ = write!(sql, " LIMIT {n}");
         }
-        if let Some(n) = self.offset {
+        if let Some(n) = offset {
             let _ = write!(sql, " OFFSET {n}");
         }
         sql
+    }
+
+    /// The ORDER BY terms: expression SQL, quoted collation, direction.
+    pub(crate) fn order_terms(&self) -> impl Iterator<Item = (String, Option<&str>, SortDir)> {
+        self.order.iter().map(|o| {
+            let mut e = String::new();
+            o.expr.write(&mut e, 0);
+            (e, o.collation.as_deref(), o.dir)
+        })
+    }
+
+    pub(crate) fn limit_value(&self) -> Option<u64> {
+        self.limit
+    }
+
+    pub(crate) fn offset_value(&self) -> Option<u64> {
+        self.offset
+    }
+
+    /// The bound values of the predicates, `$1` first.
+    pub(crate) fn params(&self) -> Vec<Option<String>> {
+        self.wheres
+            .iter()
+            .flat_map(|w| w.params().iter().cloned())
+            .collect()
     }
 }
 

@@ -68,14 +68,14 @@ impl Block {
         self.data.capacity() + self.offsets.capacity() * std::mem::size_of::<usize>()
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.data.clear();
         self.offsets.clear();
         self.offsets.push(0);
     }
 
     #[inline]
-    fn push(&mut self, row: &[u8]) {
+    pub(crate) fn push(&mut self, row: &[u8]) {
         self.data.reserve(row.len() + 1);
         self.data.extend_from_slice(row);
         self.data.push(0);

@@ -214,7 +214,9 @@ impl StreamControl {
         if let Some(p) = parked {
             p.spawn();
         }
-        crate::metrics::query_cancelled(&self.shared.entity);
+        if self.shared.query_metrics {
+            crate::metrics::query_cancelled(&self.shared.entity);
+        }
         self.shared.reader_wake.notify_one();
         Ok(reader_active.then(|| self.shared.cancel_token.clone()))
     }

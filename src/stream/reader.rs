@@ -318,6 +318,10 @@ pub(crate) struct Reader {
     coalesce: Coalescer,
     /// Its timer, created at the first wait.
     timer: Option<Timer>,
+    /// The transaction status of the last ReadyForQuery (`b'I'` idle): a connection left
+    /// inside a transaction (a part of a parallel stream whose statement failed before its
+    /// COMMIT) is never returned to the pool.
+    ready_status: u8,
 }
 
 /// Sets a terminal state if the task ends without one (runtime shutdown, panic), so that a
@@ -342,8 +346,17 @@ impl Drop for TerminalGuard {
             let category = err.kind().category();
             let (rows, bytes) = (g.rows_received, g.bytes_received);
             let total = shared.started.elapsed();
-            metrics::error(category, "stream");
-            metrics::query_finished(&shared.entity, "error", Some(category), total, rows, bytes);
+            if shared.query_metrics {
+                metrics::error(category, "stream");
+                metrics::query_finished(
+                    &shared.entity,
+                    "error",
+                    Some(category),
+                    total,
+                    rows,
+                    bytes,
+                );
+            }
             g.terminal = Some(Terminal::Failed(err));
             g.reader_bytes = 0;
             shared.wake_consumer(&mut g);
@@ -387,6 +400,7 @@ impl Reader {
             parse_time: Duration::ZERO,
             parse_failure_logged: false,
             timer: None,
+            ready_status: b'I',
         }
     }
 
@@ -702,7 +716,8 @@ impl Reader {
                 let drained = tokio::time::timeout(Duration::from_secs(10), async {
                     loop {
                         match self.conn.read_message().await {
-                            Ok(Message::ReadyForQuery(_)) => return true,
+                            // Only an idle session is reused (see `ready_status`).
+                            Ok(Message::ReadyForQuery(b)) => return b.status() == b'I',
                             Ok(_) => {}
                             Err(_) => return false,
                         }
@@ -1137,7 +1152,13 @@ impl Reader {
                         self.error = Some(e);
                     }
                 }
-                Message::ReadyForQuery(_) => return Ok(Flow::Finished),
+                Message::ReadyForQuery(body) => {
+                    self.ready_status = body.status();
+                    return Ok(Flow::Finished);
+                }
+                // The acknowledgements of a statement after the query's own (the COMMIT that
+                // ends a parallel stream part's transaction).
+                Message::ParseComplete | Message::BindComplete => {}
                 Message::NoticeResponse(body) => {
                     let se = crate::protocol::notice(&body)?;
                     crate::log::debug(format!("server notice: {}", se.message));
@@ -1391,6 +1412,7 @@ impl Reader {
             error,
             command_complete,
             query_sent,
+            ready_status,
             ..
         } = self;
         let result = match (outcome, error) {
@@ -1424,6 +1446,7 @@ impl Reader {
         // Bytes after ReadyForQuery are out of turn (the server has nothing to say between
         // queries): such a connection is dropped, never read by the next query.
         let reusable = conn.buf.is_empty()
+            && ready_status == b'I'
             && match &result {
                 Ok(()) => true,
                 // The server reported an error and then ReadyForQuery: the session is clean.
@@ -1464,7 +1487,9 @@ impl Reader {
         // Recorded before the consumer can see the end, so that a dump taken after it is exact.
         let (rows, bytes, total) = (g.rows_received, g.bytes_received, query_sent.elapsed());
         metrics::buffered_rows(&shared.entity, -(dropped_rows as i64));
-        if was_cancelled {
+        if !shared.query_metrics {
+            // A part of a parallel stream: counted once by the parallel stream.
+        } else if was_cancelled {
             // Counted as cancelled by the cancel call.
             metrics::query_ended(&shared.entity, total, rows, bytes);
         } else {

@@ -125,6 +125,9 @@ pub(crate) struct Shared {
     pub owner_pid: u32,
     /// Cancels the query running on the stream's connection.
     pub cancel_token: CancelToken,
+    /// The stream counts as a query in the metrics (its end, a cancel). Off for the parts
+    /// of a parallel stream, which counts once for all of them (`crate::parallel`).
+    pub query_metrics: bool,
 }
 
 impl Shared {
@@ -176,7 +179,14 @@ impl Shared {
             interrupt: OnceLock::new(),
             owner_pid: std::process::id(),
             cancel_token,
+            query_metrics: true,
         }
+    }
+
+    /// A part of a parallel stream: not counted as a query of its own (see `query_metrics`).
+    pub fn without_query_metrics(mut self) -> Shared {
+        self.query_metrics = false;
+        self
     }
 
     /// Set the built-in JSON predicates (before the reader starts).

@@ -13,6 +13,11 @@ async function main(): Promise<number> {
     .orderByPath('/name', { kind: 'text', collation: 'C', desc: true })
     .orderByPath('/n', { kind: 'numeric' }).stream();
   for await (const row of filtered) total += row.length + OPS.eq;
+  const parts: Stream<string> = client.query('v_user').parallel(2, { partitionBy: 'id' })
+    .orderBy('id', { desc: true }).stream();
+  for await (const row of parts) total += row.length;
+  const table: Stream<string> = client.query('users').parallel(3).stream();
+  for await (const row of table) total += row.length;
   const parsed: Stream<unknown> = client.query('v_user').stream({ parse: true, batchSize: 64 });
   for await (const rows of parsed.batches()) total += rows.length;
   try {

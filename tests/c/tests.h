@@ -46,6 +46,12 @@ void test_stream_next_block(void);
 void test_stream_for_each(void);
 void test_stream_timeouts(void);
 void test_stream_fd_poll(void);
+/* test_parallel.c */
+void test_parallel_arguments(void);
+void test_parallel_table_and_view(void);
+void test_parallel_ordered_merge(void);
+void test_parallel_consuming_calls(void);
+void test_parallel_cancel_and_error(void);
 /* test_control.c */
 void test_pause_resume(void);
 void test_pause_in_for_each(void);

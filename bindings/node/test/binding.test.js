@@ -85,6 +85,16 @@ test('query builder; a query streams more than once', async () => {
       && e.status === 'FW_E_INVALID_ARGUMENT' && e.errno === -1 && e.sqlstate === null);
 });
 
+test('parallel: a table by block ranges, a view by a partition expression, in order', async () => {
+  const ids = (await collect(client.query('users').parallel(3).stream())).map((r) => JSON.parse(r).id);
+  assert.deepEqual(ids.sort((a, b) => a - b), Array.from({ length: 1000 }, (_, i) => i + 1));
+  const q = client.query('v_user').parallel(2, { partitionBy: "(data->>'id')::int" })
+    .orderBy("(data->>'n')::int", { desc: true }).limit(3).offset(1);
+  assert.deepEqual((await collect(q.stream())).map((r) => JSON.parse(r).n), [999, 998, 997]);
+  assert.throws(() => client.query('v_user').parallel(2).stream(),
+    (e) => e instanceof fw.InvalidArgumentError && /fw_query_partition_by/.test(e.message));
+});
+
 test('missing view: ServerError with sqlstate 42P01', () => {
   assert.throws(() => client.query('v_does_not_exist').stream(), (e) => {
     assert.ok(e instanceof fw.ServerError);

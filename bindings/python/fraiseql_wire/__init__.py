@@ -392,13 +392,17 @@ class Client(_Closeable):
         """A query over a view or table (``"v_user"`` or ``"schema.name"``)."""
         return Query(self, source)
 
-    def stream(self, source, where=None, limit=None):
-        """Shortcut: ``client.query(source).where(where).limit(limit).stream()``."""
+    def stream(self, source, where=None, limit=None, parallel=None, partition_by=None):
+        """Shortcut: ``client.query(source).where(where).limit(limit).stream()``;
+        ``parallel=k`` (with ``partition_by=`` for a view) reads k parts at once (see
+        :meth:`Query.parallel`)."""
         with Query(self, source) as q:
             if where is not None:
                 q.where(where)
             if limit is not None:
                 q.limit(limit)
+            if parallel is not None:
+                q.parallel(parallel, partition_by=partition_by)
             return q.stream()
 
 
@@ -521,6 +525,18 @@ class Query(_Closeable):
         texts = [None if v is None else _param_text(v).encode("utf-8") for v in values]
         arr = (_n.c_char_p * len(texts))(*texts) if texts else None
         self._h.call(_Q["where_params"], _enc(sql_predicate, "sql_predicate"), len(texts), arr)
+        return self
+
+    def parallel(self, partitions, partition_by=None):
+        """Read the result as ``partitions`` disjoint parts over as many connections at
+        once, merged into one stream (``fw_query_parallel``; 1 is serial). A plain table is
+        split by block ranges; any other source (a view) needs ``partition_by``, an integer
+        SQL expression over its columns such as its key. With :meth:`order_by` the parts are
+        merged in order (text keys need ``collation="C"``). See the library's
+        docs/parallel.md."""
+        self._h.call(_Q["parallel"], _unsigned(partitions, "parallel", 32))
+        if partition_by is not None:
+            self._h.call(_Q["partition_by"], _enc(partition_by, "partition_by"))
         return self
 
     def order_by(self, sql_expr, collation=None, desc=False):

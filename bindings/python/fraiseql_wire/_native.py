@@ -138,6 +138,8 @@ QUERY = {
                             c_size_t),
     "max_memory": fn("fw_query_max_memory", c_int, c_void_p, c_size_t, c_double, c_double),
     "read_ahead": fn("fw_query_read_ahead", c_int, c_void_p, c_size_t),
+    "parallel": fn("fw_query_parallel", c_int, c_void_p, ctypes.c_uint),
+    "partition_by": fn("fw_query_partition_by", c_int, c_void_p, c_char_p),
     "read_coalesce": fn("fw_query_read_coalesce", c_int, c_void_p, ctypes.c_uint32),
     "describe_wait": fn("fw_query_describe_wait", c_int, c_void_p, c_int64),
     "where_params": fn("fw_query_where_params", c_int, c_void_p, c_char_p, c_size_t,

@@ -63,6 +63,20 @@ class BindingTest(unittest.TestCase):
             self.client.query("v_user; drop table t_guard")
         self.assertEqual(cm.exception.status, "FW_E_INVALID_ARGUMENT")
 
+    def test_parallel(self):
+        # A table split by block ranges: every row once.
+        with self.client.stream("users", parallel=3) as s:
+            ids = [json.loads(r)["id"] for r in s]
+        self.assertEqual(sorted(ids), list(range(1, 1001)))
+        # A view with a partition expression, merged in order with LIMIT/OFFSET.
+        q = (self.client.query("v_user").parallel(2, partition_by="(data->>'id')::int")
+             .order_by("(data->>'n')::int", desc=True).limit(3).offset(1))
+        with q:
+            self.assertEqual([json.loads(r)["n"] for r in q.stream()], [999, 998, 997])
+        with self.assertRaises(fw.InvalidArgumentError) as cm:
+            self.client.stream("v_user", parallel=2)
+        self.assertIn("fw_query_partition_by", str(cm.exception))
+
     def ids(self, q):
         """The "id" of each row of the query, in the order streamed."""
         with q:

@@ -100,6 +100,8 @@ module FraiseqlWire
     attach_function :fw_query_adaptive_chunking, %i[pointer bool size_t size_t], :int
     attach_function :fw_query_max_memory, %i[pointer size_t double double], :int
     attach_function :fw_query_read_ahead, %i[pointer size_t], :int
+    attach_function :fw_query_parallel, %i[pointer uint], :int
+    attach_function :fw_query_partition_by, %i[pointer string], :int
     attach_function :fw_query_read_coalesce, %i[pointer uint32], :int
     attach_function :fw_query_describe_wait, %i[pointer int64], :int
     attach_function :fw_query_where_params, %i[pointer string size_t pointer], :int
@@ -357,11 +359,13 @@ module FraiseqlWire
       Query.new(self, source)
     end
 
-    # Shortcut: query(source) with an optional where/limit, then #stream.
-    def stream(source, where: nil, limit: nil, &block)
+    # Shortcut: query(source) with an optional where/limit, parallel parts (`parallel: k`,
+    # with `partition_by:` for a view; see Query#parallel), then #stream.
+    def stream(source, where: nil, limit: nil, parallel: nil, partition_by: nil, &block)
       q = query(source)
       q.where(where) if where
       q.limit(limit) if limit
+      q.parallel(parallel, partition_by: partition_by) if parallel
       begin
         q.stream(&block)
       ensure
@@ -526,6 +530,17 @@ module FraiseqlWire
 
     def adaptive_chunking(on = true, min_rows: 16, max_rows: 1024)
       call(:fw_query_adaptive_chunking, on, min_rows, max_rows)
+    end
+
+    # Read the result as `partitions` disjoint parts over as many connections at once, merged
+    # into one stream (fw_query_parallel; 1 is serial). A plain table is split by block
+    # ranges; any other source (a view) needs `partition_by:`, an integer SQL expression over
+    # its columns such as its key. With order_by the parts are merged in order (text keys
+    # need collation: "C"). See the library's docs/parallel.md.
+    def parallel(partitions, partition_by: nil)
+      call(:fw_query_parallel, FraiseqlWire.unsigned(partitions, "parallel", 2**32 - 1))
+      call(:fw_query_partition_by, partition_by) if partition_by
+      self
     end
 
     def max_memory(bytes, warn_ratio: 0.8, fail_ratio: 1.0)

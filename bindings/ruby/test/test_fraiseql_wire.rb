@@ -163,6 +163,19 @@ class FraiseqlWireTest < Minitest::Test
     assert_equal "FW_E_INVALID_ARGUMENT", err.status
   end
 
+  def test_parallel
+    # A table split by block ranges: every row once.
+    ids = client.stream("users", parallel: 3) { |s| s.map { |r| JSON.parse(r)["id"] } }
+    assert_equal (1..1000).to_a, ids.sort
+    # A view with a partition expression, merged in order with LIMIT/OFFSET.
+    q = client.query("v_user").parallel(2, partition_by: "(data->>'id')::int")
+              .order_by("(data->>'n')::int", desc: true).limit(3).offset(1)
+    q.stream { |s| assert_equal [999, 998, 997], s.map { |r| JSON.parse(r)["n"] } }
+    q.close
+    err = assert_raises(FW::InvalidArgumentError) { client.stream("v_user", parallel: 2) { |s| s.count } }
+    assert_match(/fw_query_partition_by/, err.message)
+  end
+
   def test_missing_view_sqlstate
     err = assert_raises(FW::ServerError) { client.query("v_does_not_exist").stream }
     assert_kind_of FW::Error, err
