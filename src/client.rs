@@ -165,7 +165,7 @@ impl Client {
         let t0 = Instant::now();
         match self.start(query) {
             Ok(shared) => {
-                runtime::register_stream(&shared);
+                crate::stream::registry::register(&shared);
                 Ok(Stream::new(shared, query.filters().to_vec()))
             }
             Err(e) => {

@@ -7,6 +7,7 @@ pub mod chunk;
 pub mod coalesce;
 pub mod options;
 pub(crate) mod reader;
+pub(crate) mod registry;
 pub(crate) mod shared;
 
 use std::sync::atomic::Ordering;
@@ -761,7 +762,7 @@ impl Drop for Stream {
                 (!self.filters.is_empty()).then_some(self.filter_time),
             );
         }
-        crate::runtime::unregister_stream(&self.control.shared);
+        registry::unregister(&self.control.shared);
     }
 }
 

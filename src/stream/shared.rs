@@ -327,6 +327,22 @@ impl Shared {
         }
     }
 
+    /// End a live stream because the library is shutting down: its consumer gets
+    /// `Shutdown`. A parked reader's connection is closed (its query is cancelled by the
+    /// caller: see `super::registry`).
+    pub fn fail_for_shutdown(&self) {
+        let mut g = self.lock();
+        if g.terminal.is_none() && !g.state.is_terminal() {
+            g.state = StreamState::Failed;
+            g.terminal = Some(Terminal::Failed(Error::shutdown()));
+            g.ended_at.get_or_insert_with(Instant::now);
+            self.wake_consumer(&mut g);
+        }
+        let parked = self.unpark(&mut g);
+        drop(g);
+        drop(parked);
+    }
+
     pub fn rows_yielded(&self) -> u64 {
         self.rows_yielded.load(Ordering::Relaxed)
     }
@@ -352,19 +368,4 @@ fn signal_eventfd(fd: &OwnedFd) {
 fn drain_eventfd(fd: &OwnedFd) {
     let mut v = [0u8; 8];
     let _ = rustix::io::read(fd, &mut v);
-}
-
-/// End a live stream because the library is shutting down: its consumer gets `Shutdown`.
-pub(crate) fn fail_for_shutdown(s: &Shared) {
-    let mut g = s.lock();
-    if g.terminal.is_none() && !g.state.is_terminal() {
-        g.state = StreamState::Failed;
-        g.terminal = Some(Terminal::Failed(Error::shutdown()));
-        g.ended_at.get_or_insert_with(Instant::now);
-        s.wake_consumer(&mut g);
-    }
-    // A parked reader's connection is closed (its query is cancelled by the caller).
-    let parked = s.unpark(&mut g);
-    drop(g);
-    drop(parked);
 }
