@@ -203,10 +203,8 @@ impl StreamControl {
         g.state = StreamState::Cancelled;
         self.shared.cancelled.store(true, Ordering::Release);
         g.terminal = Some(Terminal::Failed(Error::cancelled()));
-        let dropped: Vec<Chunk> = g.queue.drain(..).collect();
-        crate::metrics::buffered_rows(&self.shared.entity, -(g.queued_rows as i64));
-        g.queued_rows = 0;
-        g.queued_bytes = 0;
+        let (dropped, rows) = g.drain_queue();
+        crate::metrics::buffered_rows(&self.shared.entity, -(rows as i64));
         self.shared.wake_consumer(&mut g);
         // A parked reader ends in a task as a running one does (see `Reader::finish`).
         let parked = self.shared.unpark(&mut g);
@@ -555,11 +553,9 @@ impl Stream {
             }
         }
         let result = loop {
-            if let Some(c) = g.queue.pop_front() {
-                g.queued_rows -= c.len();
-                g.queued_bytes -= c.bytes;
-                g.held_bytes += c.bytes;
-                let occupancy = g.queued_rows;
+            if let Some(c) = g.pop_chunk() {
+                // Rows read ahead for the consumer, not those of its own socket read.
+                let occupancy = g.waiting_rows();
                 crate::metrics::chunk_taken(&shared.entity, c.len(), occupancy);
                 if let Some(a) = self.adaptive.as_mut() {
                     if let Some(adj) = a.observe(occupancy, Instant::now()) {
@@ -742,13 +738,11 @@ impl Drop for Stream {
             + self.retired.iter().map(|c| c.bytes).sum::<usize>();
         let mut g = self.control.shared.lock();
         g.held_bytes = g.held_bytes.saturating_sub(held);
-        let rows_left = g.queued_rows;
-        g.queue.clear();
-        g.queued_rows = 0;
-        g.queued_bytes = 0;
+        let (dropped, rows_left) = g.drain_queue();
         // Not left parked after the stream is gone (the cancel above took it when running).
         let parked = g.parked.take();
         drop(g);
+        drop(dropped);
         if let Some(p) = parked {
             p.spawn();
         }

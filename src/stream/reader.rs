@@ -318,6 +318,9 @@ pub(crate) struct Reader {
     coalesce: Coalescer,
     /// Its timer, created at the first wait.
     timer: Option<Timer>,
+    /// The socket is read on the consumer's (calling) thread: the chunks made are the
+    /// consumer's own read, not rows read ahead for it (see [`Inner::waiting_rows`]).
+    consumer_reads: bool,
 }
 
 /// Sets a terminal state if the task ends without one (runtime shutdown, panic), so that a
@@ -387,6 +390,7 @@ impl Reader {
             parse_time: Duration::ZERO,
             parse_failure_logged: false,
             timer: None,
+            consumer_reads: false,
         }
     }
 
@@ -536,6 +540,7 @@ impl Reader {
     /// may retry on a new one).
     pub(crate) fn run_inline(mut self, msg: &[u8]) -> StartResult {
         self.query_sent = Instant::now();
+        self.consumer_reads = true;
         self.conn.send_blocking(msg)?;
         let deadline = self
             .shared
@@ -674,7 +679,8 @@ impl Reader {
     /// Run the rest of the stream in a reader task. If the task cannot run (shut down
     /// meanwhile), the guard dropped with it ends the stream with an error instead of
     /// leaving the consumer waiting.
-    fn spawn_rest(self, first: Result<Flow>) {
+    fn spawn_rest(mut self, first: Result<Flow>) {
+        self.consumer_reads = false;
         let guard = TerminalGuard(Some(self.shared.clone()));
         crate::runtime::spawn_detached(self.drive(first, guard));
     }
@@ -1266,6 +1272,9 @@ impl Reader {
         let mut g = self.shared.lock();
         g.queue.push_back(chunk);
         g.queued_rows += n;
+        if self.consumer_reads {
+            g.consumer_read_rows += n;
+        }
         g.queued_bytes += chunk_bytes;
         g.rows_received += n as u64 + rejected;
         g.bytes_received += data_bytes + rejected_bytes;
@@ -1450,16 +1459,10 @@ impl Reader {
         }
         // A cancelled stream's buffered rows are dropped, including a chunk that was queued
         // after the cancel (the consumer may be gone already).
-        let dropped_rows = if was_cancelled {
-            std::mem::take(&mut g.queued_rows)
+        let (dropped, dropped_rows) = if was_cancelled {
+            g.drain_queue()
         } else {
-            0
-        };
-        let dropped: Vec<_> = if was_cancelled {
-            g.queued_bytes = 0;
-            g.queue.drain(..).collect()
-        } else {
-            Vec::new()
+            (Vec::new(), 0)
         };
         // Recorded before the consumer can see the end, so that a dump taken after it is exact.
         let (rows, bytes, total) = (g.rows_received, g.bytes_received, query_sent.elapsed());
@@ -1641,6 +1644,7 @@ impl Parked {
             });
         };
         let max = reader.apply_plan(plan);
+        reader.consumer_reads = true;
         let got = match reader.read_blocking(max, wait, interrupt) {
             Ok(got) => got,
             Err(e) => {

@@ -47,6 +47,10 @@ pub(crate) enum Terminal {
 pub(crate) struct Inner {
     pub queue: VecDeque<Chunk>,
     pub queued_rows: usize,
+    /// Rows of `queue` that the consumer's own socket reads produced (always at its front:
+    /// the consumer reads only when the queue is empty). They are not rows read ahead for
+    /// it, so they are not counted as waiting (see [`Inner::waiting_rows`]).
+    pub consumer_read_rows: usize,
     pub queued_bytes: usize,
     /// Bytes of the chunks the consumer holds (the one being read, a batch's earlier chunks).
     pub held_bytes: usize,
@@ -93,6 +97,31 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Rows waiting for the consumer in the channel, read ahead by a reader task: the
+    /// occupancy that adaptive chunking and `fraiseql_channel_occupancy_rows` sample.
+    pub fn waiting_rows(&self) -> usize {
+        self.queued_rows - self.consumer_read_rows
+    }
+
+    /// Take the first queued chunk, moving its bytes from queued to held.
+    pub fn pop_chunk(&mut self) -> Option<Chunk> {
+        let c = self.queue.pop_front()?;
+        self.queued_rows -= c.len();
+        self.consumer_read_rows -= self.consumer_read_rows.min(c.len());
+        self.queued_bytes -= c.bytes;
+        self.held_bytes += c.bytes;
+        Some(c)
+    }
+
+    /// Drop every queued chunk (cancel, free); returns them (to drop outside the lock) and
+    /// the number of rows they held.
+    pub fn drain_queue(&mut self) -> (Vec<Chunk>, usize) {
+        let rows = std::mem::take(&mut self.queued_rows);
+        self.consumer_read_rows = 0;
+        self.queued_bytes = 0;
+        (self.queue.drain(..).collect(), rows)
+    }
+
     pub fn held_total(&self) -> usize {
         self.queued_bytes + self.held_bytes + self.reader_bytes
     }
@@ -133,6 +162,7 @@ impl Shared {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 queued_rows: 0,
+                consumer_read_rows: 0,
                 queued_bytes: 0,
                 held_bytes: 0,
                 reader_bytes: 0,
