@@ -191,7 +191,7 @@ impl Client {
         let options = *query.options();
         let json_filters = query.json_filters().to_vec();
         // The usual case, an idle pooled connection on a plain socket: the query starts on
-        // this thread (see `Reader::run_inline`); a small result is read here whole.
+        // this thread (see `Reader::start_on_caller`); a small result is read here whole.
         // With target_session_attrs, a pooled session is checked again first (its host may
         // have changed role since); one that no longer qualifies is closed.
         let mut pooled = self.pool.take().and_then(|c| c.requalify(&self.config));
@@ -199,7 +199,7 @@ impl Client {
             runtime::handle()?;
             let conn = pooled.take().expect("checked above");
             let shared = new_shared(&conn, &entity, options, &json_filters);
-            match Reader::new(conn, shared.clone(), self.pool.clone()).run_inline(&msg) {
+            match Reader::new(conn, shared.clone(), self.pool.clone()).start_on_caller(&msg) {
                 Ok(()) => return Ok(shared),
                 // The request could not be sent: retried once below, on a new connection.
                 Err(e) if may_retry(&e) => {}
@@ -215,7 +215,7 @@ impl Client {
             let conn = Connection::connect_inline(&self.config)?;
             let shared = new_shared(&conn, &entity, options, &json_filters);
             return Reader::new(conn, shared.clone(), self.pool.clone())
-                .run_inline(&msg)
+                .start_on_caller(&msg)
                 .map(|()| shared)
                 .inspect_err(query_phase_error);
         }

@@ -1,9 +1,10 @@
-//! State shared by a stream's reader task and its consumer: the byte-bounded chunk channel,
-//! pause/cancel flags, and the counters behind the stream's statistics.
+//! State shared by a stream's reader and its consumer: the byte-bounded chunk channel,
+//! pause/cancel flags, the reader's place (see [`super::driver`]), and the counters behind
+//! the stream's statistics.
 //!
 //! One mutex guards it; it is taken once per chunk by each side (never per row). The consumer
-//! blocks on a condvar (it is a host thread, outside the runtime); the reader awaits a
-//! `tokio::sync::Notify`.
+//! blocks on a condvar (it is a host thread, outside the runtime), or in poll(2) on the socket
+//! when it reads it itself; a reader task awaits a `tokio::sync::Notify`.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -12,8 +13,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::chunk::Chunk;
+use super::driver::{Place, Watchdog};
 use super::options::StreamOptions;
-use super::reader::Parked;
 use crate::connection::CancelToken;
 use crate::error::{Error, Result};
 use crate::query::JsonFilter;
@@ -79,21 +80,10 @@ pub(crate) struct Inner {
     pub peak_bytes: usize,
     /// The eventfd (if created) has been signalled and not yet drained.
     pub fd_armed: bool,
-    /// The stream's reader when no task runs it: the consumer reads the socket on its own
-    /// thread when it finds no chunk queued (see [`Parked`]).
-    pub parked: Option<Parked>,
-    /// The consumer has taken `parked` and is reading (it may be blocked in poll(2) on the
-    /// socket and on [`Shared::interrupt`]).
-    pub inline_reading: bool,
-    /// The stream was started on the caller's thread on a plain socket: its reader may be
-    /// parked.
-    pub parkable: bool,
-    /// A watchdog task runs for the parked reader (see `reader::watchdog_task`).
-    pub watchdog: bool,
-    /// The watchdog sleeps longer than the take-over delay (the consumer was waiting on a
-    /// slow socket): a consumer that parks the reader after receiving rows wakes it
-    /// ([`Shared::watchdog_wake`]) so that the delay holds again.
-    pub watchdog_backoff: bool,
+    /// Where the stream's reader is: who reads the socket (see [`super::driver`]).
+    pub place: Place,
+    /// The watchdog of a parked reader (see [`Watchdog`]).
+    pub watchdog: Watchdog,
 }
 
 impl Inner {
@@ -131,7 +121,7 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     pub consumer_cv: Condvar,
     pub reader_wake: tokio::sync::Notify,
-    /// Wakes the parked reader's watchdog (see [`Inner::watchdog_backoff`]).
+    /// Wakes the parked reader's watchdog (see [`Watchdog::BackedOff`]).
     pub watchdog_wake: tokio::sync::Notify,
     /// Rows handed to the consumer's caller. Written by the consumer only.
     pub rows_yielded: AtomicU64,
@@ -185,11 +175,8 @@ impl Shared {
                 warn_armed: true,
                 peak_bytes: 0,
                 fd_armed: false,
-                parked: None,
-                inline_reading: false,
-                parkable: false,
-                watchdog: false,
-                watchdog_backoff: false,
+                place: Place::Task { may_park: false },
+                watchdog: Watchdog::Off,
             }),
             consumer_cv: Condvar::new(),
             reader_wake: tokio::sync::Notify::new(),
@@ -235,6 +222,26 @@ impl Shared {
         }
     }
 
+    /// Block the consumer until the reader (or a control call) wakes it, at most `timeout`.
+    pub fn wait_for_reader<'a>(
+        &self,
+        mut g: MutexGuard<'a, Inner>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, Inner> {
+        g.consumer_waiting = true;
+        let mut g = match timeout {
+            None => self.consumer_cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                self.consumer_cv
+                    .wait_timeout(g, t)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        g.consumer_waiting = false;
+        g
+    }
+
     /// Drain the event fd: the consumer found nothing to return. Call with the lock held.
     pub fn disarm_fd(&self, g: &mut Inner) {
         if g.fd_armed {
@@ -277,26 +284,9 @@ impl Shared {
         Ok(self.efd.get().map(|f| f.as_raw_fd()).unwrap_or(-1))
     }
 
-    /// A control event (pause, cancel, an event fd, shutdown) needs the stream's reader to
-    /// run as a task: take it when it is parked (the caller spawns it, see
-    /// [`Parked::spawn`], after releasing the lock), or wake the consumer that is reading
-    /// with it, which hands it over when its read returns (see [`Shared::needs_task`]).
-    /// Lock held.
-    #[must_use]
-    pub fn unpark(&self, g: &mut Inner) -> Option<Parked> {
-        if g.inline_reading {
-            self.interrupt();
-        }
-        g.parked.take()
-    }
-
-    /// Whether the reader must not stay parked: paused, cancelled, ended by shutdown, or
-    /// watched through the event fd. Lock held.
-    pub fn needs_task(&self, g: &Inner) -> bool {
-        g.pause_started.is_some()
-            || g.state == StreamState::Cancelled
-            || g.terminal.is_some()
-            || self.efd.get().is_some()
+    /// Whether an event fd was asked for (an event loop watches the stream).
+    pub fn has_event_fd(&self) -> bool {
+        self.efd.get().is_some()
     }
 
     /// The descriptor that interrupts a consumer's wait on the socket, created on first
@@ -369,6 +359,9 @@ impl Shared {
             self.wake_consumer(&mut g);
         }
         let parked = self.unpark(&mut g);
+        if parked.is_some() {
+            g.place = Place::Ended;
+        }
         drop(g);
         drop(parked);
     }
