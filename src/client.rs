@@ -283,7 +283,11 @@ fn new_shared(
     json_filters: &[Arc<crate::query::JsonFilter>],
 ) -> Arc<Shared> {
     Arc::new(
-        Shared::new(entity.to_string(), options, conn.cancel_token().clone())
-            .with_json_filters(json_filters.to_vec()),
+        Shared::new(entity.to_string(), options, conn.cancel_token().clone()).with_json_filters(
+            json_filters
+                .iter()
+                .map(|f| f.clone() as Arc<dyn crate::stream::RowPredicate>)
+                .collect(),
+        ),
     )
 }

@@ -21,11 +21,23 @@ use std::time::{Duration, Instant};
 
 use crate::connection::CancelToken;
 use crate::error::{Error, ErrorKind, Result};
-use crate::query::RowFilter;
 use adaptive::AdaptiveController;
 use chunk::Chunk;
 pub use shared::StreamState;
 use shared::{Shared, Terminal};
+
+/// A client-side row predicate run on the consumer's thread: `true` keeps the row (a C
+/// predicate, `fw_query_filter`; re-exported as `query::RowFilter`).
+pub type RowFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// A predicate the reader evaluates on each row before it enters the channel: the built-in
+/// JSON predicates (`crate::query::JsonFilter`, which implements it). Defined here so that
+/// the stream needs nothing of the query builder.
+pub trait RowPredicate: Send + Sync {
+    /// Whether to keep the row; `Err(reason)` when it cannot be evaluated (not JSON): the
+    /// row is rejected and counted with `reason` as the failure metric's label.
+    fn accepts(&self, row: &[u8]) -> std::result::Result<bool, &'static str>;
+}
 
 /// What a consuming call produced.
 #[derive(Debug, PartialEq, Eq)]

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use super::chunk::Chunk;
 use super::driver::{Place, Watchdog};
 use super::options::StreamOptions;
+use super::RowPredicate;
 use crate::connection::CancelToken;
 use crate::error::{Error, Result};
-use crate::query::JsonFilter;
 
 /// The stream's life cycle as reported to users.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +129,7 @@ pub(crate) struct Shared {
     /// reader (built-in JSON predicates, added under the lock together with `rows_received`).
     pub rows_filtered: AtomicU64,
     /// Built-in JSON predicates, evaluated by the reader before rows enter the channel.
-    pub json_filters: Vec<Arc<JsonFilter>>,
+    pub json_filters: Vec<Arc<dyn RowPredicate>>,
     /// Rows per chunk the reader uses now (changed by adaptive chunking).
     pub chunk_size: AtomicUsize,
     /// Set by `cancel`: the consumer stops handing out rows of the chunk it holds.
@@ -197,7 +197,7 @@ impl Shared {
     }
 
     /// Set the built-in JSON predicates (before the reader starts).
-    pub fn with_json_filters(mut self, filters: Vec<Arc<JsonFilter>>) -> Shared {
+    pub fn with_json_filters(mut self, filters: Vec<Arc<dyn RowPredicate>>) -> Shared {
         self.json_filters = filters;
         self
     }

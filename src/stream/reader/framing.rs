@@ -10,10 +10,10 @@ use super::Reader;
 use crate::client::Pool;
 use crate::connection::Connection;
 use crate::error::ErrorKind;
-use crate::query::JsonFilter;
 use crate::stream::chunk::NULL_ROW;
 use crate::stream::options::{MemoryLimits, StreamOptions};
 use crate::stream::shared::Shared;
+use crate::stream::RowPredicate;
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub fn run(
     input: &[u8],
     budget: usize,
     chunk_size: usize,
-    filter: Option<JsonFilter>,
+    filter: Option<Arc<dyn RowPredicate>>,
     mut piece: impl FnMut() -> usize,
 ) -> Outcome {
     let options = StreamOptions {
@@ -54,8 +54,7 @@ pub fn run(
     let conn = Connection::without_socket();
     let token = conn.cancel_token().clone();
     let shared = Arc::new(
-        Shared::new("fuzz".into(), options, token)
-            .with_json_filters(filter.into_iter().map(Arc::new).collect()),
+        Shared::new("fuzz".into(), options, token).with_json_filters(filter.into_iter().collect()),
     );
     let mut r = Reader::new(conn, shared.clone(), Arc::new(Pool::default()));
     let mut rows = Vec::new();
