@@ -96,8 +96,8 @@ impl Pool {
 #[derive(Clone)]
 pub struct Client {
     config: Arc<ConnConfig>,
-    /// New connections are opened on the caller's thread (see [`Connection::connect_inline`]).
-    inline: bool,
+    /// New connections are opened on the calling thread (see [`Connection::connect_inline`]).
+    connects_on_caller: bool,
     pool: Arc<Pool>,
     _closer: Arc<PoolCloser>,
 }
@@ -121,8 +121,8 @@ impl Client {
     pub fn with_config(config: ConnConfig) -> Result<Client> {
         let config = Arc::new(config);
         let pool = Arc::new(Pool::default());
-        let inline = Connection::can_connect_inline(&config);
-        let conn = if inline {
+        let connects_on_caller = Connection::can_connect_inline(&config);
+        let conn = if connects_on_caller {
             if runtime::is_shut_down() {
                 return Err(Error::shutdown());
             }
@@ -140,7 +140,7 @@ impl Client {
         pool.put(conn);
         Ok(Client {
             config,
-            inline,
+            connects_on_caller,
             _closer: Arc::new(PoolCloser(pool.clone())),
             pool,
         })
@@ -210,7 +210,7 @@ impl Client {
             }
         }
         // A new connection on a plain socket: opened and started here too.
-        if pooled.is_none() && self.inline {
+        if pooled.is_none() && self.connects_on_caller {
             runtime::handle()?;
             let conn = Connection::connect_inline(&self.config)?;
             let shared = new_shared(&conn, &entity, options, &json_filters);
