@@ -96,8 +96,8 @@ impl Pool {
 #[derive(Clone)]
 pub struct Client {
     config: Arc<ConnConfig>,
-    /// New connections are opened on the caller's thread (see [`Connection::connect_inline`]).
-    inline: bool,
+    /// New connections are opened on the calling thread (see [`Connection::connect_inline`]).
+    connects_on_caller: bool,
     pool: Arc<Pool>,
     _closer: Arc<PoolCloser>,
 }
@@ -121,8 +121,8 @@ impl Client {
     pub fn with_config(config: ConnConfig) -> Result<Client> {
         let config = Arc::new(config);
         let pool = Arc::new(Pool::default());
-        let inline = Connection::can_connect_inline(&config);
-        let conn = if inline {
+        let connects_on_caller = Connection::can_connect_inline(&config);
+        let conn = if connects_on_caller {
             if runtime::is_shut_down() {
                 return Err(Error::shutdown());
             }
@@ -140,7 +140,7 @@ impl Client {
         pool.put(conn);
         Ok(Client {
             config,
-            inline,
+            connects_on_caller,
             _closer: Arc::new(PoolCloser(pool.clone())),
             pool,
         })
@@ -171,7 +171,7 @@ impl Client {
         let t0 = Instant::now();
         match self.start(query) {
             Ok(shared) => {
-                runtime::register_stream(&shared);
+                crate::stream::registry::register(&shared);
                 Ok(Stream::new(shared, query.filters().to_vec()))
             }
             Err(e) => {
@@ -197,7 +197,7 @@ impl Client {
         let options = *query.options();
         let json_filters = query.json_filters().to_vec();
         // The usual case, an idle pooled connection on a plain socket: the query starts on
-        // this thread (see `Reader::run_inline`); a small result is read here whole.
+        // this thread (see `Reader::start_on_caller`); a small result is read here whole.
         // With target_session_attrs, a pooled session is checked again first (its host may
         // have changed role since); one that no longer qualifies is closed.
         let mut pooled = self.pool.take().and_then(|c| c.requalify(&self.config));
@@ -205,7 +205,7 @@ impl Client {
             runtime::handle()?;
             let conn = pooled.take().expect("checked above");
             let shared = new_shared(&conn, &entity, options, &json_filters);
-            match Reader::new(conn, shared.clone(), self.pool.clone()).run_inline(&msg) {
+            match Reader::new(conn, shared.clone(), self.pool.clone()).start_on_caller(&msg) {
                 Ok(()) => return Ok(shared),
                 // The request could not be sent: retried once below, on a new connection.
                 Err(e) if may_retry(&e) => {}
@@ -216,12 +216,12 @@ impl Client {
             }
         }
         // A new connection on a plain socket: opened and started here too.
-        if pooled.is_none() && self.inline {
+        if pooled.is_none() && self.connects_on_caller {
             runtime::handle()?;
             let conn = Connection::connect_inline(&self.config)?;
             let shared = new_shared(&conn, &entity, options, &json_filters);
             return Reader::new(conn, shared.clone(), self.pool.clone())
-                .run_inline(&msg)
+                .start_on_caller(&msg)
                 .map(|()| shared)
                 .inspect_err(query_phase_error);
         }
@@ -281,7 +281,7 @@ impl Client {
         let shared = start_shared(conn, &self.pool, shared, msg)
             .await
             .inspect_err(query_phase_error)?;
-        runtime::register_stream(&shared);
+        crate::stream::registry::register(&shared);
         Ok(Stream::new(shared, filters))
     }
 }
@@ -342,7 +342,11 @@ fn new_shared(
     json_filters: &[Arc<crate::query::JsonFilter>],
 ) -> Arc<Shared> {
     Arc::new(
-        Shared::new(entity.to_string(), options, conn.cancel_token().clone())
-            .with_json_filters(json_filters.to_vec()),
+        Shared::new(entity.to_string(), options, conn.cancel_token().clone()).with_json_filters(
+            json_filters
+                .iter()
+                .map(|f| f.clone() as Arc<dyn crate::stream::RowPredicate>)
+                .collect(),
+        ),
     )
 }

@@ -15,10 +15,13 @@
 //! of fixed failures (`fuzz/regressions/<target>/`, kept out of the seeds when they are large)
 //! on every `cargo test`.
 
+use std::sync::Arc;
+
 use crate::connection::auth;
 use crate::conninfo::ConnConfig;
 use crate::query::{JsonFilter, JsonOp};
 use crate::stream::reader::framing;
+use crate::stream::RowPredicate;
 
 /// The reader's framing. `data`: 4 control bytes (budget and predicate, chunk size, split
 /// seed), then the server's answer to a query.
@@ -32,7 +35,8 @@ pub fn frame(data: &[u8]) {
         1 => JsonFilter::new("/i", JsonOp::Gt, Some("1")).ok(),
         2 => JsonFilter::new("/a/0", JsonOp::Exists, None).ok(),
         _ => JsonFilter::new("", JsonOp::Contains, Some("\"k\"")).ok(),
-    };
+    }
+    .map(|f| Arc::new(f) as Arc<dyn RowPredicate>);
     let chunk_size = 1 + usize::from(ctl[1]) % 200;
     let whole = framing::run(input, budget, chunk_size, filter.clone(), || usize::MAX);
     let mut x = (u32::from(ctl[2]) << 8 | u32::from(ctl[3])) | 1;

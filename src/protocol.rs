@@ -148,21 +148,6 @@ pub(crate) fn header(buf: &[u8], phase: Phase) -> Result<Option<Header>> {
     }))
 }
 
-/// The field length of a one-column DataRow: `Ok(None)` for SQL NULL (-1), `Ok(Some(n))`
-/// for `n` bytes; any other negative length is a protocol violation.
-pub(crate) fn data_row_field(len: i32) -> Result<Option<u32>> {
-    match len {
-        -1 => Ok(None),
-        n if n < 0 => {
-            crate::metrics::protocol_error("data_row");
-            Err(Error::protocol(format!(
-                "DataRow with a field length of {n} (only -1, NULL, may be negative)"
-            )))
-        }
-        n => Ok(Some(n as u32)),
-    }
-}
-
 /// The format code of a result column: the query asks for text (0); anything else would
 /// hand the consumer bytes that are not JSON text.
 pub(crate) fn check_text_format(format: i16) -> Result<()> {
@@ -284,18 +269,6 @@ mod tests {
             e.message().contains("byte 127 (unknown message type)"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn only_minus_one_is_a_null_field() {
-        assert_eq!(data_row_field(-1).unwrap(), None);
-        assert_eq!(data_row_field(0).unwrap(), Some(0));
-        assert_eq!(data_row_field(17).unwrap(), Some(17));
-        for bad in [-2, -100, i32::MIN] {
-            let e = data_row_field(bad).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Protocol);
-            assert!(e.message().contains(&bad.to_string()), "{e}");
-        }
     }
 
     #[test]

@@ -2,17 +2,20 @@
 //! a fixed number of named worker threads with all
 //! signals blocked, replaced after fork() (detected by process id, with or without the fork
 //! hooks), and shut down by `fw_shutdown`.
+//!
+//! The runtime knows nothing of streams: what must happen to them at shutdown and after a
+//! fork is registered with it as a [`RuntimeHooks`] (the stream registry,
+//! `crate::stream::registry`). Nothing here imports `crate::stream`.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::stream::shared::Shared;
 
 /// Worker threads of the runtime. Reading sockets is cheap; the consumers run on host threads.
 pub const WORKER_THREADS: usize = 2;
@@ -30,8 +33,33 @@ static GLOBAL: Mutex<Global> = Mutex::new(Global {
 static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
 /// Tasks of [`spawn_before_shutdown`] not finished yet.
 static PENDING: AtomicUsize = AtomicUsize::new(0);
-static NEXT_STREAM_ID: AtomicU64 = AtomicU64::new(1);
-static STREAMS: Mutex<Option<HashMap<u64, Weak<Shared>>>> = Mutex::new(None);
+/// What depends on the runtime, told of its shutdown and of a fork (see [`register_hooks`]).
+static HOOKS: Mutex<Vec<&'static dyn RuntimeHooks>> = Mutex::new(Vec::new());
+
+/// A future the shutdown runs on the runtime before stopping it (within its timeout).
+pub type ShutdownWork = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Something above the runtime that must act when it shuts down or is replaced in a forked
+/// child (the stream registry). Registered once with [`register_hooks`].
+pub trait RuntimeHooks: Sync {
+    /// `fw_shutdown`, before the runtime stops: end what runs on it (the consumers get
+    /// `Shutdown`) and return the work to finish on the runtime first (cancel requests).
+    fn shutdown(&self) -> Vec<ShutdownWork>;
+    /// In a forked child: forget the parent's objects (they are not this process's).
+    fn forked(&self);
+}
+
+/// Register `hooks` (once; a second registration of the same object is ignored).
+pub fn register_hooks(hooks: &'static dyn RuntimeHooks) {
+    let mut g = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    if !g.iter().any(|h| std::ptr::addr_eq(*h, hooks)) {
+        g.push(hooks);
+    }
+}
+
+fn hooks() -> Vec<&'static dyn RuntimeHooks> {
+    HOOKS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 fn global() -> MutexGuard<'static, Global> {
     GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
@@ -90,7 +118,9 @@ pub fn handle() -> Result<Handle> {
         // A forked child: the parent's worker threads do not exist here, and the runtime's
         // epoll instance is shared with the parent. Leak it untouched.
         std::mem::forget(g.runtime.take());
-        *STREAMS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        for h in hooks() {
+            h.forked();
+        }
         // The parent's pending tasks do not exist here.
         PENDING.store(0, Ordering::Release);
     }
@@ -159,33 +189,12 @@ async fn pending_tasks_done() {
     }
 }
 
-pub(crate) fn register_stream(shared: &Arc<Shared>) -> u64 {
-    let id = NEXT_STREAM_ID.fetch_add(1, Ordering::Relaxed);
-    let mut g = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
-    g.get_or_insert_with(HashMap::new)
-        .insert(id, Arc::downgrade(shared));
-    id
-}
-
-pub(crate) fn unregister_stream(shared: &Arc<Shared>) {
-    let mut g = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(map) = g.as_mut() {
-        map.retain(|_, w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(shared)));
-    }
-}
-
 /// Cancel live streams, stop the runtime (waiting up to `timeout` for its threads), and make
 /// every later call fail with `Shutdown`. Returns `false` if it was already shut down.
 pub fn shutdown(timeout: Duration) -> bool {
     if SHUT_DOWN.swap(true, Ordering::AcqRel) {
         return false;
     }
-    let live: Vec<Arc<Shared>> = STREAMS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .map(|m| m.into_values().filter_map(|w| w.upgrade()).collect())
-        .unwrap_or_default();
     let mut g = global();
     let rt = if g.pid == std::process::id() {
         g.runtime.take()
@@ -195,22 +204,15 @@ pub fn shutdown(timeout: Duration) -> bool {
     };
     drop(g);
     if let Some(rt) = rt {
-        // End every stream, then ask the server to stop each running query. In this order
-        // the consumers get `Shutdown`, not the cancellation the server answers with.
-        let tokens: Vec<_> = live
-            .iter()
-            .filter(|s| s.lock().ended_at.is_none())
-            .map(|s| s.cancel_token.clone())
-            .collect();
-        for s in &live {
-            crate::stream::shared::fail_for_shutdown(s);
-        }
-        // Those cancels, and the ones already on their way (`spawn_before_shutdown`: a
-        // stream cancelled or freed just before), are sent before the runtime stops.
+        // What runs on the runtime ends first (every stream: its consumer gets `Shutdown`);
+        // the work the hooks return (the servers asked to stop each running query), and
+        // the tasks already on their way (`spawn_before_shutdown`: a stream cancelled or
+        // freed just before), are done before the runtime stops.
+        let work: Vec<ShutdownWork> = hooks().iter().flat_map(|h| h.shutdown()).collect();
         let _ = rt.block_on(async {
             tokio::time::timeout(timeout, async {
-                for t in tokens {
-                    let _ = t.send().await;
+                for w in work {
+                    w.await;
                 }
                 pending_tasks_done().await;
             })
@@ -239,5 +241,7 @@ pub fn fork_child(held: Option<ForkGuard>) {
         PENDING.store(0, Ordering::Release);
     }
     drop(g);
-    *STREAMS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    for h in hooks() {
+        h.forked();
+    }
 }

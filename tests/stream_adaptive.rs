@@ -136,6 +136,53 @@ fn a_fast_consumer_grows_the_chunks() {
 }
 
 #[test]
+fn a_fast_consumer_reading_its_own_socket_grows_the_chunks() {
+    // A fast server (a table of small rows over the Unix socket) and a consumer that only
+    // counts rows: the consumer catches up and reads the socket itself (the reader is parked
+    // for it), so it is never behind. The rows its own read split into chunks are not rows
+    // waiting for it: the chunk size grows as for any starved consumer. (Counted as
+    // "waiting", a read's chunks kept the average occupancy between the thresholds, ~115
+    // rows at 16 per chunk, and the size never moved.)
+    create_once(
+        "t_adapt_small",
+        "CREATE TABLE t_adapt_small AS SELECT jsonb_build_object('i', i) AS data \
+         FROM generate_series(1, 400000) AS i",
+    );
+    let c = client();
+    let mut q = Query::new("t_adapt_small").unwrap();
+    q.chunk_size(16).unwrap();
+    q.adaptive_chunking(true, 16, 1024).unwrap();
+    q.adaptive_interval(Duration::from_millis(20));
+    let mut s = execute(&c, &q);
+    let ctl = s.control().clone();
+    let mut sizes = vec![16];
+    let mut n = 0u64;
+    loop {
+        match s.next(Wait::Forever).unwrap() {
+            Next::Row(_) => n += 1,
+            Next::Done => break,
+            other => panic!("{other:?} after {n} rows"),
+        }
+        if n % 1000 == 0 {
+            let cur = ctl.stats().current_chunk_size;
+            if sizes.last() != Some(&cur) {
+                sizes.push(cur);
+            }
+        }
+    }
+    assert_eq!(n, 400_000);
+    let cur = ctl.stats().current_chunk_size;
+    if sizes.last() != Some(&cur) {
+        sizes.push(cur);
+    }
+    // +50% at each change, never down.
+    assert!(
+        sizes.len() >= 3 && sizes[1] == 24 && sizes.windows(2).all(|w| w[0] < w[1]),
+        "the chunk size did not grow for a consumer reading its own socket: {sizes:?}"
+    );
+}
+
+#[test]
 fn fixed_chunk_size_without_adaptive() {
     let c = client();
     let mut q = Query::new("v_user").unwrap();

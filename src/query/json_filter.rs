@@ -609,6 +609,12 @@ pub fn cmp_numbers(a: &str, b: &str) -> Ordering {
     }
 }
 
+impl crate::stream::RowPredicate for JsonFilter {
+    fn accepts(&self, row: &[u8]) -> std::result::Result<bool, &'static str> {
+        self.eval(row).map_err(ParseFailure::reason)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

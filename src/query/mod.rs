@@ -45,7 +45,7 @@ pub enum OrderKind {
 }
 
 /// A client-side row predicate run on the consumer's thread: `true` keeps the row.
-pub type RowFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+pub use crate::stream::RowFilter;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct OrderBy {

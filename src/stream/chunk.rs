@@ -62,7 +62,7 @@ pub(crate) fn terminate_rows(region: &mut [u8], rows: &mut [(u32, u32)]) {
         let stop = start + *len as usize;
         if i + 1 < n || stop < region.len() {
             // The next message's tag byte (parsed already, free to overwrite), or for the last
-            // row a byte the reader appended for this NUL (see `Reader::emit_chunk`) or the
+            // row a byte the reader appended for this NUL (see `Framer::emit`) or the
             // tag of a rejected row that follows it.
             region[stop] = 0;
         } else {

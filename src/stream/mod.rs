@@ -1,12 +1,18 @@
-//! Streams: the reader task, the byte-bounded chunk channel, the consumer, pause/resume,
-//! adaptive chunking, memory accounting and statistics.
+//! Streams: the consumer's API over a query's rows. [`Stream`] takes chunks from the
+//! byte-bounded channel ([`shared`]) and hands out their rows; [`StreamControl`] pauses,
+//! resumes, cancels and reports statistics from any thread. Who reads the socket (the calling
+//! thread or a runtime task, and the hand-overs between them) is [`driver`]'s; the reader
+//! itself (read planning, protocol, framing) is [`reader`]'s. docs/architecture.md has the
+//! way of a row from the socket to the caller.
 
 pub mod adaptive;
 pub mod block;
 pub mod chunk;
 pub mod coalesce;
+pub(crate) mod driver;
 pub mod options;
 pub(crate) mod reader;
+pub(crate) mod registry;
 pub(crate) mod shared;
 
 use std::sync::atomic::Ordering;
@@ -15,12 +21,23 @@ use std::time::{Duration, Instant};
 
 use crate::connection::CancelToken;
 use crate::error::{Error, ErrorKind, Result};
-use crate::query::RowFilter;
 use adaptive::AdaptiveController;
 use chunk::Chunk;
-use reader::Step;
 pub use shared::StreamState;
 use shared::{Shared, Terminal};
+
+/// A client-side row predicate run on the consumer's thread: `true` keeps the row (a C
+/// predicate, `fw_query_filter`; re-exported as `query::RowFilter`).
+pub type RowFilter = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// A predicate the reader evaluates on each row before it enters the channel: the built-in
+/// JSON predicates (`crate::query::JsonFilter`, which implements it). Defined here so that
+/// the stream needs nothing of the query builder.
+pub trait RowPredicate: Send + Sync {
+    /// Whether to keep the row; `Err(reason)` when it cannot be evaluated (not JSON): the
+    /// row is rejected and counted with `reason` as the failure metric's label.
+    fn accepts(&self, row: &[u8]) -> std::result::Result<bool, &'static str>;
+}
 
 /// What a consuming call produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -202,10 +219,8 @@ impl StreamControl {
         g.state = StreamState::Cancelled;
         self.shared.cancelled.store(true, Ordering::Release);
         g.terminal = Some(Terminal::Failed(Error::cancelled()));
-        let dropped: Vec<Chunk> = g.queue.drain(..).collect();
-        crate::metrics::buffered_rows(&self.shared.entity, -(g.queued_rows as i64));
-        g.queued_rows = 0;
-        g.queued_bytes = 0;
+        let (dropped, rows) = g.drain_queue();
+        crate::metrics::buffered_rows(&self.shared.entity, -(rows as i64));
         self.shared.wake_consumer(&mut g);
         // A parked reader ends in a task as a running one does (see `Reader::finish`).
         let parked = self.shared.unpark(&mut g);
@@ -548,7 +563,7 @@ impl Stream {
         }
         let mut g = shared.lock();
         // A read on this thread found nothing: the next one waits (or the call returns).
-        let mut inline_idle = false;
+        let mut consumer_idle = false;
         if let Some(c) = &old {
             g.held_bytes -= c.bytes;
             if g.reader_waiting {
@@ -556,45 +571,14 @@ impl Stream {
             }
         }
         let result = loop {
-            if let Some(c) = g.queue.pop_front() {
-                g.queued_rows -= c.len();
-                g.queued_bytes -= c.bytes;
-                g.held_bytes += c.bytes;
-                let occupancy = g.queued_rows;
-                crate::metrics::chunk_taken(&shared.entity, c.len(), occupancy);
-                if let Some(a) = self.adaptive.as_mut() {
-                    if let Some(adj) = a.observe(occupancy, Instant::now()) {
-                        shared.chunk_size.store(adj.new, Ordering::Relaxed);
-                        crate::metrics::adaptive_adjusted(
-                            &shared.entity,
-                            adj.direction.label(),
-                            adj.old,
-                            adj.new,
-                        );
-                        crate::log::debug(format!(
-                            "stream on {}: chunk size {} -> {} (average occupancy high/low)",
-                            shared.entity, adj.old, adj.new
-                        ));
-                    }
-                }
+            if let Some(c) = g.pop_chunk() {
+                // Rows read ahead for the consumer, not those of its own socket read.
+                self.observe_occupancy(&shared, c.len(), g.waiting_rows());
                 self.current = Some(c);
                 break Ok(None);
             }
-            if let Some(t) = g.terminal.take() {
-                let end = match t {
-                    Terminal::Done => Ok(()),
-                    Terminal::Failed(e) => Err(e),
-                };
-                // Keep it for later calls and for fw_stream_error.
-                g.terminal = Some(match &end {
-                    Ok(()) => Terminal::Done,
-                    Err(e) => Terminal::Failed(e.clone()),
-                });
-                self.end = Some(end.clone());
-                break match end {
-                    Ok(()) => Ok(Some(Next::Done)),
-                    Err(e) => Err(e),
-                };
+            if let Some(end) = self.take_end(&mut g) {
+                break end;
             }
             if g.pause_started.is_some() {
                 shared.disarm_fd(&mut g);
@@ -605,63 +589,17 @@ impl Stream {
                     "this stream belongs to the parent process; streams do not survive fork()",
                 ));
             }
-            // No reader task: read the socket here (see `Parked`). Without waiting once
+            // The reader is parked: read the socket here (see `driver::Parked`). Without waiting once
             // when the call may not wait (or its time is up), else as long as it may.
             let may_wait = match (wait, deadline) {
                 (Wait::NoWait, _) => Some(Duration::ZERO),
                 (Wait::Forever, _) | (Wait::For(_), None) => None,
                 (Wait::For(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
             };
-            if g.parked.is_some() && !(inline_idle && may_wait == Some(Duration::ZERO)) {
-                let Some(interrupt) = shared.interrupt_fd() else {
-                    // No descriptor to spare: a task reads this stream from now on.
-                    g.parkable = false;
-                    let parked = g.parked.take();
-                    drop(g);
-                    if let Some(p) = parked {
-                        p.spawn();
-                    }
-                    g = shared.lock();
-                    continue;
-                };
-                let parked = g.parked.take().expect("checked above");
-                g.inline_reading = true;
-                drop(g);
-                let guard = InlineGuard(&shared);
-                let step = parked.read(may_wait, interrupt);
-                std::mem::forget(guard);
-                g = shared.lock();
-                g.inline_reading = false;
-                let spawn = match step {
-                    Step::Read(p, got) => {
-                        inline_idle = !got;
-                        if got && g.watchdog_backoff {
-                            g.watchdog_backoff = false;
-                            shared.watchdog_wake.notify_one();
-                        }
-                        if shared.needs_task(&g) {
-                            Some(p)
-                        } else {
-                            g.parked = Some(p);
-                            None
-                        }
-                    }
-                    Step::HandOver(p) => {
-                        if !shared.needs_task(&g) {
-                            // No room in the budget on this thread: a task waits for it, and
-                            // keeps the reader (it would otherwise park it for this thread at
-                            // once).
-                            g.parkable = false;
-                        }
-                        Some(p)
-                    }
-                    Step::Ended => None,
-                };
-                if let Some(p) = spawn {
-                    drop(g);
-                    p.spawn();
-                    g = shared.lock();
-                }
+            if g.is_parked() && !(consumer_idle && may_wait == Some(Duration::ZERO)) {
+                let got;
+                (g, got) = driver::consumer_turn(&shared, g, may_wait);
+                consumer_idle = !got;
                 continue;
             }
             let timeout = match (wait, deadline) {
@@ -682,30 +620,46 @@ impl Stream {
                 }
                 (Wait::For(_), None) => None,
             };
-            if g.parkable && !shared.needs_task(&g) {
+            if g.task_may_park() && !shared.needs_task(&g) {
                 // A reader task runs: it parks the reader for this thread to read (see
-                // `Reader::wait_for_room`) when it finds nothing queued and this thread waiting.
+                // `driver::task`) when it finds nothing queued and this thread waiting.
                 shared.reader_wake.notify_one();
             }
-            g.consumer_waiting = true;
-            g = match timeout {
-                None => shared
-                    .consumer_cv
-                    .wait(g)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(t) => {
-                    shared
-                        .consumer_cv
-                        .wait_timeout(g, t)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-            g.consumer_waiting = false;
+            g = shared.wait_for_reader(g, timeout);
         };
         drop(g);
         drop(old);
         result
+    }
+
+    /// Adaptive chunking's sample as the consumer takes a chunk of `rows` rows: `waiting`
+    /// rows read ahead for it (see [`adaptive`]).
+    fn observe_occupancy(&mut self, shared: &Shared, rows: usize, waiting: usize) {
+        crate::metrics::chunk_taken(&shared.entity, rows, waiting);
+        let Some(adj) = self
+            .adaptive
+            .as_mut()
+            .and_then(|a| a.observe(waiting, Instant::now()))
+        else {
+            return;
+        };
+        shared.chunk_size.store(adj.new, Ordering::Relaxed);
+        crate::metrics::adaptive_adjusted(&shared.entity, adj.direction.label(), adj.old, adj.new);
+        crate::log::debug(format!(
+            "stream on {}: chunk size {} -> {} (average occupancy high/low)",
+            shared.entity, adj.old, adj.new
+        ));
+    }
+
+    /// The stream's end once the reader set it (nothing queued before it): kept for later
+    /// calls and for `fw_stream_error`. Lock held.
+    fn take_end(&mut self, g: &mut shared::Inner) -> Option<Result<Option<Next<'static>>>> {
+        let end = match g.terminal.as_ref()? {
+            Terminal::Done => Ok(()),
+            Terminal::Failed(e) => Err(e.clone()),
+        };
+        self.end = Some(end.clone());
+        Some(end.map(|()| Some(Next::Done)))
     }
 }
 
@@ -743,13 +697,11 @@ impl Drop for Stream {
             + self.retired.iter().map(|c| c.bytes).sum::<usize>();
         let mut g = self.control.shared.lock();
         g.held_bytes = g.held_bytes.saturating_sub(held);
-        let rows_left = g.queued_rows;
-        g.queue.clear();
-        g.queued_rows = 0;
-        g.queued_bytes = 0;
+        let (dropped, rows_left) = g.drain_queue();
         // Not left parked after the stream is gone (the cancel above took it when running).
-        let parked = g.parked.take();
+        let parked = g.take_parked();
         drop(g);
+        drop(dropped);
         if let Some(p) = parked {
             p.spawn();
         }
@@ -763,31 +715,7 @@ impl Drop for Stream {
                 (!self.filters.is_empty()).then_some(self.filter_time),
             );
         }
-        crate::runtime::unregister_stream(&self.control.shared);
-    }
-}
-
-/// Ends the stream if the consumer's own read of the socket panics (the panic is caught at
-/// the C boundary): the reader is lost with it, so nothing else would ever end the stream.
-/// A reader task has the same guarantee from its `TerminalGuard`. Forgotten on success.
-struct InlineGuard<'a>(&'a Shared);
-
-impl Drop for InlineGuard<'_> {
-    fn drop(&mut self) {
-        let shared = self.0;
-        let mut g = shared.lock();
-        g.inline_reading = false;
-        g.parkable = false;
-        if g.terminal.is_none() && !g.state.is_terminal() {
-            g.state = StreamState::Failed;
-            g.terminal = Some(Terminal::Failed(Error::new(
-                ErrorKind::Panic,
-                "the stream's reader panicked",
-            )));
-            g.ended_at.get_or_insert_with(Instant::now);
-            g.reader_bytes = 0;
-            shared.wake_consumer(&mut g);
-        }
+        registry::unregister(&self.control.shared);
     }
 }
 

@@ -1,9 +1,10 @@
-//! State shared by a stream's reader task and its consumer: the byte-bounded chunk channel,
-//! pause/cancel flags, and the counters behind the stream's statistics.
+//! State shared by a stream's reader and its consumer: the byte-bounded chunk channel,
+//! pause/cancel flags, the reader's place (see [`super::driver`]), and the counters behind
+//! the stream's statistics.
 //!
 //! One mutex guards it; it is taken once per chunk by each side (never per row). The consumer
-//! blocks on a condvar (it is a host thread, outside the runtime); the reader awaits a
-//! `tokio::sync::Notify`.
+//! blocks on a condvar (it is a host thread, outside the runtime), or in poll(2) on the socket
+//! when it reads it itself; a reader task awaits a `tokio::sync::Notify`.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -12,11 +13,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::chunk::Chunk;
+use super::driver::{Place, Watchdog};
 use super::options::StreamOptions;
-use super::reader::Parked;
+use super::RowPredicate;
 use crate::connection::CancelToken;
 use crate::error::{Error, Result};
-use crate::query::JsonFilter;
 
 /// The stream's life cycle as reported to users.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +48,10 @@ pub(crate) enum Terminal {
 pub(crate) struct Inner {
     pub queue: VecDeque<Chunk>,
     pub queued_rows: usize,
+    /// Rows of `queue` that the consumer's own socket reads produced (always at its front:
+    /// the consumer reads only when the queue is empty). They are not rows read ahead for
+    /// it, so they are not counted as waiting (see [`Inner::waiting_rows`]).
+    pub consumer_read_rows: usize,
     pub queued_bytes: usize,
     /// Bytes of the chunks the consumer holds (the one being read, a batch's earlier chunks).
     pub held_bytes: usize,
@@ -75,24 +80,38 @@ pub(crate) struct Inner {
     pub peak_bytes: usize,
     /// The eventfd (if created) has been signalled and not yet drained.
     pub fd_armed: bool,
-    /// The stream's reader when no task runs it: the consumer reads the socket on its own
-    /// thread when it finds no chunk queued (see [`Parked`]).
-    pub parked: Option<Parked>,
-    /// The consumer has taken `parked` and is reading (it may be blocked in poll(2) on the
-    /// socket and on [`Shared::interrupt`]).
-    pub inline_reading: bool,
-    /// The stream was started on the caller's thread on a plain socket: its reader may be
-    /// parked.
-    pub parkable: bool,
-    /// A watchdog task runs for the parked reader (see `reader::watchdog_task`).
-    pub watchdog: bool,
-    /// The watchdog sleeps longer than the take-over delay (the consumer was waiting on a
-    /// slow socket): a consumer that parks the reader after receiving rows wakes it
-    /// ([`Shared::watchdog_wake`]) so that the delay holds again.
-    pub watchdog_backoff: bool,
+    /// Where the stream's reader is: who reads the socket (see [`super::driver`]).
+    pub place: Place,
+    /// The watchdog of a parked reader (see [`Watchdog`]).
+    pub watchdog: Watchdog,
 }
 
 impl Inner {
+    /// Rows waiting for the consumer in the channel, read ahead by a reader task: the
+    /// occupancy that adaptive chunking and `fraiseql_channel_occupancy_rows` sample.
+    pub fn waiting_rows(&self) -> usize {
+        self.queued_rows - self.consumer_read_rows
+    }
+
+    /// Take the first queued chunk, moving its bytes from queued to held.
+    pub fn pop_chunk(&mut self) -> Option<Chunk> {
+        let c = self.queue.pop_front()?;
+        self.queued_rows -= c.len();
+        self.consumer_read_rows -= self.consumer_read_rows.min(c.len());
+        self.queued_bytes -= c.bytes;
+        self.held_bytes += c.bytes;
+        Some(c)
+    }
+
+    /// Drop every queued chunk (cancel, free); returns them (to drop outside the lock) and
+    /// the number of rows they held.
+    pub fn drain_queue(&mut self) -> (Vec<Chunk>, usize) {
+        let rows = std::mem::take(&mut self.queued_rows);
+        self.consumer_read_rows = 0;
+        self.queued_bytes = 0;
+        (self.queue.drain(..).collect(), rows)
+    }
+
     pub fn held_total(&self) -> usize {
         self.queued_bytes + self.held_bytes + self.reader_bytes
     }
@@ -102,7 +121,7 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     pub consumer_cv: Condvar,
     pub reader_wake: tokio::sync::Notify,
-    /// Wakes the parked reader's watchdog (see [`Inner::watchdog_backoff`]).
+    /// Wakes the parked reader's watchdog (see [`Watchdog::BackedOff`]).
     pub watchdog_wake: tokio::sync::Notify,
     /// Rows handed to the consumer's caller. Written by the consumer only.
     pub rows_yielded: AtomicU64,
@@ -110,7 +129,7 @@ pub(crate) struct Shared {
     /// reader (built-in JSON predicates, added under the lock together with `rows_received`).
     pub rows_filtered: AtomicU64,
     /// Built-in JSON predicates, evaluated by the reader before rows enter the channel.
-    pub json_filters: Vec<Arc<JsonFilter>>,
+    pub json_filters: Vec<Arc<dyn RowPredicate>>,
     /// Rows per chunk the reader uses now (changed by adaptive chunking).
     pub chunk_size: AtomicUsize,
     /// Set by `cancel`: the consumer stops handing out rows of the chunk it holds.
@@ -136,6 +155,7 @@ impl Shared {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 queued_rows: 0,
+                consumer_read_rows: 0,
                 queued_bytes: 0,
                 held_bytes: 0,
                 reader_bytes: 0,
@@ -158,11 +178,8 @@ impl Shared {
                 warn_armed: true,
                 peak_bytes: 0,
                 fd_armed: false,
-                parked: None,
-                inline_reading: false,
-                parkable: false,
-                watchdog: false,
-                watchdog_backoff: false,
+                place: Place::Task { may_park: false },
+                watchdog: Watchdog::Off,
             }),
             consumer_cv: Condvar::new(),
             reader_wake: tokio::sync::Notify::new(),
@@ -190,7 +207,7 @@ impl Shared {
     }
 
     /// Set the built-in JSON predicates (before the reader starts).
-    pub fn with_json_filters(mut self, filters: Vec<Arc<JsonFilter>>) -> Shared {
+    pub fn with_json_filters(mut self, filters: Vec<Arc<dyn RowPredicate>>) -> Shared {
         self.json_filters = filters;
         self
     }
@@ -213,6 +230,26 @@ impl Shared {
                 g.fd_armed = true;
             }
         }
+    }
+
+    /// Block the consumer until the reader (or a control call) wakes it, at most `timeout`.
+    pub fn wait_for_reader<'a>(
+        &self,
+        mut g: MutexGuard<'a, Inner>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, Inner> {
+        g.consumer_waiting = true;
+        let mut g = match timeout {
+            None => self.consumer_cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                self.consumer_cv
+                    .wait_timeout(g, t)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        g.consumer_waiting = false;
+        g
     }
 
     /// Drain the event fd: the consumer found nothing to return. Call with the lock held.
@@ -257,26 +294,9 @@ impl Shared {
         Ok(self.efd.get().map(|f| f.as_raw_fd()).unwrap_or(-1))
     }
 
-    /// A control event (pause, cancel, an event fd, shutdown) needs the stream's reader to
-    /// run as a task: take it when it is parked (the caller spawns it, see
-    /// [`Parked::spawn`], after releasing the lock), or wake the consumer that is reading
-    /// with it, which hands it over when its read returns (see [`Shared::needs_task`]).
-    /// Lock held.
-    #[must_use]
-    pub fn unpark(&self, g: &mut Inner) -> Option<Parked> {
-        if g.inline_reading {
-            self.interrupt();
-        }
-        g.parked.take()
-    }
-
-    /// Whether the reader must not stay parked: paused, cancelled, ended by shutdown, or
-    /// watched through the event fd. Lock held.
-    pub fn needs_task(&self, g: &Inner) -> bool {
-        g.pause_started.is_some()
-            || g.state == StreamState::Cancelled
-            || g.terminal.is_some()
-            || self.efd.get().is_some()
+    /// Whether an event fd was asked for (an event loop watches the stream).
+    pub fn has_event_fd(&self) -> bool {
+        self.efd.get().is_some()
     }
 
     /// The descriptor that interrupts a consumer's wait on the socket, created on first
@@ -337,6 +357,25 @@ impl Shared {
         }
     }
 
+    /// End a live stream because the library is shutting down: its consumer gets
+    /// `Shutdown`. A parked reader's connection is closed (its query is cancelled by the
+    /// caller: see `super::registry`).
+    pub fn fail_for_shutdown(&self) {
+        let mut g = self.lock();
+        if g.terminal.is_none() && !g.state.is_terminal() {
+            g.state = StreamState::Failed;
+            g.terminal = Some(Terminal::Failed(Error::shutdown()));
+            g.ended_at.get_or_insert_with(Instant::now);
+            self.wake_consumer(&mut g);
+        }
+        let parked = self.unpark(&mut g);
+        if parked.is_some() {
+            g.place = Place::Ended;
+        }
+        drop(g);
+        drop(parked);
+    }
+
     pub fn rows_yielded(&self) -> u64 {
         self.rows_yielded.load(Ordering::Relaxed)
     }
@@ -362,19 +401,4 @@ fn signal_eventfd(fd: &OwnedFd) {
 fn drain_eventfd(fd: &OwnedFd) {
     let mut v = [0u8; 8];
     let _ = rustix::io::read(fd, &mut v);
-}
-
-/// End a live stream because the library is shutting down: its consumer gets `Shutdown`.
-pub(crate) fn fail_for_shutdown(s: &Shared) {
-    let mut g = s.lock();
-    if g.terminal.is_none() && !g.state.is_terminal() {
-        g.state = StreamState::Failed;
-        g.terminal = Some(Terminal::Failed(Error::shutdown()));
-        g.ended_at.get_or_insert_with(Instant::now);
-        s.wake_consumer(&mut g);
-    }
-    // A parked reader's connection is closed (its query is cancelled by the caller).
-    let parked = s.unpark(&mut g);
-    drop(g);
-    drop(parked);
 }

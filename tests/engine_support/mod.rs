@@ -168,7 +168,7 @@ pub fn runtime_switches() -> u64 {
 }
 
 /// Context switches of the runtime's threads and of the calling thread (the consumer, which
-/// reads the socket itself while it keeps up: see `Parked` in src/stream/reader.rs).
+/// reads the socket itself while it keeps up: see `Parked` in src/stream/driver/mod.rs).
 pub fn consumer_and_runtime_switches() -> u64 {
     runtime_switches() + switches_in("/proc/thread-self/status")
 }
