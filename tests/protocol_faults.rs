@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use fraiseql_wire::{Client, ErrorKind, Next, Query, Wait};
+use fraiseql_wire::{Client, ErrorKind, Query};
 use support::fault::*;
 
 const BOUND: Duration = Duration::from_secs(30);
@@ -26,31 +26,11 @@ enum Consumer {
 }
 
 fn drain_as(client: &Client, query: &Query, consumer: Consumer) -> Outcome {
-    let mut s = match client.execute(query) {
-        Ok(s) => s,
-        Err(e) => return Outcome::Execute(e.kind(), e.to_string()),
+    let busy = match consumer {
+        Consumer::Eager => Duration::ZERO,
+        Consumer::Busy => Duration::from_millis(200),
     };
-    let mut rows = Vec::new();
-    loop {
-        match s.next(Wait::Forever) {
-            Ok(Next::Row(r)) => {
-                rows.push(String::from_utf8_lossy(r).into_owned());
-                if rows.len() == 1 {
-                    if let Consumer::Busy = consumer {
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                }
-            }
-            Ok(Next::Done) => return Outcome::Stream { rows, end: None },
-            Ok(other) => panic!("next(Wait::Forever) returned {other:?}"),
-            Err(e) => {
-                return Outcome::Stream {
-                    rows,
-                    end: Some((e.kind(), e.to_string())),
-                }
-            }
-        }
-    }
+    drain_busy(client, query, busy)
 }
 
 /// Connect to `server`, run one query as `consumer`, then (when `then_usable`) check that

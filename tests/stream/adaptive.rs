@@ -3,7 +3,6 @@
 //! within the bounds. The 5 s interval between changes is shortened through the Rust-only
 //! `Query::adaptive_interval`; the unit tests of each rule are in src/stream/adaptive.rs.
 
-use std::ffi::CString;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -155,15 +154,10 @@ fn fixed_chunk_size_without_adaptive() {
 
 #[test]
 fn adaptive_bounds_are_validated_in_the_c_api() {
-    use fraiseql_wire::ffi::client::{fw_client, fw_client_free, fw_client_new};
+    use fraiseql_wire::ffi::client::fw_client_free;
     use fraiseql_wire::ffi::fw_status::*;
     use fraiseql_wire::ffi::query::*;
-    let conninfo = CString::new(pg().socket_conninfo()).unwrap();
-    let mut client: *mut fw_client = std::ptr::null_mut();
-    assert_eq!(fw_client_new(conninfo.as_ptr(), &mut client), FW_OK);
-    let mut q: *mut fw_query = std::ptr::null_mut();
-    let src = CString::new("v_user").unwrap();
-    assert_eq!(fw_query_new(client, src.as_ptr(), &mut q), FW_OK);
+    let (client, q) = c_client_query("v_user");
     assert_eq!(
         fw_query_adaptive_chunking(q, true, 0, 10),
         FW_E_INVALID_ARGUMENT

@@ -246,15 +246,10 @@ fn crossing_the_warning_ratio_is_reported() {
 
 #[test]
 fn invalid_limits_are_rejected() {
-    use fraiseql_wire::ffi::client::{fw_client, fw_client_free, fw_client_new};
+    use fraiseql_wire::ffi::client::fw_client_free;
     use fraiseql_wire::ffi::fw_status::*;
     use fraiseql_wire::ffi::query::*;
-    let conninfo = std::ffi::CString::new(pg().socket_conninfo()).unwrap();
-    let mut client: *mut fw_client = std::ptr::null_mut();
-    assert_eq!(fw_client_new(conninfo.as_ptr(), &mut client), FW_OK);
-    let mut q: *mut fw_query = std::ptr::null_mut();
-    let src = std::ffi::CString::new("v_user").unwrap();
-    assert_eq!(fw_query_new(client, src.as_ptr(), &mut q), FW_OK);
+    let (client, q) = c_client_query("v_user");
     let mib = 1 << 20;
     for (bytes, warn, fail) in [
         (mib, 0.0, 1.0),

@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use fraiseql_wire::ffi::client::{fw_client, fw_client_free, fw_client_new};
+use fraiseql_wire::ffi::client::fw_client_free;
 use fraiseql_wire::ffi::fw_status::{self, *};
 use fraiseql_wire::ffi::query::*;
 use fraiseql_wire::ffi::stream::*;
@@ -230,12 +230,7 @@ fn pause_reason_reaches_the_log_at_debug_level() {
 
 #[test]
 fn state_snapshot_is_truthful_through_the_c_api() {
-    let conninfo = CString::new(pg().socket_conninfo()).unwrap();
-    let mut client: *mut fw_client = std::ptr::null_mut();
-    assert_eq!(fw_client_new(conninfo.as_ptr(), &mut client), FW_OK);
-    let mut q: *mut fw_query = std::ptr::null_mut();
-    let src = CString::new("v_slow").unwrap();
-    assert_eq!(fw_query_new(client, src.as_ptr(), &mut q), FW_OK);
+    let (client, q) = c_client_query("v_slow");
     let mut s: *mut fw_stream = std::ptr::null_mut();
     assert_eq!(fw_query_execute(q, &mut s), FW_OK);
     let state = |s| fw_stream_state_snapshot(s);

@@ -2,13 +2,12 @@
 //! received = yielded + filtered + buffered on paused and finished streams, buffered 0 after
 //! the end, estimated memory = chunks in the channel + chunk being read + read buffer.
 
-use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::*;
-use fraiseql_wire::ffi::client::{fw_client, fw_client_free, fw_client_new};
+use fraiseql_wire::ffi::client::fw_client_free;
 use fraiseql_wire::ffi::fw_status::*;
 use fraiseql_wire::ffi::query::*;
 use fraiseql_wire::ffi::stream::*;
@@ -154,12 +153,7 @@ fn stats_through_the_c_api_from_another_thread() {
     struct Ptr(*mut fw_stream);
     // SAFETY (test): fw_stream control calls are thread-safe; the consumer is this thread.
     unsafe impl Send for Ptr {}
-    let conninfo = CString::new(pg().socket_conninfo()).unwrap();
-    let mut client: *mut fw_client = std::ptr::null_mut();
-    assert_eq!(fw_client_new(conninfo.as_ptr(), &mut client), FW_OK);
-    let mut q: *mut fw_query = std::ptr::null_mut();
-    let src = CString::new("v_user").unwrap();
-    assert_eq!(fw_query_new(client, src.as_ptr(), &mut q), FW_OK);
+    let (client, q) = c_client_query("v_user");
     let mut s: *mut fw_stream = std::ptr::null_mut();
     assert_eq!(fw_query_execute(q, &mut s), FW_OK);
     let done = Arc::new(AtomicBool::new(false));

@@ -255,3 +255,23 @@ pub fn create_once(name: &str, sql: &str) {
         "DO $$ BEGIN IF to_regclass('{name}') IS NULL THEN EXECUTE $q${sql}$q$; END IF; END $$"
     ));
 }
+
+/// A client of the stock server (Unix socket, trust) and a query on `source`, through the C
+/// API; the caller frees them with `fw_query_free` and `fw_client_free`.
+pub fn c_client_query(
+    source: &str,
+) -> (
+    *mut fraiseql_wire::ffi::client::fw_client,
+    *mut fraiseql_wire::ffi::query::fw_query,
+) {
+    use fraiseql_wire::ffi::client::fw_client_new;
+    use fraiseql_wire::ffi::fw_status::FW_OK;
+    use fraiseql_wire::ffi::query::fw_query_new;
+    let conninfo = std::ffi::CString::new(pg().socket_conninfo()).unwrap();
+    let mut client = std::ptr::null_mut();
+    assert_eq!(fw_client_new(conninfo.as_ptr(), &mut client), FW_OK);
+    let source = std::ffi::CString::new(source).unwrap();
+    let mut q = std::ptr::null_mut();
+    assert_eq!(fw_query_new(client, source.as_ptr(), &mut q), FW_OK);
+    (client, q)
+}

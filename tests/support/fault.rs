@@ -668,6 +668,12 @@ pub fn run(server: &Server, limit: Duration, what: &str) -> Outcome {
 
 /// Execute `query` on `client` and drain the stream.
 pub fn drain(client: &Client, query: &Query) -> Outcome {
+    drain_busy(client, query, Duration::ZERO)
+}
+
+/// Execute `query` on `client` and drain the stream, busy for `busy` after the first row (a
+/// reader task takes over and reads meanwhile).
+pub fn drain_busy(client: &Client, query: &Query, busy: Duration) -> Outcome {
     let mut s = match client.execute(query) {
         Ok(s) => s,
         Err(e) => return Outcome::Execute(e.kind(), e.to_string()),
@@ -675,7 +681,12 @@ pub fn drain(client: &Client, query: &Query) -> Outcome {
     let mut rows = Vec::new();
     loop {
         match s.next(Wait::Forever) {
-            Ok(Next::Row(r)) => rows.push(String::from_utf8_lossy(r).into_owned()),
+            Ok(Next::Row(r)) => {
+                rows.push(String::from_utf8_lossy(r).into_owned());
+                if rows.len() == 1 && !busy.is_zero() {
+                    std::thread::sleep(busy);
+                }
+            }
             Ok(Next::Done) => return Outcome::Stream { rows, end: None },
             Ok(other) => panic!("next(Wait::Forever) returned {other:?}"),
             Err(e) => {
