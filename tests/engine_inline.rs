@@ -5,18 +5,15 @@
 //! task. Idle and inline connections are out of the runtime's epoll set, so the runtime's
 //! threads do not even wake up for a small query.
 
-mod common;
-mod engine_support;
-mod fakepg_support;
+mod support;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::pg;
-use engine_support::*;
-use fakepg_support::{fakepg_with, FakePg};
 use fraiseql_wire::stream::StreamState;
 use fraiseql_wire::{Client, ErrorKind, Next, Wait};
+use support::fakepg::{fakepg_with, FakePg};
+use support::*;
 
 /// The tests below count the runtime threads' context switches: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());

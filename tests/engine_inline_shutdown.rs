@@ -4,15 +4,13 @@
 //! binary to itself. The query waits because another session holds a lock on its table (and
 //! `execute` waits for its description however long it takes: `describe_wait(None)`).
 
-mod common;
-mod engine_support;
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pg;
-use engine_support::*;
 use fraiseql_wire::{runtime, ErrorKind};
+use support::*;
 
 #[test]
 fn shutdown_interrupts_an_execute_waiting_on_the_server() {

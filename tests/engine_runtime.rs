@@ -5,12 +5,10 @@
 
 use std::time::Duration;
 
-mod common;
-mod engine_support;
+mod support;
 
-use common::pg;
-use engine_support::*;
 use fraiseql_wire::runtime::{THREAD_NAME, WORKER_THREADS};
+use support::*;
 
 fn this_thread_tid() -> u32 {
     // SAFETY: gettid has no preconditions.

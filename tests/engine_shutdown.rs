@@ -2,14 +2,12 @@
 //! itself: it cancels a live stream (its consumer gets `Shutdown` and the server query stops),
 //! joins the worker threads, and every later call fails with `Shutdown`.
 
-mod common;
-mod engine_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::pg;
-use engine_support::*;
 use fraiseql_wire::{runtime, Client, ErrorKind, Wait};
+use support::*;
 
 #[test]
 fn shutdown_cancels_live_streams_and_refuses_later_calls() {

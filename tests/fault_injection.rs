@@ -1,5 +1,5 @@
 //! Fault injection: for every backend message the library reads, in start-up and while
-//! streaming, a scripted fake server (`fault_support`) sends it broken (length below 4,
+//! streaming, a scripted fake server (`support::fault`) sends it broken (length below 4,
 //! length huge, body a byte short or a byte long, unknown type), cuts the connection at
 //! every byte offset of a short exchange, or stays silent. Each case runs over a Unix socket,
 //! TCP and TLS, under a harness-level bound (a hang fails the test), and asserts the status,
@@ -9,13 +9,13 @@
 //! docs/reliability.md lists what each failure gives the caller; its table names the tests
 //! here.
 
-mod fault_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fault_support::*;
 use fraiseql_wire::{Client, ErrorKind, Next, Query, StreamState, Wait};
+use support::fault::*;
 
 const BOUND: Duration = Duration::from_secs(20);
 const MIB: u64 = 1024 * 1024;

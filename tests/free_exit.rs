@@ -4,16 +4,13 @@
 //! variant), frees the client, calls `fw_shutdown(1000)` or not, and exits; the parent checks
 //! `pg_stat_activity` from outside.
 
-mod common;
-mod engine_support;
+mod support;
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::pg;
-use engine_support::*;
 use fraiseql_wire::ffi::client::{fw_client_free, fw_client_new};
 use fraiseql_wire::ffi::fw_status;
 use fraiseql_wire::ffi::query::{
@@ -21,6 +18,7 @@ use fraiseql_wire::ffi::query::{
 };
 use fraiseql_wire::ffi::runtime::fw_shutdown;
 use fraiseql_wire::ffi::stream::{fw_stream_cancel, fw_stream_free};
+use support::*;
 
 const READY: &str = "FW_FREE_EXIT_CHILD_RUNNING";
 
@@ -67,13 +65,7 @@ fn child() {
 
 fn tls_conninfo(app: &str) -> String {
     let p = pg();
-    format!(
-        "host=localhost hostaddr=127.0.0.1 port={} dbname={} user=fw_tls_only \
-         password=tls-secret sslmode=verify-full sslrootcert={} application_name={app}",
-        p.port(),
-        p.var("FW_PG_DB"),
-        p.var("FW_PG_SSLROOTCERT")
-    )
+    p.tls_conninfo(&format!("application_name={app}"))
 }
 
 /// Run the child on `conninfo`; returns once it exited.

@@ -15,7 +15,7 @@
 //!   cut network fails after it (the kernel's default retransmissions take about 15 minutes);
 //!   with keepalives on, Linux also applies it to the probes, so it cuts their count short.
 
-mod fakepg_support;
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,14 +25,9 @@ use fraiseql_wire::{Client, Error, ErrorKind, Next, Query, Wait};
 const CHILD: &str = "FW_KEEPALIVE_NETNS";
 
 fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} must be installed (scripts/install-deps): {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    support::run(
+        Command::new(cmd).args(args),
+        &format!("{cmd} {args:?} (scripts/install-deps installs it)"),
     );
 }
 
@@ -95,7 +90,7 @@ fn assert_broken(what: &str, r: Result<String, Error>, took: Duration, within: D
 
 fn in_namespace() {
     run("ip", &["link", "set", "lo", "up"]);
-    let f = fakepg_support::fakepg();
+    let f = support::fakepg::fakepg();
     let base = |extra: &str| format!("{} connect_timeout=5 {extra}", f.tcp_conninfo());
 
     // 1. Keepalive probes while the client waits for rows (stall: no row for 10 minutes).
@@ -194,7 +189,7 @@ fn a_silent_server_is_detected_within_the_configured_time() {
         return;
     }
     // Build the fake server here: the namespace has no network for cargo.
-    fakepg_support::fakepg_binary();
+    support::fakepg::fakepg_binary();
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("unshare")
         .arg("--net")
@@ -225,7 +220,7 @@ fn a_silent_server_is_detected_within_the_configured_time() {
 fn keepalive_settings_reach_the_socket() {
     // The values are checked on the socket by the kernel: one it refuses fails the
     // connection, as in libpq (TCP_KEEPCNT accepts at most 127).
-    let f = fakepg_support::fakepg();
+    let f = support::fakepg::fakepg();
     let e = Client::connect(&format!("{} keepalives_count=1000", f.tcp_conninfo()))
         .err()
         .expect("TCP_KEEPCNT=1000 is refused by Linux");

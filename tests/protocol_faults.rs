@@ -1,18 +1,17 @@
 //! Hostile and broken servers, one defect each: a server message larger than the stream's
 //! memory budget is read whole and reported (never a wait), start-up messages are bounded,
 //! protocol violations are errors (rows before them delivered first), and unclear failures
-//! get clear messages. Against the scripted fake server of `fault_support` over a Unix
+//! get clear messages. Against the scripted fake server of `support::fault` over a Unix
 //! socket, TCP and TLS, and (the large error) against the throwaway PostgreSQL.
 //!
 //! Every client call runs under a harness bound (`within`): a hang fails the test.
 
-mod common;
-mod fault_support;
+mod support;
 
 use std::time::Duration;
 
-use fault_support::*;
-use fraiseql_wire::{Client, ErrorKind, Next, Query, Wait};
+use fraiseql_wire::{Client, ErrorKind, Query};
+use support::fault::*;
 
 const BOUND: Duration = Duration::from_secs(30);
 const MIB: usize = 1024 * 1024;
@@ -27,31 +26,11 @@ enum Consumer {
 }
 
 fn drain_as(client: &Client, query: &Query, consumer: Consumer) -> Outcome {
-    let mut s = match client.execute(query) {
-        Ok(s) => s,
-        Err(e) => return Outcome::Execute(e.kind(), e.to_string()),
+    let busy = match consumer {
+        Consumer::Eager => Duration::ZERO,
+        Consumer::Busy => Duration::from_millis(200),
     };
-    let mut rows = Vec::new();
-    loop {
-        match s.next(Wait::Forever) {
-            Ok(Next::Row(r)) => {
-                rows.push(String::from_utf8_lossy(r).into_owned());
-                if rows.len() == 1 {
-                    if let Consumer::Busy = consumer {
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                }
-            }
-            Ok(Next::Done) => return Outcome::Stream { rows, end: None },
-            Ok(other) => panic!("next(Wait::Forever) returned {other:?}"),
-            Err(e) => {
-                return Outcome::Stream {
-                    rows,
-                    end: Some((e.kind(), e.to_string())),
-                }
-            }
-        }
-    }
+    drain_busy(client, query, busy)
 }
 
 /// Connect to `server`, run one query as `consumer`, then (when `then_usable`) check that
@@ -235,7 +214,7 @@ fn a_large_error_before_the_description_fails_execute() {
 /// client runs the next query on the same connection.
 #[test]
 fn postgres_huge_error_is_reported_over_unix_tcp_and_tls() {
-    let pg = common::pg();
+    let pg = support::pg();
     let tls = format!(
         "host=localhost hostaddr=127.0.0.1 port={} dbname={} user=fw_tls_only \
          password=tls-secret sslmode=require",

@@ -1,14 +1,14 @@
-//! The pool against a scripted server (tests/idle_fake_support): a connection that the server
+//! The pool against a scripted server (tests/support/idle_fake.rs): a connection that the server
 //! wrote to, or closed, while it sat idle in the pool is never used for the next query (its
 //! bytes never become that query's answer), and a query is retried on a new connection only
 //! when its request could not have reached a live session. See docs/reliability.md.
 
-mod idle_fake_support;
+mod support;
 
 use std::time::Duration;
 
 use fraiseql_wire::{Client, Error, ErrorKind, Next, Query, Wait};
-use idle_fake_support::{error_fields, start, Answer, Idle, IdleFake, Script};
+use support::idle_fake::{error_fields, start, Answer, Idle, IdleFake, Script};
 
 /// Both transports the scripted server offers.
 fn transports(f: &IdleFake) -> [(&'static str, String); 2] {

@@ -4,15 +4,12 @@
 //! the rows before it; the pooled connections, all closed by the server, are dropped; and
 //! each client's next query works on a new connection. See docs/reliability.md.
 
-mod common;
-mod engine_support;
+mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pg;
-use engine_support::*;
 use fraiseql_wire::{Client, ErrorKind, Next, StreamState, Wait};
+use support::*;
 
 fn conninfo(transport: &str, app: &str) -> String {
     let p = pg();
@@ -22,51 +19,14 @@ fn conninfo(transport: &str, app: &str) -> String {
             "{} application_name={app}",
             p.tcp_conninfo("fw_trust", "unused")
         ),
-        _ => format!(
-            "host=localhost hostaddr=127.0.0.1 port={} dbname={} user=fw_tls_only \
-             password=tls-secret sslmode=verify-full sslrootcert={} connect_timeout=10 \
-             application_name={app}",
-            p.port(),
-            p.var("FW_PG_DB"),
-            p.var("FW_PG_SSLROOTCERT")
-        ),
+        _ => p.tls_conninfo(&format!("application_name={app}")),
     }
 }
 
 /// `pg_ctl restart -m fast` of the throwaway cluster, as the user that owns it.
 fn restart_server() {
-    let dir = pg().var("FW_PG_DIR");
-    let bin = std::env::var("FW_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
-    let pg_ctl = format!("{bin}/pg_ctl");
-    let args = [
-        "-D",
-        &format!("{dir}/data"),
-        "-l",
-        &format!("{dir}/log/postgres.log"),
-        "-m",
-        "fast",
-        "-w",
-        "-t",
-        "60",
-        "restart",
-    ];
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let out = if root {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--", &pg_ctl])
-            .args(args)
-            .current_dir("/")
-            .output()
-    } else {
-        Command::new(&pg_ctl).args(args).output()
-    }
-    .expect("pg_ctl runs");
-    assert!(
-        out.status.success(),
-        "pg_ctl restart failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = format!("{}/log/postgres.log", pg().dir());
+    pg().pg_ctl(&["-l", &log, "-m", "fast", "-w", "-t", "60", "restart"]);
 }
 
 fn assert_usable(client: &Client, what: &str) {

@@ -5,82 +5,47 @@
 //! both modes (including server connections closed by PgBouncer's timeouts), and failover: the
 //! primary stopped mid-stream, new streams moving on, the replica promoted.
 
-use std::collections::HashMap;
+mod support;
+
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use fraiseql_wire::{Client, Error, ErrorKind, Next, Query, Wait};
+use support::cluster::throwaway;
+use support::{field, run, strings_within, Pg};
 
 const DB: &str = "fraiseql_test";
 
-fn root() -> &'static str {
-    env!("CARGO_MANIFEST_DIR")
-}
-
-/// KEY=VALUE lines printed by a pg-throwaway command.
-fn throwaway(args: &[&str]) -> HashMap<String, String> {
-    let pid = std::process::id().to_string();
-    let out = Command::new(format!("{}/scripts/pg-throwaway", root()))
-        .args(args)
-        .args(["--watch-pid", &pid])
-        .output()
-        .expect("scripts/pg-throwaway runs");
-    assert!(
-        out.status.success(),
-        "pg-throwaway {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 /// A PostgreSQL server started for this binary.
 struct Server {
+    pg: Pg,
     dir: String,
     port: u16,
     socket: String,
 }
 
 impl Server {
-    fn from(vars: &HashMap<String, String>) -> Server {
+    fn from(pg: Pg) -> Server {
         Server {
-            dir: vars["FW_PG_DIR"].clone(),
-            port: vars["FW_PG_PORT"].parse().unwrap(),
-            socket: vars["FW_PG_SOCKET_DIR"].clone(),
+            dir: pg.dir().to_string(),
+            port: pg.port(),
+            socket: pg.var("FW_PG_SOCKET_DIR").to_string(),
+            pg,
         }
     }
 
     fn primary() -> Server {
-        Server::from(&throwaway(&["start", "--replication"]))
+        Server::from(Pg::start(&["start", "--replication"]))
     }
 
     fn standby_of(primary: &Server) -> Server {
-        Server::from(&throwaway(&["start-standby", &primary.dir]))
+        Server::from(Pg::start(&["start-standby", &primary.dir]))
     }
 
     /// psql over the socket as the superuser; unaligned output without the final newline.
     fn psql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .args(["-h", &self.socket, "-p", &self.port.to_string()])
-            .args(["-U", "fw_trust", "-d", DB])
-            .output()
-            .expect("psql runs");
-        assert!(
-            out.status.success(),
-            "psql on port {}: {sql}: {}",
-            self.port,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim_end()
-            .to_string()
+        self.pg.psql(sql).trim_end().to_string()
     }
 
     fn in_recovery(&self) -> bool {
@@ -97,18 +62,7 @@ impl Server {
     }
 
     fn pg_ctl(&self, args: &[&str]) {
-        let out = Command::new("runuser")
-            .args(["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl"])
-            .args(["-D", &format!("{}/data", self.dir)])
-            .args(args)
-            .current_dir("/")
-            .output()
-            .expect("pg_ctl runs");
-        assert!(
-            out.status.success(),
-            "pg_ctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.pg.pg_ctl(args)
     }
 
     /// What `host=...` and `port=...` list for this server.
@@ -117,9 +71,7 @@ impl Server {
     }
 
     fn stop_and_remove(&self) {
-        let _ = Command::new(format!("{}/scripts/pg-throwaway", root()))
-            .args(["stop", &self.dir])
-            .status();
+        self.pg.stop()
     }
 }
 
@@ -172,18 +124,13 @@ impl Bouncer {
 
     /// A console command (`SHOW SERVERS`, ...) on PgBouncer's admin database.
     fn admin(&self, command: &str) -> String {
-        let out = Command::new("psql")
-            .args(["-X", "-A", "-t", "-c", command])
-            .args(["-h", &self.socket, "-p", &self.port.to_string()])
-            .args(["-U", "fw_trust", "-d", "pgbouncer"])
-            .output()
-            .expect("psql runs");
-        assert!(
-            out.status.success(),
-            "pgbouncer admin {command}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        run(
+            Command::new("psql")
+                .args(["-X", "-A", "-t", "-c", command])
+                .args(["-h", &self.socket, "-p", &self.port.to_string()])
+                .args(["-U", "fw_trust", "-d", "pgbouncer"]),
+            &format!("pgbouncer admin {command}"),
+        )
     }
 }
 
@@ -220,27 +167,13 @@ fn conninfo(servers: &[&Server], extra: &str) -> String {
 /// Which server a stream ran on: (in recovery, port, backend pid).
 fn where_from(client: &Client) -> Result<(bool, u16, i64), Error> {
     let mut stream = client.execute(&Query::new("v_where").unwrap())?;
-    let mut rows = Vec::new();
-    loop {
-        match stream.next(Wait::For(Duration::from_secs(30)))? {
-            Next::Row(r) => rows.push(String::from_utf8(r.to_vec()).unwrap()),
-            Next::Done => break,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let rows = strings_within(&mut stream, Wait::For(Duration::from_secs(30)))?;
     assert_eq!(rows.len(), 1, "{rows:?}");
     let row = &rows[0];
-    let field = |k: &str| -> String {
-        let at = row.find(&format!("\"{k}\": ")).unwrap() + k.len() + 4;
-        row[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .collect()
-    };
     Ok((
-        field("recovery") == "true",
-        field("port").parse().unwrap(),
-        field("pid").parse().unwrap(),
+        field(row, "recovery") == "true",
+        field(row, "port").parse().unwrap(),
+        field(row, "pid").parse().unwrap(),
     ))
 }
 

@@ -7,14 +7,14 @@
 //! 8), a leak of one descriptor or a few KiB per iteration over thousands of iterations shows.
 //! Every operation's outcome is checked too. See docs/reliability.md.
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::pg;
 use fraiseql_wire::{Client, ErrorKind, Next, Query, Stream, StreamState, Wait};
+use support::*;
 
 const WAIT: Wait = Wait::For(Duration::from_secs(20));
 
@@ -26,14 +26,7 @@ fn conninfo(transport: usize) -> String {
             "{} application_name=fw_soak",
             p.tcp_conninfo("fw_trust", "unused")
         ),
-        _ => format!(
-            "host=localhost hostaddr=127.0.0.1 port={} dbname={} user=fw_tls_only \
-             password=tls-secret sslmode=verify-full sslrootcert={} connect_timeout=10 \
-             application_name=fw_soak",
-            p.port(),
-            p.var("FW_PG_DB"),
-            p.var("FW_PG_SSLROOTCERT")
-        ),
+        _ => p.tls_conninfo("application_name=fw_soak"),
     }
 }
 

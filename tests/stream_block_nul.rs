@@ -2,11 +2,11 @@
 //! does) cannot be separated in a block: `next_block` ends the block before it, fails on it
 //! with a `State` error without consuming it, and `next` still returns it.
 
-mod fakepg_support;
+mod support;
 
-use fakepg_support::fakepg;
 use fraiseql_wire::stream::block::{Block, Filled};
 use fraiseql_wire::{Client, ErrorKind, Next, Query, Wait};
+use support::fakepg::fakepg;
 
 #[test]
 fn a_row_with_a_nul_byte_ends_the_block_and_is_left_to_next() {

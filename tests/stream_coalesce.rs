@@ -4,16 +4,14 @@
 //! (and waking the consumer) once per packet. The fake server's `slow<US>` fault paces its
 //! answer like PostgreSQL does: 8 KiB pieces with a pause after each.
 
-mod common;
-mod engine_support;
-mod fakepg_support;
+mod support;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use engine_support::*;
-use fakepg_support::fakepg_with;
 use fraiseql_wire::{Client, Next, Wait};
+use support::fakepg::fakepg_with;
+use support::*;
 
 /// The tests count the runtime threads' (and the consumer's) context switches: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());

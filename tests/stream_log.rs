@@ -2,7 +2,7 @@
 //! on the threads that call into the library (messages from the runtime are queued), never on
 //! a runtime thread; with no callback nothing is recorded or printed.
 
-mod stream_support;
+mod support;
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::sync::Mutex;
@@ -13,7 +13,7 @@ use fraiseql_wire::ffi::fw_status::*;
 use fraiseql_wire::ffi::log::{fw_log_level, fw_set_log_callback};
 use fraiseql_wire::ffi::query::*;
 use fraiseql_wire::ffi::stream::*;
-use stream_support::*;
+use support::*;
 
 /// The log sink is global: the tests of this binary take turns.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -35,7 +35,9 @@ unsafe extern "C" fn record(userdata: *mut c_void, level: fw_log_level, msg: *co
 }
 
 fn open(src: &str) -> (*mut fw_client, *mut fw_query, *mut fw_stream) {
-    let conninfo = CString::new(common::pg().socket_conninfo()).unwrap();
+    // The child of `nothing_is_printed` uses its parent's server.
+    let conninfo = std::env::var("FW_LOG_CONNINFO").unwrap_or_else(|_| pg().socket_conninfo());
+    let conninfo = CString::new(conninfo).unwrap();
     let mut client: *mut fw_client = std::ptr::null_mut();
     assert_eq!(fw_client_new(conninfo.as_ptr(), &mut client), FW_OK);
     let mut q: *mut fw_query = std::ptr::null_mut();
@@ -208,6 +210,7 @@ fn nothing_is_printed() {
             "--test-threads=1",
         ])
         .env("FW_LOG_CHILD", "1")
+        .env("FW_LOG_CONNINFO", pg().socket_conninfo())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

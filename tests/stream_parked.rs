@@ -6,16 +6,14 @@
 //! comes back to the consumer when it catches up. The runtime threads' context switches show
 //! who reads.
 
-mod common;
-mod engine_support;
-mod fakepg_support;
+mod support;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use engine_support::*;
-use fakepg_support::fakepg_with;
 use fraiseql_wire::{Client, Next, Stream, Wait};
+use support::fakepg::fakepg_with;
+use support::*;
 
 /// The tests count the runtime threads' context switches: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -3,17 +3,16 @@
 //! verification, client certificates, SCRAM-SHA-256-PLUS channel binding, cancel over TLS, and
 //! the SSLRequest answers a misbehaving server can give (against a fake server).
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{pg, Pg};
-use fraiseql_wire::{Client, Error, ErrorKind, Next, Query, Wait};
+use fraiseql_wire::{Client, Error, ErrorKind, Query, Wait};
+use support::*;
 
 /// Views that show what the server sees of the streaming session itself.
 fn setup_views(pg: &Pg) {
@@ -53,60 +52,26 @@ fn connect(conninfo: &str) -> Result<Client, Error> {
 
 fn rows(client: &Client, q: &Query) -> Vec<String> {
     let mut stream = client.execute(q).expect("execute");
-    let mut out = Vec::new();
-    loop {
-        match stream
-            .next(Wait::For(Duration::from_secs(30)))
-            .expect("next")
-        {
-            Next::Row(r) => out.push(String::from_utf8(r.to_vec()).unwrap()),
-            Next::Done => return out,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    strings_within(&mut stream, Wait::For(Duration::from_secs(30))).expect("next")
 }
 
 /// What pg_stat_ssl says about the session that streams the view.
-fn session(client: &Client) -> serde_like::Session {
-    let rows = rows(client, &Query::new("v_tls_session").unwrap());
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    serde_like::Session::parse(&rows[0])
+#[derive(Debug)]
+struct Session {
+    ssl: bool,
+    version: Option<String>,
+    client_dn: Option<String>,
 }
 
-/// Just enough JSON reading for pg_stat_ssl's flat object.
-mod serde_like {
-    #[derive(Debug)]
-    pub struct Session {
-        pub ssl: bool,
-        pub version: Option<String>,
-        pub client_dn: Option<String>,
-    }
-
-    fn field<'a>(json: &'a str, key: &str) -> &'a str {
-        let at = json
-            .find(&format!("\"{key}\": "))
-            .unwrap_or_else(|| panic!("no {key} in {json}"));
-        let rest = &json[at + key.len() + 4..];
-        let end = if let Some(stripped) = rest.strip_prefix('"') {
-            stripped.find('"').unwrap() + 2
-        } else {
-            rest.find([',', '}']).unwrap()
-        };
-        &rest[..end]
-    }
-
-    fn string(v: &str) -> Option<String> {
-        (v != "null").then(|| v.trim_matches('"').to_string())
-    }
-
-    impl Session {
-        pub fn parse(json: &str) -> Session {
-            Session {
-                ssl: field(json, "ssl") == "true",
-                version: string(field(json, "version")),
-                client_dn: string(field(json, "client_dn")),
-            }
-        }
+fn session(client: &Client) -> Session {
+    let rows = rows(client, &Query::new("v_tls_session").unwrap());
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = rows[0].as_bytes();
+    let string = |key: &str| json_field(row, key).as_str().map(str::to_string);
+    Session {
+        ssl: json_field(row, "ssl") == serde_json::Value::Bool(true),
+        version: string("version"),
+        client_dn: string("client_dn"),
     }
 }
 
@@ -135,113 +100,22 @@ fn expect_err(conninfo: &str) -> Error {
 
 fn scratch_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = Path::new(pg().var("FW_PG_DIR")).join("tls-test");
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    })
-    .clone()
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    DIR.get_or_init(|| support::tls::scratch_dir("tls-test"))
+        .clone()
 }
 
 /// A CA that signed nothing the server has.
 fn other_ca() -> PathBuf {
     static CA: OnceLock<PathBuf> = OnceLock::new();
-    CA.get_or_init(|| {
-        let dir = scratch_dir();
-        openssl(
-            &dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "other-ca.key",
-                "-out",
-                "other-ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=some other CA",
-            ],
-        );
-        dir.join("other-ca.crt")
-    })
-    .clone()
+    CA.get_or_init(|| support::tls::self_signed(&scratch_dir(), "other-ca", "/CN=some other CA"))
+        .clone()
 }
 
-/// A client certificate for CN=fw_tls_only signed by the server's CA (whose key pg-throwaway
-/// keeps next to it).
+/// A client certificate for CN=fw_tls_only signed by the server's CA.
 fn client_cert() -> (PathBuf, PathBuf) {
     static CERT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    CERT.get_or_init(|| {
-        let dir = scratch_dir();
-        let ca_dir = Path::new(pg().var("FW_PG_DIR")).join("tls");
-        let ca_crt = ca_dir.join("ca.crt");
-        let ca_key = ca_dir.join("ca.key");
-        openssl(
-            &dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "client.key",
-                "-out",
-                "client.csr",
-                "-subj",
-                "/CN=fw_tls_only",
-            ],
-        );
-        openssl(
-            &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "client.csr",
-                "-CA",
-                ca_crt.to_str().unwrap(),
-                "-CAkey",
-                ca_key.to_str().unwrap(),
-                "-set_serial",
-                "77",
-                "-days",
-                "2",
-                "-sha256",
-                "-out",
-                "client.crt",
-            ],
-        );
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            dir.join("client.key"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-        (dir.join("client.crt"), dir.join("client.key"))
-    })
-    .clone()
+    CERT.get_or_init(|| support::tls::client_cert(&scratch_dir(), "fw_tls_only", "77"))
+        .clone()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,26 +401,7 @@ fn channel_binding_require_refuses_password_and_trust_methods() {
 // ---------------------------------------------------------------------------------------------
 
 fn active_sleep30(app: &str) -> usize {
-    pg().psql(&format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}' \
-         AND state = 'active' AND query LIKE '%v_sleep30%'"
-    ))
-    .trim()
-    .parse()
-    .unwrap()
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if t.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    active_queries(pg(), app, "v_sleep30")
 }
 
 #[test]

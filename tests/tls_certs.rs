@@ -11,15 +11,15 @@
 //! demands a client certificate (`clientcert=verify-full`). Files: scripts/pg-throwaway's
 //! `FW_PG_DIR/tls`.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::pg;
-use fraiseql_wire::{Client, Error, ErrorKind, Next, Query, Wait};
+use fraiseql_wire::{Client, Error, ErrorKind, Query, Wait};
+use support::*;
 
 const MODES: [&str; 6] = [
     "disable",
@@ -31,7 +31,7 @@ const MODES: [&str; 6] = [
 ];
 
 fn tls_dir() -> PathBuf {
-    Path::new(pg().var("FW_PG_DIR")).join("tls")
+    support::tls::server_tls_dir()
 }
 
 fn file(name: &str) -> String {
@@ -96,12 +96,12 @@ fn server_with(shape: Shape) -> MutexGuard<'static, ()> {
 }
 
 fn fingerprint_of_file(path: &str) -> String {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in", path])
-        .output()
-        .expect("openssl runs");
-    assert!(out.status.success(), "openssl x509 -in {path}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    run(
+        Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256", "-in", path]),
+        &format!("openssl x509 -in {path}"),
+    )
+    .trim()
+    .to_string()
 }
 
 /// The fingerprint of the certificate the server presents now (openssl s_client speaks
@@ -160,49 +160,17 @@ fn setup() {
 
 fn scratch() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = Path::new(pg().var("FW_PG_DIR")).join("tls-certs-test");
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    })
-    .clone()
-}
-
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(scratch())
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    DIR.get_or_init(|| support::tls::scratch_dir("tls-certs-test"))
+        .clone()
 }
 
 /// A self-signed CA that signed nothing the server has.
 fn other_root() -> String {
     static F: OnceLock<String> = OnceLock::new();
     F.get_or_init(|| {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ]);
-        scratch().join("other.crt").display().to_string()
+        support::tls::self_signed(&scratch(), "other", "/CN=localhost")
+            .display()
+            .to_string()
     })
     .clone()
 }
@@ -227,14 +195,7 @@ fn conninfo(user: &str, host: &str, extra: &str) -> String {
 fn ssl_of(conninfo: &str) -> Result<bool, Error> {
     let client = Client::connect(conninfo)?;
     let mut stream = client.execute(&Query::new("v_ssl").unwrap())?;
-    let mut rows = Vec::new();
-    loop {
-        match stream.next(Wait::For(Duration::from_secs(30)))? {
-            Next::Row(r) => rows.push(String::from_utf8(r.to_vec()).unwrap()),
-            Next::Done => break,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let rows = strings_within(&mut stream, Wait::For(Duration::from_secs(30)))?;
     assert_eq!(rows.len(), 1, "{rows:?}");
     Ok(rows[0].contains("true"))
 }
@@ -440,48 +401,8 @@ fn expired_certificate_is_refused_when_verifying() {
 fn client_cert() -> (String, String) {
     static CERT: OnceLock<(String, String)> = OnceLock::new();
     CERT.get_or_init(|| {
-        openssl(&[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            "/CN=fw_cert_only",
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            &file("ca.crt"),
-            "-CAkey",
-            &file("ca.key"),
-            "-set_serial",
-            "91",
-            "-days",
-            "2",
-            "-out",
-            "client.crt",
-        ]);
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            scratch().join("client.key"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-        let d = scratch();
-        (
-            d.join("client.crt").display().to_string(),
-            d.join("client.key").display().to_string(),
-        )
+        let (crt, key) = support::tls::client_cert(&scratch(), "fw_cert_only", "91");
+        (crt.display().to_string(), key.display().to_string())
     })
     .clone()
 }
@@ -514,48 +435,21 @@ fn clientcert_verify_full_needs_a_client_certificate() {
 fn an_untrusted_client_certificate_is_explained() {
     let _server = server_with(Shape::CaSigned);
     let other = other_root();
-    let other_key = scratch().join("other.key").display().to_string();
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "stranger.key",
-        "-out",
-        "stranger.csr",
-        "-subj",
-        "/CN=fw_cert_only",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "stranger.csr",
-        "-CA",
-        &other,
-        "-CAkey",
-        &other_key,
-        "-set_serial",
+    let other_key = scratch().join("other.key");
+    let (crt, key) = support::tls::signed(
+        &scratch(),
+        "stranger",
+        "fw_cert_only",
+        (Path::new(&other), &other_key),
         "92",
-        "-days",
-        "2",
-        "-out",
-        "stranger.crt",
-    ]);
-    use std::os::unix::fs::PermissionsExt;
-    let key = scratch().join("stranger.key");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    );
     let e = must_fail(&conninfo(
         "fw_cert_only",
         "localhost",
         &format!(
             "sslmode=verify-full sslrootcert={} sslcert={} sslkey={}",
             Shape::CaSigned.root(),
-            scratch().join("stranger.crt").display(),
+            crt.display(),
             key.display()
         ),
     ));
