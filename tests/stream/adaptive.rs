@@ -145,7 +145,7 @@ fn a_fast_consumer_reading_its_own_socket_grows_the_chunks() {
         "CREATE TABLE t_adapt_small AS SELECT jsonb_build_object('i', i) AS data \
          FROM generate_series(1, 400000) AS i",
     );
-    let c = client();
+    let c = socket_client();
     let mut q = Query::new("t_adapt_small").unwrap();
     q.chunk_size(16).unwrap();
     q.adaptive_chunking(true, 16, 1024).unwrap();
