@@ -455,10 +455,12 @@ class Query {
   /** Execute the query (synchronously: returns once the server described the result, or
    * after the describe wait) and
    * return its Stream. Options: `batchSize` (rows per fetch, default 256), `maxBytes` (bytes
-   * per fetch, default 1 MiB), `parse` (rows parsed with JSON.parse instead of JSON text),
+   * per fetch, default 1 MiB), `pollMs` (while rows flow, how long a consumer that caught up
+   * with the server waits on a timer before a worker thread waits for rows; default 1, 0: at
+   * once), `parse` (rows parsed with JSON.parse instead of JSON text),
    * `signal` (an AbortSignal that cancels the stream). Throws ServerError (e.g. sqlstate 42P01),
    * SchemaError, ... */
-  stream({ batchSize = 256, signal = null, parse = false, maxBytes = 1 << 20 } = {}) {
+  stream({ batchSize = 256, signal = null, parse = false, maxBytes = 1 << 20, pollMs = 1 } = {}) {
     if (signal && signal.aborted) throw new CancelledError(-10, 'the signal was aborted');
     const out = [null];
     check(C.query_new(this._client._ptr(), this._source, out));
@@ -467,7 +469,7 @@ class Query {
       for (const op of this._ops) check(op(q));
       const so = [null];
       check(C.query_execute(q, so));
-      return new Stream(so[0], batchSize, signal, parse, maxBytes);
+      return new Stream(so[0], batchSize, signal, parse, maxBytes, pollMs);
     } finally {
       C.query_free(q);
     }
@@ -494,7 +496,7 @@ function sleep(ms) {
  * Each fetch runs fw_stream_next_block on a koffi worker thread; the block of rows it returns
  * is decoded once into a JS string on the main thread and split into rows in one call. */
 class Stream {
-  constructor(ptr, batchSize, signal, parse = false, maxBytes = 1 << 20) {
+  constructor(ptr, batchSize, signal, parse = false, maxBytes = 1 << 20, pollMs = 1) {
     const cap = Math.max(1, batchSize | 0);
     this._h = {
       ptr, cap, maxBytes: Math.max(0, maxBytes | 0), busy: false, freeWhenIdle: false, closed: false,
@@ -508,6 +510,8 @@ class Stream {
     live.stream++;
     streamRegistry.register(this, this._h, this);
     this._parse = parse;
+    this._pollMs = Math.max(0, Number(pollMs) || 0);
+    this._flowing = false;
     this._pending = null;
     this._pos = 0;
     this._queued = 0;
@@ -643,6 +647,16 @@ class Stream {
       // hop: the common case while the library reads ahead of the consumer); only when there
       // are none does a call wait for them on a worker thread.
       let r = this._fetchReady();
+      // While rows flow, the consumer that catches up with the server first waits one
+      // timer tick (`pollMs`) on the event loop and tries again: one wake-up of this thread
+      // instead of three thread switches of a worker call (to the worker, the library's
+      // reader waking it, back to the loop), and the rows of that millisecond in one block.
+      // Only when that finds nothing either does a worker wait.
+      if (r === null && this._flowing && this._pollMs > 0) {
+        await sleep(this._pollMs);
+        r = this._fetchReady();
+      }
+      this._flowing = r !== null;
       if (r === null) r = await this._fetch();
       if (r.error) {
         this._error = r.error;
