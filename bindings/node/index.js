@@ -493,8 +493,9 @@ function sleep(ms) {
  * paused and drained, iteration waits (without blocking the event loop) until it is resumed
  * or its pause timeout ends the pause.
  *
- * Each fetch runs fw_stream_next_block on a koffi worker thread; the block of rows it returns
- * is decoded once into a JS string on the main thread and split into rows in one call. */
+ * Rows ready in the library come from fw_stream_next_block called on the main thread without
+ * waiting; only a wait runs on a koffi worker thread. Each block's rows are re-encoded by the
+ * library (fw_block_transcode) and copied into JS strings on the main thread. */
 class Stream {
   constructor(ptr, batchSize, signal, parse = false, maxBytes = 1 << 20, pollMs = 1) {
     const cap = Math.max(1, batchSize | 0);
