@@ -138,9 +138,9 @@ const C = {
 const OK = 0;
 const DONE = 1;
 const WOULD_BLOCK = 2;
-const LITTLE_ENDIAN = os.endianness() === 'LE';
 const TIMEOUT = 3;
 const PAUSED = 4;
+const LITTLE_ENDIAN = os.endianness() === 'LE';
 const STATES = { [-1]: 'invalid', 0: 'running', 1: 'paused', 2: 'completed', 3: 'failed', 4: 'cancelled' };
 
 /** A failed library call. As in node-postgres, `.code` is the server's SQLSTATE for server
@@ -655,6 +655,7 @@ class Stream {
       // Only when that finds nothing either does a worker wait.
       if (r === null && this._flowing && this._pollMs > 0) {
         await sleep(this._pollMs);
+        if (!this._open()) continue; // closed meanwhile: the wait was cancelled (above)
         r = this._fetchReady();
       }
       this._flowing = r !== null;

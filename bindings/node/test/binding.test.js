@@ -233,6 +233,26 @@ test('close while a fetch is in flight; break closes the stream', async () => {
   await assert.rejects(s.next(), fw.StateError);
   assert.throws(() => s.pause(), fw.StateError);
 
+  // Closed while the consumer waits on the timer (pollMs) after catching up with rows
+  // that flow (v_slow: a row every 100 ms): the wait is cancelled as a worker wait is.
+  const s3 = client.query('v_slow').stream({ pollMs: 400 });
+  const it = s3.batches()[Symbol.asyncIterator]();
+  await it.next(); // the first row, waited for on a worker
+  await sleep(250); // two more rows arrive meanwhile
+  // Take the rows that are ready (without waiting: rows flow) until a call waits: caught
+  // up, it waits on the 400 ms timer, not on a worker.
+  let p3;
+  for (let taken = 0; ; taken++) {
+    p3 = it.next();
+    if (!(await Promise.race([p3.then(() => true), sleep(30).then(() => false)]))) {
+      assert.ok(taken >= 1, 'rows were ready after 250 ms');
+      break;
+    }
+  }
+  assert.equal(s3._h.busy, false, 'no worker call in flight');
+  s3.close();
+  await assert.rejects(p3, fw.CancelledError);
+
   const s2 = client.query('v_user').stream();
   for await (const row of s2) {
     assert.ok(row);
