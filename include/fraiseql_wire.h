@@ -148,24 +148,6 @@ typedef struct fw_query fw_query;
 // may come from any thread.
 typedef struct fw_stream fw_stream;
 
-// Receives library messages; runs on a thread that called into the library, never on an
-// internal thread. `message` is valid during the call only.
-typedef void (*fw_log_callback)(void *userdata, enum fw_log_level level, const char *message);
-
-// A client-side row filter, run on the consumer's thread: return true to keep the row.
-// `json` is NUL-terminated and `len` bytes long; valid during the call only. It must not
-// unwind (throw) into the library. Every stream executed from the query calls the same
-// predicate with the same `userdata`, each on the thread that consumes it: when streams of
-// one query are consumed on several threads at once, the predicate (and what `userdata`
-// points to) must be thread-safe.
-typedef bool (*fw_row_predicate)(void *userdata, const char *json, size_t len);
-
-// A row: JSON text (NUL-terminated) and its exact length in bytes.
-typedef struct fw_row {
-  const char *data;
-  size_t len;
-} fw_row;
-
 // The rows of one batch as one block of memory, filled by `fw_stream_next_block`:
 //
 // ```text
@@ -187,6 +169,24 @@ typedef struct fw_block {
   // Rows in the block (at least 1).
   size_t n;
 } fw_block;
+
+// Receives library messages; runs on a thread that called into the library, never on an
+// internal thread. `message` is valid during the call only.
+typedef void (*fw_log_callback)(void *userdata, enum fw_log_level level, const char *message);
+
+// A client-side row filter, run on the consumer's thread: return true to keep the row.
+// `json` is NUL-terminated and `len` bytes long; valid during the call only. It must not
+// unwind (throw) into the library. Every stream executed from the query calls the same
+// predicate with the same `userdata`, each on the thread that consumes it: when streams of
+// one query are consumed on several threads at once, the predicate (and what `userdata`
+// points to) must be thread-safe.
+typedef bool (*fw_row_predicate)(void *userdata, const char *json, size_t len);
+
+// A row: JSON text (NUL-terminated) and its exact length in bytes.
+typedef struct fw_row {
+  const char *data;
+  size_t len;
+} fw_row;
 
 // A row callback for `fw_stream_for_each`: return 0 to go on, anything else to stop.
 typedef int (*fw_row_callback)(void *userdata, const char *json, size_t len);
@@ -226,6 +226,22 @@ typedef struct fw_stats {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// The rows of a block filled by `fw_stream_next_block` re-encoded for string types that
+// store text one or two bytes per character (V8, CPython, Java, .NET), where making a string
+// from Latin-1 or UTF-16 is a copy and from UTF-8 a decode. Row `i` is written to
+// `out[ends[i - 1] .. ends[i]]` (`ends[-1]` being 0), without a NUL: in Latin-1 (ISO-8859-1,
+// one byte per character) when every character of it is below U+0100, and then
+// `kinds[i] = 1` (ASCII rows are copied as they are); else in UTF-16LE (two bytes per code
+// unit; invalid UTF-8 becomes U+FFFD) and `kinds[i] = 2`. `out` has `out_cap` bytes, at
+// least `2 * block->len`; `ends` and `kinds` have `block->n` entries; else
+// `FW_E_INVALID_ARGUMENT` (nothing written). NULL arguments are `FW_E_NULL`. Reads the block
+// only: call it before the stream's next call.
+enum fw_status fw_block_transcode(const struct fw_block *block,
+                                  uint8_t *out,
+                                  size_t out_cap,
+                                  size_t *ends,
+                                  uint8_t *kinds);
 
 // Parse `conninfo` (libpq URI or key=value form, PG* environment variables as defaults),
 // connect once to check it, and return a client holding that connection in `*out`.

@@ -90,6 +90,9 @@ export interface StreamOptions {
   batchSize?: number;
   /** Bytes per call into the library (default 1 MiB; at least one row). */
   maxBytes?: number;
+  /** While rows flow, milliseconds a consumer that caught up with the server waits on a
+   * timer before a worker thread waits for rows (default 1; 0: at once). */
+  pollMs?: number;
   /** Cancels the stream when aborted. */
   signal?: AbortSignal | null;
 }

@@ -17,6 +17,7 @@
 const { execFileSync } = require('child_process');
 const path = require('path');
 const koffi = require('koffi');
+const os = require('os');
 
 // ---------------------------------------------------------------------------
 // loading
@@ -119,6 +120,7 @@ const C = {
   string_free: lib.func('void fw_string_free(void *s)'),
   status_str: lib.func('const char *fw_status_str(int status)'),
   next_block: lib.func('int fw_stream_next_block(fw_stream *s, void *out, size_t max_rows, size_t max_bytes, int64_t timeout_ms)'),
+  block_transcode: lib.func('int fw_block_transcode(void *block, void *out, size_t out_cap, void *ends, void *kinds)'),
   pause: lib.func('int fw_stream_pause(fw_stream *s)'),
   pause_with_reason: lib.func('int fw_stream_pause_with_reason(fw_stream *s, const char *reason)'),
   resume: lib.func('int fw_stream_resume(fw_stream *s)'),
@@ -140,6 +142,7 @@ const DONE = 1;
 const WOULD_BLOCK = 2;
 const TIMEOUT = 3;
 const PAUSED = 4;
+const LITTLE_ENDIAN = os.endianness() === 'LE';
 const STATES = { [-1]: 'invalid', 0: 'running', 1: 'paused', 2: 'completed', 3: 'failed', 4: 'cancelled' };
 
 /** A failed library call. As in node-postgres, `.code` is the server's SQLSTATE for server
@@ -466,10 +469,12 @@ class Query {
   /** Execute the query (synchronously: returns once the server described the result, or
    * after the describe wait) and
    * return its Stream. Options: `batchSize` (rows per fetch, default 256), `maxBytes` (bytes
-   * per fetch, default 1 MiB), `parse` (rows parsed with JSON.parse instead of JSON text),
+   * per fetch, default 1 MiB), `pollMs` (while rows flow, how long a consumer that caught up
+   * with the server waits on a timer before a worker thread waits for rows; default 1, 0: at
+   * once), `parse` (rows parsed with JSON.parse instead of JSON text),
    * `signal` (an AbortSignal that cancels the stream). Throws ServerError (e.g. sqlstate 42P01),
    * SchemaError, ... */
-  stream({ batchSize = 256, signal = null, parse = false, maxBytes = 1 << 20 } = {}) {
+  stream({ batchSize = 256, signal = null, parse = false, maxBytes = 1 << 20, pollMs = 1 } = {}) {
     if (signal && signal.aborted) throw new CancelledError(-10, 'the signal was aborted');
     const out = [null];
     check(C.query_new(this._client._ptr(), this._source, out));
@@ -478,7 +483,7 @@ class Query {
       for (const op of this._ops) check(op(q));
       const so = [null];
       check(C.query_execute(q, so));
-      return new Stream(so[0], batchSize, signal, parse, maxBytes);
+      return new Stream(so[0], batchSize, signal, parse, maxBytes, pollMs);
     } finally {
       C.query_free(q);
     }
@@ -502,18 +507,26 @@ function sleep(ms) {
  * paused and drained, iteration waits (without blocking the event loop) until it is resumed
  * or its pause timeout ends the pause.
  *
- * Each fetch runs fw_stream_next_block on a koffi worker thread; the block of rows it returns
- * is decoded once into a JS string on the main thread and split into rows in one call. */
+ * Rows ready in the library come from fw_stream_next_block called on the main thread without
+ * waiting; only a wait runs on a koffi worker thread. Each block's rows are re-encoded by the
+ * library (fw_block_transcode) and copied into JS strings on the main thread. */
 class Stream {
-  constructor(ptr, batchSize, signal, parse = false, maxBytes = 1 << 20) {
+  constructor(ptr, batchSize, signal, parse = false, maxBytes = 1 << 20, pollMs = 1) {
     const cap = Math.max(1, batchSize | 0);
     this._h = {
       ptr, cap, maxBytes: Math.max(0, maxBytes | 0), busy: false, freeWhenIdle: false, closed: false,
       block: koffi.alloc(Block, 1),
+      // The current block's rows re-encoded by fw_block_transcode: the text, each row's end
+      // and kind; grown to the largest block.
+      text: Buffer.allocUnsafeSlow(1 << 17),
+      ends: new Uint32Array(2 * 256),
+      kinds: Buffer.allocUnsafeSlow(256),
     };
     live.stream++;
     streamRegistry.register(this, this._h, this);
     this._parse = parse;
+    this._pollMs = Math.max(0, Number(pollMs) || 0);
+    this._flowing = false;
     this._pending = null;
     this._pos = 0;
     this._queued = 0;
@@ -539,30 +552,42 @@ class Stream {
     return this._h.ptr;
   }
 
-  // The rows of the block just filled, cut at the NULs (rows never hold a NUL byte; if one
-  // did, the pieces would not be n and the offsets cut them instead) and decoded row by row
-  // from a view of the library's memory. Row by row is faster than one decode of the block
-  // and a split (V8 decodes UTF-8 that is not ASCII slowly; a block-sized string then also
-  // keeps every row's memory alive while any row is).
+  // The rows of the block just filled. The library re-encodes them (fw_block_transcode)
+  // into this stream's buffer: a row whose characters are all below U+0100 (ASCII, and most
+  // Western European text) as Latin-1, any other as UTF-16; each row is then a latin1Slice
+  // or ucs2Slice of the buffer, a copy into a V8 string, where decoding UTF-8 that is not
+  // ASCII is V8's slowest string path (about 8x the time of these copies).
   _rowsOfBlock() {
-    const b = koffi.decode(this._h.block, Block);
+    const h = this._h;
+    const b = koffi.decode(h.block, Block);
     const n = Number(b.n);
     const len = Number(b.len);
-    const bytes = Buffer.from(koffi.view(b.data, len));
-    let rows = new Array(n);
-    let start = 0;
-    let i = 0;
-    for (; i < n; i++) {
-      const end = bytes.indexOf(0, start);
-      if (end < 0) break;
-      rows[i] = bytes.utf8Slice(start, end);
-      start = end + 1;
+    // The ends are size_t, read as their low 32 bits: little-endian, under 4 GiB.
+    if (!LITTLE_ENDIAN || 2 * len > 0xffffffff) return this._parsed(this._rowsByOffsets(b, Buffer.from(koffi.view(b.data, len)), n));
+    if (h.text.length < 2 * len) h.text = Buffer.allocUnsafeSlow(Math.max(2 * len, 2 * h.text.length));
+    if (h.kinds.length < n) {
+      const m = Math.max(n, 2 * h.kinds.length);
+      h.kinds = Buffer.allocUnsafeSlow(m);
+      h.ends = new Uint32Array(2 * m); // size_t entries, read as their low 32 bits
     }
-    if (i !== n || start !== len) rows = this._rowsByOffsets(b, bytes, n);
-    if (!this._parse) return rows;
-    // Parsed: the block as one JSON array, in one JSON.parse (the rows are whole JSON texts
-    // separated by commas).
-    return JSON.parse(`[${rows.join(',')}]`);
+    const text = h.text;
+    const kinds = h.kinds;
+    const ends = h.ends;
+    check(C.block_transcode(h.block, text, text.length, ends, kinds));
+    const rows = new Array(n);
+    let start = 0;
+    for (let i = 0; i < n; i++) {
+      const end = ends[2 * i];
+      rows[i] = kinds[i] === 1 ? text.latin1Slice(start, end) : text.ucs2Slice(start, end);
+      start = end;
+    }
+    return this._parsed(rows);
+  }
+
+  // Parsed (`parse`): the block as one JSON array, in one JSON.parse (the rows are whole
+  // JSON texts separated by commas); else the rows.
+  _parsed(rows) {
+    return this._parse ? JSON.parse(`[${rows.join(',')}]`) : rows;
   }
 
   _rowsByOffsets(b, bytes, n) {
@@ -637,6 +662,17 @@ class Stream {
       // hop: the common case while the library reads ahead of the consumer); only when there
       // are none does a call wait for them on a worker thread.
       let r = this._fetchReady();
+      // While rows flow, the consumer that catches up with the server first waits one
+      // timer tick (`pollMs`) on the event loop and tries again: one wake-up of this thread
+      // instead of three thread switches of a worker call (to the worker, the library's
+      // reader waking it, back to the loop), and the rows of that millisecond in one block.
+      // Only when that finds nothing either does a worker wait.
+      if (r === null && this._flowing && this._pollMs > 0) {
+        await sleep(this._pollMs);
+        if (!this._open()) continue; // closed meanwhile: the wait was cancelled (above)
+        r = this._fetchReady();
+      }
+      this._flowing = r !== null;
       if (r === null) r = await this._fetch();
       if (r.error) {
         this._error = r.error;

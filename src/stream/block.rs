@@ -83,6 +83,57 @@ impl Block {
     }
 }
 
+/// A row of [`transcode_rows`]' output in Latin-1 (ISO-8859-1): one byte per character, the
+/// byte being the code point.
+pub const ROW_LATIN1: u8 = 1;
+/// A row of [`transcode_rows`]' output in UTF-16LE: two bytes per code unit.
+pub const ROW_UTF16: u8 = 2;
+
+/// The rows of a block (`data` and `offsets` laid out as [`Block`]'s) re-encoded for string
+/// types that store text one or two bytes per character (V8, CPython, Java, .NET), where
+/// making a string from Latin-1 or UTF-16 is a copy and from UTF-8 a decode. Row `i` goes to
+/// `out[ends[i - 1]..ends[i]]` (`ends[-1]` being 0), without its NUL: as Latin-1 when every
+/// character of it is below U+0100 (`kinds[i] = ROW_LATIN1`; ASCII rows are copied as they
+/// are), else as UTF-16LE (`ROW_UTF16`; invalid UTF-8 becomes U+FFFD, as decoders do).
+/// `scratch` holds a row's UTF-16 on the way (kept by the caller from call to call). Returns
+/// the bytes written; `None` (nothing of use written) when `out` is shorter than
+/// `2 * data.len()` or `ends` / `kinds` shorter than the rows.
+pub fn transcode_rows(
+    data: &[u8],
+    offsets: &[usize],
+    out: &mut [u8],
+    ends: &mut [usize],
+    kinds: &mut [u8],
+    scratch: &mut Vec<u16>,
+) -> Option<usize> {
+    let n = offsets.len().checked_sub(1)?;
+    if out.len() < 2 * data.len() || ends.len() < n || kinds.len() < n {
+        return None;
+    }
+    let mut pos = 0;
+    for (i, w) in offsets.windows(2).enumerate() {
+        let row = data.get(w[0]..w[1].checked_sub(1)?)?;
+        // Room: each row before this one took at most twice its bytes, so at least twice
+        // this row's bytes (its NUL included) are left.
+        let dst = &mut out[pos..];
+        if encoding_rs::mem::is_utf8_latin1(row) {
+            pos += encoding_rs::mem::convert_utf8_to_latin1_lossy(row, dst);
+            kinds[i] = ROW_LATIN1;
+        } else {
+            scratch.clear();
+            scratch.resize(row.len() + 1, 0);
+            let units = encoding_rs::mem::convert_utf8_to_utf16(row, scratch);
+            for (d, u) in dst.chunks_exact_mut(2).zip(&scratch[..units]) {
+                d.copy_from_slice(&u.to_le_bytes());
+            }
+            pos += 2 * units;
+            kinds[i] = ROW_UTF16;
+        }
+        ends[i] = pos;
+    }
+    Some(pos)
+}
+
 impl Default for Block {
     fn default() -> Block {
         Block::new()
@@ -164,6 +215,136 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rows of `transcode_rows`' output, decoded back to Rust strings.
+    fn decode_transcoded(out: &[u8], ends: &[usize], kinds: &[u8]) -> Vec<String> {
+        let mut start = 0;
+        let mut rows = Vec::new();
+        for (&end, &kind) in ends.iter().zip(kinds) {
+            let bytes = &out[start..end];
+            rows.push(match kind {
+                ROW_LATIN1 => bytes.iter().map(|&b| char::from(b)).collect(),
+                ROW_UTF16 => {
+                    let units: Vec<u16> = bytes
+                        .chunks_exact(2)
+                        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                        .collect();
+                    String::from_utf16(&units).unwrap()
+                }
+                k => panic!("kind {k}"),
+            });
+            start = end;
+        }
+        rows
+    }
+
+    #[test]
+    fn transcoded_rows_are_latin1_below_u0100_else_utf16() {
+        let rows = [
+            "{\"a\": 1}",
+            "{\"city\": \"Zürich\", \"name\": \"José Núñez\", \"x\": \"ÿ\"}",
+            "",
+            "{\"name\": \"東京 太郎\", \"city\": \"Zürich\"}",
+            "\"Ali 🚀\"",
+            "\"Олег\"",
+            "\"Ā\"",
+        ];
+        let mut b = Block::new();
+        for r in rows {
+            b.push(r.as_bytes());
+        }
+        // Every row UTF-16 and two bytes per byte is the most the output can need.
+        let mut out = vec![0xAAu8; 2 * b.data().len()];
+        let mut ends = vec![usize::MAX; rows.len()];
+        let mut kinds = vec![0u8; rows.len()];
+        let mut scratch = Vec::new();
+        let n = transcode_rows(
+            b.data(),
+            b.offsets(),
+            &mut out,
+            &mut ends,
+            &mut kinds,
+            &mut scratch,
+        )
+        .unwrap();
+        assert_eq!(kinds, [1, 1, 1, 2, 2, 2, 2]);
+        assert_eq!(n, ends[rows.len() - 1]);
+        assert_eq!(decode_transcoded(&out, &ends, &kinds), rows);
+        // Latin-1 rows are one byte per character, UTF-16 rows two per code unit.
+        for (i, r) in rows.iter().enumerate() {
+            let len = ends[i] - if i == 0 { 0 } else { ends[i - 1] };
+            let want = if kinds[i] == ROW_LATIN1 {
+                r.chars().count()
+            } else {
+                2 * r.encode_utf16().count()
+            };
+            assert_eq!(len, want, "row {i}");
+        }
+
+        // All UTF-16 at the largest ratio (an ASCII row is Latin-1, so: one 2-byte character
+        // per row, 3 UTF-8 bytes incl. the NUL, 2 bytes of UTF-16): fits 2 * len.
+        let mut b = Block::new();
+        for _ in 0..5 {
+            b.push("Ā".as_bytes());
+        }
+        let mut out = vec![0u8; 2 * b.data().len()];
+        let (mut ends, mut kinds) = (vec![0; 5], vec![0; 5]);
+        let n = transcode_rows(
+            b.data(),
+            b.offsets(),
+            &mut out,
+            &mut ends,
+            &mut kinds,
+            &mut scratch,
+        );
+        assert_eq!(n, Some(10));
+        assert_eq!(decode_transcoded(&out, &ends, &kinds), vec!["Ā"; 5]);
+
+        // Invalid UTF-8 becomes U+FFFD, as a decoder makes it.
+        let mut b = Block::new();
+        b.push(b"\"\xC3\"");
+        b.push(b"\"\xFF\"");
+        let mut out = vec![0u8; 2 * b.data().len()];
+        let (mut ends, mut kinds) = (vec![0; 2], vec![0; 2]);
+        transcode_rows(
+            b.data(),
+            b.offsets(),
+            &mut out,
+            &mut ends,
+            &mut kinds,
+            &mut scratch,
+        )
+        .unwrap();
+        assert_eq!(
+            decode_transcoded(&out, &ends, &kinds),
+            ["\"\u{FFFD}\"", "\"\u{FFFD}\""]
+        );
+
+        // Too little room: none.
+        let mut short = vec![0u8; 2 * b.data().len() - 1];
+        assert_eq!(
+            transcode_rows(
+                b.data(),
+                b.offsets(),
+                &mut short,
+                &mut ends,
+                &mut kinds,
+                &mut scratch
+            ),
+            None
+        );
+        assert_eq!(
+            transcode_rows(
+                b.data(),
+                b.offsets(),
+                &mut out,
+                &mut ends[..1],
+                &mut kinds,
+                &mut scratch
+            ),
+            None
+        );
+    }
 
     #[test]
     fn layout_is_rows_each_followed_by_nul() {

@@ -53,6 +53,7 @@ static const struct {
     T(test_stream_try_next),
     T(test_stream_next_batch),
     T(test_stream_next_block),
+    T(test_block_transcode),
     T(test_stream_for_each),
     T(test_stream_timeouts),
     T(test_stream_fd_poll),

@@ -603,3 +603,116 @@ void test_stream_next_block(void) {
     CHECK_INT(total, 500);
     fw_stream_free(s);
 }
+
+/* Append code point `c` to `out` as UTF-8. */
+static size_t put_utf8(unsigned char *out, unsigned long c) {
+    if (c < 0x80) { out[0] = (unsigned char)c; return 1; }
+    if (c < 0x800) { out[0] = (unsigned char)(0xC0 | (c >> 6)); out[1] = (unsigned char)(0x80 | (c & 0x3F)); return 2; }
+    if (c < 0x10000) {
+        out[0] = (unsigned char)(0xE0 | (c >> 12));
+        out[1] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+        out[2] = (unsigned char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    out[0] = (unsigned char)(0xF0 | (c >> 18));
+    out[1] = (unsigned char)(0x80 | ((c >> 12) & 0x3F));
+    out[2] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+    out[3] = (unsigned char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+/* Check fw_block_transcode on block `b`: every row, turned back into UTF-8 from its Latin-1
+ * or UTF-16LE form, is the row's bytes, and its kind is Latin-1 exactly when every character
+ * is below U+0100 (no UTF-8 lead byte above 0xC3). Counts the rows of each kind. */
+static void check_transcoded(const fw_block *b, long *latin1, long *utf16) {
+    size_t cap = 2 * b->len;
+    unsigned char *out = malloc(cap), *back = malloc(b->len + 1);
+    size_t *ends = malloc(b->n * sizeof *ends);
+    uint8_t *kinds = malloc(b->n);
+    REQUIRE(out && back && ends && kinds);
+    CHECK_ST(fw_block_transcode(b, out, cap - 1, ends, kinds), FW_E_INVALID_ARGUMENT);
+    REQUIRE_ST(fw_block_transcode(b, out, cap, ends, kinds), FW_OK);
+    size_t start = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        const unsigned char *row = (const unsigned char *)b->data + b->offsets[i];
+        size_t len = b->offsets[i + 1] - b->offsets[i] - 1, m = 0;
+        bool wide = false;
+        for (size_t k = 0; k < len; k++) wide = wide || row[k] > 0xC3;
+        CHECK_INT(kinds[i], wide ? 2 : 1);
+        REQUIRE(ends[i] >= start && ends[i] <= cap);
+        if (kinds[i] == 1) {
+            (*latin1)++;
+            for (size_t k = start; k < ends[i]; k++) m += put_utf8(back + m, out[k]);
+        } else {
+            (*utf16)++;
+            CHECK((ends[i] - start) % 2 == 0);
+            for (size_t k = start; k + 1 < ends[i]; k += 2) {
+                unsigned long u = out[k] | (unsigned long)out[k + 1] << 8;
+                if (u >= 0xD800 && u < 0xDC00 && k + 3 < ends[i]) {
+                    unsigned long lo = out[k + 2] | (unsigned long)out[k + 3] << 8;
+                    u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+                    k += 2;
+                }
+                m += put_utf8(back + m, u);
+            }
+        }
+        if (m != len || memcmp(back, row, len) != 0)
+            fwt_fail(__FILE__, __LINE__, "row %zu of the block differs after transcoding", i);
+        start = ends[i];
+    }
+    free(out);
+    free(back);
+    free(ends);
+    free(kinds);
+}
+
+void test_block_transcode(void) {
+    /* A block laid out by hand: ASCII, Latin-1 letters, beyond U+00FF (BMP and not). */
+    static const char data[] = "{\"a\":1}\0\"Z\xC3\xBCrich\"\0\"\xE6\x9D\xB1\"\0\"\xF0\x9F\x9A\x80\"\0";
+    size_t offsets[] = {0, 8, 18, 24, 31};
+    fw_block b = {data, sizeof data - 1, offsets, 4};
+    unsigned char out[64];
+    size_t ends[4], sentinel_ends[4];
+    uint8_t kinds[4];
+    long latin1 = 0, utf16 = 0;
+    REQUIRE(offsets[4] == sizeof data - 1);
+    CHECK_ST(fw_block_transcode(NULL, out, sizeof out, ends, kinds), FW_E_NULL);
+    CHECK_ST(fw_block_transcode(&b, NULL, sizeof out, ends, kinds), FW_E_NULL);
+    CHECK_ST(fw_block_transcode(&b, out, sizeof out, NULL, kinds), FW_E_NULL);
+    CHECK_ST(fw_block_transcode(&b, out, sizeof out, ends, NULL), FW_E_NULL);
+    /* offsets that do not end at len, or do not rise: refused, nothing written */
+    memset(ends, 0xab, sizeof ends);
+    memcpy(sentinel_ends, ends, sizeof ends);
+    fw_block bad = b;
+    bad.len = b.len - 1;
+    CHECK_ST(fw_block_transcode(&bad, out, sizeof out, ends, kinds), FW_E_INVALID_ARGUMENT);
+    size_t flat[] = {0, 8, 8, 24, 31};
+    bad = b;
+    bad.offsets = flat;
+    CHECK_ST(fw_block_transcode(&bad, out, sizeof out, ends, kinds), FW_E_INVALID_ARGUMENT);
+    CHECK(memcmp(ends, sentinel_ends, sizeof ends) == 0);
+    REQUIRE_ST(fw_block_transcode(&b, out, sizeof out, ends, kinds), FW_OK);
+    CHECK_INT(kinds[0], 1);
+    CHECK_INT(kinds[1], 1);
+    CHECK_INT(kinds[2], 2);
+    CHECK_INT(kinds[3], 2);
+    CHECK_INT(ends[0], 7);
+    CHECK_INT(ends[1], 7 + 8);          /* "Zürich" in quotes: 8 Latin-1 bytes */
+    CHECK_INT(ends[2], 7 + 8 + 6);      /* quote, U+6771, quote: 3 UTF-16 units */
+    CHECK_INT(ends[3], 7 + 8 + 6 + 8);  /* quote, a surrogate pair, quote */
+    CHECK(memcmp(out + 7, "\"Z\xFCrich\"", 8) == 0);
+    check_transcoded(&b, &latin1, &utf16);
+    CHECK_INT(latin1, 2);
+    CHECK_INT(utf16, 2);
+
+    /* The blocks of a real stream (rows with Latin-1 letters and with CJK and emoji). */
+    fw_stream *s = fwt_exec(fwt_client(), "v_filter", NULL);
+    fw_status st;
+    latin1 = utf16 = 0;
+    REQUIRE(s != NULL);
+    while ((st = fw_stream_next_block(s, &b, 16, 0, -1)) == FW_OK) check_transcoded(&b, &latin1, &utf16);
+    CHECK_ST(st, FW_DONE);
+    CHECK(latin1 > 0);
+    CHECK(utf16 > 0);
+    fw_stream_free(s);
+}

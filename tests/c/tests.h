@@ -43,6 +43,7 @@ void test_stream_chunking(void);
 void test_stream_try_next(void);
 void test_stream_next_batch(void);
 void test_stream_next_block(void);
+void test_block_transcode(void);
 void test_stream_for_each(void);
 void test_stream_timeouts(void);
 void test_stream_fd_poll(void);

@@ -46,15 +46,18 @@ test('large view: count and content, event loop never blocked', async () => {
     assert.equal(byN.get(n).unicode, 'Zoë 東京 🎉 ñ € 𝄞');
   }
 
-  let count = 0;
-  const ids = new Set();
-  for await (const row of client.query('v_bench_10k').stream()) {
-    ids.add(JSON.parse(row).id);
-    count++;
+  // Every row once, in order, whether a consumer that catches up waits on a timer first
+  // (pollMs, default 1) or on a worker thread at once (0).
+  for (const opts of [{}, { pollMs: 0 }, { pollMs: 3, batchSize: 7 }]) {
+    let count = 0;
+    const ids = [];
+    for await (const row of client.query('v_bench_10k').orderBy("(data->>'id')::int").stream(opts)) {
+      ids.push(JSON.parse(row).id);
+      count++;
+    }
+    assert.equal(count, 10000, JSON.stringify(opts));
+    assert.deepEqual(ids, Array.from({ length: 10000 }, (_, i) => i + 1), JSON.stringify(opts));
   }
-  assert.equal(count, 10000);
-  assert.equal(ids.size, 10000);
-  assert.ok(ids.has(1) && ids.has(10000));
 
   // v_slow: ~2 s of waiting on the server; the timer must keep firing all along.
   const slow = client.query('v_slow').stream();
@@ -240,6 +243,26 @@ test('close while a fetch is in flight; break closes the stream', async () => {
   await assert.rejects(s.next(), fw.StateError);
   assert.throws(() => s.pause(), fw.StateError);
 
+  // Closed while the consumer waits on the timer (pollMs) after catching up with rows
+  // that flow (v_slow: a row every 100 ms): the wait is cancelled as a worker wait is.
+  const s3 = client.query('v_slow').stream({ pollMs: 400 });
+  const it = s3.batches()[Symbol.asyncIterator]();
+  await it.next(); // the first row, waited for on a worker
+  await sleep(250); // two more rows arrive meanwhile
+  // Take the rows that are ready (without waiting: rows flow) until a call waits: caught
+  // up, it waits on the 400 ms timer, not on a worker.
+  let p3;
+  for (let taken = 0; ; taken++) {
+    p3 = it.next();
+    if (!(await Promise.race([p3.then(() => true), sleep(30).then(() => false)]))) {
+      assert.ok(taken >= 1, 'rows were ready after 250 ms');
+      break;
+    }
+  }
+  assert.equal(s3._h.busy, false, 'no worker call in flight');
+  s3.close();
+  await assert.rejects(p3, fw.CancelledError);
+
   const s2 = client.query('v_user').stream();
   for await (const row of s2) {
     assert.ok(row);
@@ -342,13 +365,50 @@ test('a block whose split does not give n rows is cut by its offsets', () => {
   const blk = koffi.alloc('fw_block', 1);
   koffi.encode(blk, 'fw_block', { data: mem, len: data.length, offsets: offs, n: 3 });
   const s = Object.create(fw.Stream.prototype);
-  s._h = { block: blk };
+  s._h = { block: blk, text: Buffer.alloc(0), ends: new Uint32Array(0), kinds: Buffer.alloc(0) };
   s._parse = false;
   assert.deepEqual(s._rowsOfBlock(), ['{"a":1}', '"x\0y"', '[]']);
   // a raw NUL in a JSON string is not JSON: the row's own parse says so
   s._parse = true;
   assert.throws(() => s._rowsOfBlock(), SyntaxError);
   for (const p of [mem, offs, blk]) koffi.free(p);
+});
+
+test('rows re-encoded as Latin-1 or UTF-16 by the library are the strings of their UTF-8', () => {
+  // Blocks laid out as fw_stream_next_block does: ASCII rows, rows of Latin-1 letters (each
+  // made from the library's Latin-1 copy) and rows with characters beyond U+00FF (from
+  // its UTF-16 copy), mixed in one block.
+  const koffi = require('koffi');
+  const cases = [
+    ['{"a":1}', '[]', '"plain"'],
+    ['{"city":"Zürich"}', '"José Núñez"', '{"tags":["célèbre"]}', '"ÿ þ ß"'],
+    ['{"city":"Zürich"}', '"Kraków – Łódź"', '"東京"', '"😀 emoji"', '', '"Олег Петров"', '1'],
+  ];
+  for (const rows of cases) {
+    const data = Buffer.from(rows.map((r) => `${r}\0`).join(''), 'utf8');
+    const offs = [0];
+    for (const r of rows) offs.push(offs[offs.length - 1] + Buffer.byteLength(r) + 1);
+    const mem = koffi.alloc('uint8_t', data.length);
+    koffi.encode(mem, 'uint8_t', Array.from(data), data.length);
+    const off = koffi.alloc('size_t', offs.length);
+    koffi.encode(off, 'size_t', offs, offs.length);
+    const blk = koffi.alloc('fw_block', 1);
+    koffi.encode(blk, 'fw_block', { data: mem, len: data.length, offsets: off, n: rows.length });
+    const s = Object.create(fw.Stream.prototype);
+    // buffers smaller than the block: they grow
+    s._h = { block: blk, text: Buffer.alloc(4), ends: new Uint32Array(2), kinds: Buffer.alloc(1) };
+    s._parse = false;
+    const got = s._rowsOfBlock();
+    assert.deepEqual(got, rows);
+    assert.deepEqual(got.map((r) => r.length), rows.map((r) => r.length));
+    // each row's kind: Latin-1 (1) when every character is below U+0100, else UTF-16 (2)
+    const want = rows.map((r) => ([...r].every((c) => c.codePointAt(0) < 0x100) ? 1 : 2));
+    assert.deepEqual([...s._h.kinds.subarray(0, rows.length)], want);
+    s._parse = true;
+    if (rows.includes('')) assert.throws(() => s._rowsOfBlock(), SyntaxError); // not JSON
+    else assert.deepEqual(s._rowsOfBlock(), rows.map((r) => JSON.parse(r)));
+    for (const p of [mem, off, blk]) koffi.free(p);
+  }
 });
 
 // The "id" of each row of the query, in the order streamed.
