@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use super::chunk::{terminate_rows, Chunk, NULL_ROW};
 use super::coalesce::{Coalescer, Timer};
 use super::shared::{Inner, Shared, StreamState, Terminal};
-use crate::client::Pool;
+use crate::connection::pool::Pool;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result, ServerError};
 use crate::metrics;
