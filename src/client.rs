@@ -2,10 +2,11 @@
 //! runs on a connection of its own, and a connection whose stream ended cleanly goes back to
 //! the pool for the next stream.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::connection::{Connection, IDLE_TIMEOUT};
+pub use crate::connection::pool::{Pool, MAX_IDLE};
+use crate::connection::Connection;
 use crate::conninfo::ConnConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::query::Query;
@@ -13,84 +14,6 @@ use crate::runtime;
 use crate::stream::reader::Reader;
 use crate::stream::shared::Shared;
 use crate::stream::Stream;
-
-/// Most idle connections kept per client.
-pub const MAX_IDLE: usize = 16;
-
-/// Idle connections of one client.
-#[derive(Default)]
-pub struct Pool {
-    idle: Mutex<Vec<Connection>>,
-}
-
-impl Pool {
-    /// An idle connection usable by this process, if any. Dropped here: connections
-    /// inherited across fork, connections idle for too long, and connections the server
-    /// wrote to or closed while they sat idle (see [`Connection::is_clean_idle`]: a
-    /// terminated or timed-out backend's FATAL error, a message out of turn), whose bytes
-    /// would otherwise be read as the next query's answer.
-    pub(crate) fn take(&self) -> Option<Connection> {
-        let pid = std::process::id();
-        loop {
-            let mut c = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-            if c.owner_pid != pid {
-                c.abandon_after_fork();
-                continue;
-            }
-            if c.created.elapsed() > IDLE_TIMEOUT * 12 {
-                c.close();
-                continue;
-            }
-            if !c.is_clean_idle() {
-                crate::log::debug(format!(
-                    "dropping a pooled connection (backend {}): the server sent something or \
-                     closed it while it was idle",
-                    c.backend_pid()
-                ));
-                c.close();
-                continue;
-            }
-            return Some(c);
-        }
-    }
-
-    pub(crate) fn put(&self, mut conn: Connection) {
-        if conn.owner_pid != std::process::id() || runtime::is_shut_down() {
-            return;
-        }
-        // Idle plain sockets leave the runtime's epoll set (see `Transport::detach`); one
-        // that cannot is not kept.
-        if conn.transport.detach().is_err() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        } else {
-            conn.close();
-        }
-    }
-
-    pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Drop the pool's connections; after fork they are abandoned instead of closed.
-    fn clear(&self) {
-        let pid = std::process::id();
-        let conns: Vec<Connection> =
-            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
-        for c in conns {
-            if c.owner_pid != pid || (runtime::is_shut_down() && c.is_attached()) {
-                // After fork, or once the runtime is gone (for a socket registered with it):
-                // never touch the reactor.
-                c.abandon_after_fork();
-            } else {
-                c.close();
-            }
-        }
-    }
-}
 
 /// A thread-safe client. Cloning is cheap and shares the pool.
 #[derive(Clone)]
@@ -120,13 +43,13 @@ impl Client {
 
     pub fn with_config(config: ConnConfig) -> Result<Client> {
         let config = Arc::new(config);
-        let pool = Arc::new(Pool::default());
+        let pool = Arc::new(Pool::new(runtime::is_shut_down));
         let connects_on_caller = Connection::can_connect_inline(&config);
         let conn = if connects_on_caller {
             if runtime::is_shut_down() {
                 return Err(Error::shutdown());
             }
-            let conn = Connection::connect_inline(&config)?;
+            let conn = Connection::connect_inline(&config, runtime::is_shut_down)?;
             // Start the runtime now rather than in the first query (its threads take ~0.3 ms
             // to start; the first `LIMIT 10` on the fake server went from 0.5 to 0.2 ms).
             runtime::handle()?;
@@ -136,6 +59,7 @@ impl Client {
                 let config = config.clone();
                 async move { Connection::connect(&config).await }
             })?
+            .with_shutdown_check(runtime::is_shut_down)
         };
         pool.put(conn);
         Ok(Client {
@@ -200,7 +124,7 @@ impl Client {
         // this thread (see `Reader::start_on_caller`); a small result is read here whole.
         // With target_session_attrs, a pooled session is checked again first (its host may
         // have changed role since); one that no longer qualifies is closed.
-        let mut pooled = self.pool.take().and_then(|c| c.requalify(&self.config));
+        let mut pooled = self.pool.take().and_then(|c| self.requalify(c));
         if pooled.as_ref().is_some_and(Connection::is_plain) {
             runtime::handle()?;
             let conn = pooled.take().expect("checked above");
@@ -218,7 +142,7 @@ impl Client {
         // A new connection on a plain socket: opened and started here too.
         if pooled.is_none() && self.connects_on_caller {
             runtime::handle()?;
-            let conn = Connection::connect_inline(&self.config)?;
+            let conn = Connection::connect_inline(&self.config, runtime::is_shut_down)?;
             let shared = new_shared(&conn, &entity, options, &json_filters);
             return Reader::new(conn, shared.clone(), self.pool.clone())
                 .start_on_caller(&msg)
@@ -235,11 +159,44 @@ impl Client {
                     other => return other.inspect_err(query_phase_error),
                 }
             }
-            let conn = Connection::connect(&config).await?;
+            let conn = Connection::connect(&config)
+                .await?
+                .with_shutdown_check(runtime::is_shut_down);
             start(conn, &pool, &entity, options, &json_filters, &msg)
                 .await
                 .inspect_err(query_phase_error)
         })
+    }
+
+    /// A pooled connection, checked again before a new stream uses it when the client asks
+    /// for particular session attributes (see [`Connection::recheck`]): on this thread for a
+    /// plain socket, on the runtime for TLS. `None` (the connection closed) when it no longer
+    /// qualifies or does not answer; the caller then opens a new connection through host
+    /// selection.
+    fn requalify(&self, mut conn: Connection) -> Option<Connection> {
+        if !conn.needs_recheck(&self.config) {
+            return Some(conn);
+        }
+        let outcome = if conn.is_plain() {
+            conn.recheck_blocking(&self.config)
+                .map(|ok| ok.then_some(conn))
+        } else {
+            let config = self.config.clone();
+            runtime::block_on(async move {
+                let ok = conn.recheck(&config).await?;
+                Ok(ok.then_some(conn))
+            })
+        };
+        match outcome {
+            Ok(Some(c)) => Some(c),
+            Ok(None) => None,
+            Err(e) => {
+                crate::log::debug(format!(
+                    "a pooled connection failed its session check and is dropped: {e}"
+                ));
+                None
+            }
+        }
     }
 }
 
@@ -249,7 +206,7 @@ impl Client {
     /// A connection for a part of a parallel stream: an idle pooled one (requalified against
     /// the host rules) or a new one, and whether it came from the pool.
     pub(crate) async fn part_connection(&self) -> Result<(Connection, bool)> {
-        if let Some(c) = self.pool.take().and_then(|c| c.requalify(&self.config)) {
+        if let Some(c) = self.pool.take().and_then(|c| self.requalify(c)) {
             return Ok((c, true));
         }
         Ok((Connection::connect(&self.config).await?, false))

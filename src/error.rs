@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+mod tls_text;
+pub(crate) use tls_text::{certificate_problem, rustls_problem};
+
 /// What kind of failure happened. Each kind has its own C status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -177,10 +180,7 @@ impl Error {
             .get_ref()
             .and_then(|e| e.downcast_ref::<rustls::Error>())
         {
-            return Error::new(
-                ErrorKind::Io,
-                format!("{context}: {}", crate::connection::tls::rustls_problem(tls)),
-            );
+            return Error::new(ErrorKind::Io, format!("{context}: {}", rustls_problem(tls)));
         }
         Error::new(ErrorKind::Io, format!("{context}: {err}"))
     }

@@ -22,8 +22,58 @@
 
 use std::fmt;
 
+use bytes::BytesMut;
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+
 use crate::conninfo::{LoadBalanceHosts, TargetSessionAttrs};
 use crate::error::{Error, ErrorKind};
+
+/// A check query's exchange (the simple query protocol), without I/O: the request's bytes,
+/// then each message of the answer until ReadyForQuery, which gives the first column of the
+/// first row as text (`None` when the server answered with an error, or with no row).
+/// ParameterStatus messages on the way are recorded in the session's state.
+#[derive(Debug, Default)]
+pub(crate) struct ValueQuery {
+    value: Option<String>,
+    failed: bool,
+}
+
+impl ValueQuery {
+    pub(crate) fn request(sql: &str) -> Result<BytesMut, Error> {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out)
+            .map_err(|e| Error::invalid(format!("invalid query: {e}")))?;
+        Ok(out)
+    }
+
+    /// Take one message of the answer; `Some` (the value) at ReadyForQuery.
+    pub(crate) fn on_message(
+        &mut self,
+        msg: Message,
+        session: &mut SessionState,
+    ) -> Option<Option<String>> {
+        match msg {
+            Message::DataRow(row) if self.value.is_none() => {
+                use fallible_iterator::FallibleIterator;
+                if let Ok(Some(Some(r))) = row.ranges().next() {
+                    self.value = Some(String::from_utf8_lossy(&row.buffer()[r]).into_owned());
+                }
+            }
+            Message::ErrorResponse(_) => self.failed = true,
+            Message::ParameterStatus(p) => {
+                if let (Ok(name), Ok(v)) = (p.name(), p.value()) {
+                    session.parameter(name, v);
+                }
+            }
+            Message::ReadyForQuery(_) => {
+                return Some(if self.failed { None } else { self.value.take() })
+            }
+            _ => {}
+        }
+        None
+    }
+}
 
 /// What is known of a session's attributes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -83,24 +83,21 @@ impl Source {
     }
 }
 
-/// Quote an identifier for SQL: wrap in double quotes, doubling embedded quotes.
+/// Quote an identifier for SQL: wrap in double quotes, doubling embedded quotes
+/// (`postgres-protocol`'s port of libpq's `PQescapeIdentifier`). Callers validate first.
 pub fn quote_ident(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
+    postgres_protocol::escape::escape_identifier(s)
 }
 
 /// Quote a string as an SQL literal, as PostgreSQL's `quote_literal` does: `'...'` with
 /// quotes doubled, or `E'...'` with backslashes doubled too when it holds a backslash. The
 /// result means the same whatever the connection's `standard_conforming_strings`. `s` must
 /// not contain NUL (checked by the callers: PostgreSQL text cannot hold it).
+///
+/// Not `postgres_protocol::escape::escape_literal`: like libpq's `PQescapeLiteral` it writes
+/// ` E'...'` with a leading space for a string holding a backslash, and this text is the
+/// SQL the statement shows (`Statement`, logs), written as PostgreSQL's own `quote_literal`
+/// writes it.
 pub fn quote_literal(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 3);
     if s.contains('\\') {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::framer::Flow;
 use super::Reader;
-use crate::client::Pool;
+use crate::connection::pool::Pool;
 use crate::connection::Connection;
 use crate::error::ErrorKind;
 use crate::stream::chunk::NULL_ROW;

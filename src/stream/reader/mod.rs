@@ -28,7 +28,7 @@ use super::chunk::Chunk;
 use super::coalesce::{Coalescer, Timer};
 use super::driver::Place;
 use super::shared::{Shared, StreamState, Terminal};
-use crate::client::Pool;
+use crate::connection::pool::Pool;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics;
