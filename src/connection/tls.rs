@@ -29,9 +29,8 @@ use crate::error::{Error, ErrorKind, Result};
 /// exists; `SSL_CERT_FILE` overrides, as for OpenSSL).
 ///
 /// Not `rustls-native-certs`: on Debian it reads this bundle and then every file of
-/// /etc/ssl/certs, 6.4 ms per TLS set-up against 0.53 ms for the bundle alone (release
-/// build, 20 loads each, wall time on the shared 2-core build machine, 2026-12-03), and
-/// each new TLS connection pays it.
+/// /etc/ssl/certs, about ten times the time of the bundle alone, and each new TLS connection
+/// pays it (`cargo bench --bench system_roots` prints both; docs/performance.md).
 const SYSTEM_ROOT_FILES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
