@@ -193,3 +193,43 @@ fn after_a_long_wait_a_busy_consumer_still_gets_rows_read_ahead_at_once() {
         assert_eq!(rows.len() + 1, 100_000);
     }
 }
+
+/// A consumer that waits on the stream's event fd (an event loop; a parallel stream's merge
+/// waits on its parts' fds) and is faster than the socket is woken once its reader finds the
+/// socket empty (or a quarter of the queue full), as one blocked in `next` is, not for every
+/// chunk: it takes several chunks per wake-up.
+#[test]
+fn a_consumer_waiting_on_the_event_fd_takes_several_chunks_per_wake_up() {
+    let _g = serial();
+    let f = fakepg_with(&["--pregen", "430"]);
+    let client = Client::connect(&f.conninfo()).unwrap();
+    let mut s = client.execute(&query(SOURCE)).unwrap();
+    let fd = s.control().fd().unwrap();
+    let (mut n, mut wake_ups) = (0usize, 0u64);
+    'stream: loop {
+        loop {
+            match s.next(Wait::NoWait).expect("rows") {
+                Next::Row(_) => n += 1,
+                Next::Done => break 'stream,
+                Next::WouldBlock => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd on the stack, count 1.
+        let r = unsafe { libc::poll(&mut p, 1, 10_000) };
+        assert_eq!(r, 1, "the event fd did not become readable within 10 s");
+        wake_ups += 1;
+    }
+    assert_eq!(n, ROWS);
+    let chunks = s.stats().chunks_received;
+    eprintln!("{chunks} chunks, {wake_ups} wake-ups on the event fd");
+    assert!(
+        wake_ups * 2 < chunks,
+        "the consumer was woken {wake_ups} times for {chunks} chunks"
+    );
+}

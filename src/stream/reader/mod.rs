@@ -452,11 +452,11 @@ impl Outbox {
         // quarter of the budget is queued; in between the wake is deferred until the reader
         // is about to wait (socket empty, budget full, pause) or ends. A consumer faster than
         // the socket then takes several chunks per wake-up instead of sleeping and waking
-        // for each one (a futex wake and two context switches per chunk).
-        if g.consumer_waiting
-            && g.chunks_received > 1
-            && g.queued_bytes < shared.options.queue_limit() / 4
-        {
+        // for each one (a futex wake and two context switches per chunk). A consumer that
+        // waits on the event fd (an event loop; a parallel stream's merge, for each part)
+        // is waiting when the fd is not armed: it drained it on finding nothing.
+        let waiting = g.consumer_waiting || (!g.fd_armed && shared.has_event_fd());
+        if waiting && g.chunks_received > 1 && g.queued_bytes < shared.options.queue_limit() / 4 {
             self.wake_pending = true;
         } else {
             self.wake_pending = false;
