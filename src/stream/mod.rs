@@ -11,6 +11,7 @@ pub mod chunk;
 pub mod coalesce;
 pub(crate) mod driver;
 pub mod options;
+pub(crate) mod place;
 pub(crate) mod reader;
 pub(crate) mod registry;
 pub(crate) mod shared;

@@ -13,8 +13,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::chunk::Chunk;
-use super::driver::{Place, Watchdog};
 use super::options::StreamOptions;
+use super::place::{Place, Watchdog};
 use super::RowPredicate;
 use crate::connection::CancelToken;
 use crate::error::{Error, Result};

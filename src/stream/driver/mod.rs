@@ -36,36 +36,8 @@ use super::shared::{Inner, Shared, StreamState, Terminal};
 use crate::error::{Error, ErrorKind};
 use crate::metrics;
 
-/// Where a stream's reader is (see the module documentation).
-pub(crate) enum Place {
-    /// The query is starting on the calling thread (`execute` has not returned).
-    Caller,
-    /// Waiting in the stream for its consumer to read with it.
-    Parked(Parked),
-    /// The consumer took it and reads the socket on its own thread.
-    ConsumerReading,
-    /// A runtime task runs it (or is being given it).
-    Task {
-        /// It may be parked again for the consumer (a plain socket started on the calling
-        /// thread, with an interrupt descriptor to spare).
-        may_park: bool,
-    },
-    /// The stream ended: no reader any more.
-    Ended,
-}
-
-/// The watchdog of a parked reader (see [`watchdog_task`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Watchdog {
-    /// None runs.
-    Off,
-    /// One runs, waking every [`TAKE_OVER_AFTER`] at most.
-    Running,
-    /// One runs but sleeps longer than the take-over delay (the consumer was waiting on a
-    /// slow socket): a consumer that receives rows wakes it ([`Shared::watchdog_wake`]) so
-    /// that the delay holds again.
-    BackedOff,
-}
+use super::place::Opaque;
+pub(crate) use super::place::{Place, Watchdog};
 
 impl Inner {
     pub(crate) fn is_parked(&self) -> bool {
@@ -85,7 +57,7 @@ impl Inner {
             return None;
         }
         match std::mem::replace(&mut self.place, Place::Task { may_park: true }) {
-            Place::Parked(p) => Some(p),
+            Place::Parked(p) => Some(p.open()),
             _ => unreachable!("checked above"),
         }
     }
@@ -156,11 +128,11 @@ fn park(reader: Reader, g: &mut Inner, need: Option<Pending>) -> bool {
     if start {
         g.watchdog = Watchdog::Running;
     }
-    g.place = Place::Parked(Parked {
+    g.place = Place::Parked(Opaque::new(Parked {
         reader: Box::new(reader),
         need,
         since: Instant::now(),
-    });
+    }));
     start
 }
 
@@ -182,7 +154,7 @@ async fn watchdog_task(shared: Arc<Shared>) {
         let now = Instant::now();
         let due = match &g.place {
             Place::Parked(p) => {
-                let due = p.since + TAKE_OVER_AFTER;
+                let due = p.get::<Parked>().since + TAKE_OVER_AFTER;
                 idle = TAKE_OVER_AFTER;
                 g.watchdog = Watchdog::Running;
                 (due > now).then_some(due)
@@ -233,7 +205,7 @@ pub(crate) fn consumer_turn<'a>(
         return (shared.lock(), false);
     };
     let parked = match std::mem::replace(&mut g.place, Place::ConsumerReading) {
-        Place::Parked(p) => p,
+        Place::Parked(p) => p.open::<Parked>(),
         other => {
             g.place = other;
             return (g, false);
@@ -254,7 +226,7 @@ pub(crate) fn consumer_turn<'a>(
                 g.place = Place::Task { may_park: true };
                 (Some(p), got)
             } else {
-                g.place = Place::Parked(p);
+                g.place = Place::Parked(Opaque::new(p));
                 (None, got)
             }
         }

@@ -26,7 +26,7 @@ use bytes::BytesMut;
 
 use super::chunk::Chunk;
 use super::coalesce::{Coalescer, Timer};
-use super::driver::Place;
+use super::place::Place;
 use super::shared::{Shared, StreamState, Terminal};
 use crate::connection::pool::Pool;
 use crate::connection::Connection;
