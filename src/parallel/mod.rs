@@ -630,16 +630,10 @@ impl ParallelStream {
         max_bytes: usize,
         wait: Wait,
     ) -> Result<Filled> {
-        block.clear();
-        if max_rows == 0 {
-            return Err(Error::invalid("block: max_rows must be at least 1"));
-        }
+        block.begin(max_rows)?;
         match self.next(wait)? {
             Next::Row(r) if r.contains(&0) => {
-                return Err(Error::state(
-                    "a row holds a NUL byte, which a block cannot separate (JSON text never \
-                     holds one); read it with fw_stream_next",
-                ))
+                return Err(crate::stream::block::nul_row_error("a row"))
             }
             Next::Row(r) => block.push(r),
             other => return Ok(Filled::Status(status(&other))),

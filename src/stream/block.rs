@@ -74,6 +74,16 @@ impl Block {
         self.offsets.push(0);
     }
 
+    /// Empty the block for a `next_block` call asking for at most `max_rows` rows (at least
+    /// one), serial or parallel alike.
+    pub(crate) fn begin(&mut self, max_rows: usize) -> Result<()> {
+        self.clear();
+        if max_rows == 0 {
+            return Err(Error::invalid("block: max_rows must be at least 1"));
+        }
+        Ok(())
+    }
+
     #[inline]
     pub(crate) fn push(&mut self, row: &[u8]) {
         self.data.reserve(row.len() + 1);
@@ -81,6 +91,14 @@ impl Block {
         self.data.push(0);
         self.offsets.push(self.data.len());
     }
+}
+
+/// The refusal of a row holding a NUL byte (`which`: "row 7", "a row"), serial or parallel.
+pub(crate) fn nul_row_error(which: &str) -> Error {
+    Error::state(format!(
+        "{which} holds a NUL byte, which a block cannot separate (JSON text never holds one); \
+         read it with fw_stream_next"
+    ))
 }
 
 /// A row of [`transcode_rows`]' output in Latin-1 (ISO-8859-1): one byte per character, the
@@ -164,20 +182,13 @@ impl Stream {
         max_bytes: usize,
         wait: Wait,
     ) -> Result<Filled> {
-        block.clear();
-        if max_rows == 0 {
-            return Err(Error::invalid("block: max_rows must be at least 1"));
-        }
+        block.begin(max_rows)?;
         match self.next(wait)? {
             Next::Row(r) if r.contains(&0) => {
                 // Not JSON text: PostgreSQL never sends one (text cannot hold a NUL byte).
                 let i = self.idx - 1;
                 self.put_back(i);
-                return Err(Error::state(format!(
-                    "row {} holds a NUL byte, which a block cannot separate (JSON text never \
-                     holds one); read it with fw_stream_next",
-                    self.yielded + 1
-                )));
+                return Err(nul_row_error(&format!("row {}", self.yielded + 1)));
             }
             Next::Row(r) => block.push(r),
             Next::Done => return Ok(Filled::Status(Next::Done)),
