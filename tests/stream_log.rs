@@ -13,6 +13,8 @@ use fraiseql_wire::ffi::fw_status::*;
 use fraiseql_wire::ffi::log::{fw_log_level, fw_set_log_callback};
 use fraiseql_wire::ffi::query::*;
 use fraiseql_wire::ffi::stream::*;
+use fraiseql_wire::stream::{Next, Wait};
+use fraiseql_wire::Query;
 use support::*;
 
 /// The log sink is global: the tests of this binary take turns.
@@ -227,4 +229,66 @@ fn nothing_is_printed() {
             || line.starts_with("pg-throwaway");
         assert!(harness, "the library printed: {line:?}");
     }
+}
+
+// The library's own log queue, read from Rust (the queue is process-wide: any call through
+// the C API by a test running beside these would drain it, so they live in this binary and
+// take their turn).
+
+#[test]
+fn crossing_the_warning_ratio_is_reported() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    fraiseql_wire::log::set_min_level(Some(fraiseql_wire::log::Level::Warn));
+    let c = socket_client();
+    let mut q = Query::new("v_bench_10k").unwrap();
+    q.max_memory(128 * 1024, 0.5, 1.0).unwrap();
+    let mut s = execute(&c, &q);
+    assert!(matches!(s.next(Wait::Forever).unwrap(), Next::Row(_)));
+    // The consumer sleeps: the buffer fills past half the budget.
+    let ctl = s.control().clone();
+    assert!(wait_until(Duration::from_secs(5), || ctl
+        .stats()
+        .memory_warnings
+        >= 1));
+    let st = ctl.stats();
+    assert!(st.estimated_memory >= 64 * 1024, "{st:?}");
+    drain_strings(&mut s);
+    let msgs = fraiseql_wire::log::drain();
+    assert!(
+        msgs.iter()
+            .any(|(l, m)| *l == fraiseql_wire::log::Level::Warn
+                && m.contains("v_bench_10k")
+                && m.contains("warning threshold")),
+        "{msgs:?}"
+    );
+    // A stream that stays low never warns.
+    let mut q = Query::new("v_user").unwrap();
+    q.max_memory(4096 * 1024, 0.9, 1.0).unwrap();
+    let mut s = execute(&c, &q);
+    drain_strings(&mut s);
+    assert_eq!(s.stats().memory_warnings, 0);
+    fraiseql_wire::log::set_min_level(None);
+}
+
+#[test]
+fn pause_reason_reaches_the_log_at_debug_level() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use fraiseql_wire::log::{self, Level};
+    log::set_min_level(Some(Level::Debug));
+    let c = socket_client();
+    let mut s = execute(&c, &Query::new("v_user").unwrap());
+    let ctl = s.control().clone();
+    ctl.pause(Some("reason-7f3a")).unwrap();
+    ctl.resume().unwrap();
+    drain_strings(&mut s);
+    let msgs = log::drain();
+    assert!(
+        msgs.iter()
+            .any(|(l, m)| *l == Level::Debug && m.contains("paused") && m.contains("reason-7f3a")),
+        "{msgs:?}"
+    );
+    assert!(msgs
+        .iter()
+        .any(|(l, m)| *l == Level::Debug && m.contains("resumed")));
+    log::set_min_level(None);
 }

@@ -212,39 +212,6 @@ fn fail_ratio_bounds_a_single_row() {
 }
 
 #[test]
-fn crossing_the_warning_ratio_is_reported() {
-    fraiseql_wire::log::set_min_level(Some(fraiseql_wire::log::Level::Warn));
-    let c = socket_client();
-    let mut q = Query::new("v_bench_10k").unwrap();
-    q.max_memory(128 * KIB, 0.5, 1.0).unwrap();
-    let mut s = execute(&c, &q);
-    assert!(matches!(s.next(Wait::Forever).unwrap(), Next::Row(_)));
-    // The consumer sleeps: the buffer fills past half the budget.
-    let ctl = s.control().clone();
-    assert!(wait_until(Duration::from_secs(5), || ctl
-        .stats()
-        .memory_warnings
-        >= 1));
-    let st = ctl.stats();
-    assert!(st.estimated_memory >= 64 * KIB as u64, "{st:?}");
-    drain_strings(&mut s);
-    let msgs = fraiseql_wire::log::drain();
-    assert!(
-        msgs.iter()
-            .any(|(l, m)| *l == fraiseql_wire::log::Level::Warn
-                && m.contains("v_bench_10k")
-                && m.contains("warning threshold")),
-        "{msgs:?}"
-    );
-    // A stream that stays low never warns.
-    let mut q = Query::new("v_user").unwrap();
-    q.max_memory(4096 * KIB, 0.9, 1.0).unwrap();
-    let mut s = execute(&c, &q);
-    drain_strings(&mut s);
-    assert_eq!(s.stats().memory_warnings, 0);
-}
-
-#[test]
 fn invalid_limits_are_rejected() {
     use fraiseql_wire::ffi::client::fw_client_free;
     use fraiseql_wire::ffi::fw_status::*;

@@ -208,27 +208,6 @@ fn consumer_blocked_in_next_gets_paused_when_the_stream_is_paused() {
 }
 
 #[test]
-fn pause_reason_reaches_the_log_at_debug_level() {
-    use fraiseql_wire::log::{self, Level};
-    log::set_min_level(Some(Level::Debug));
-    let c = socket_client();
-    let mut s = execute(&c, &Query::new("v_user").unwrap());
-    let ctl = s.control().clone();
-    ctl.pause(Some("reason-7f3a")).unwrap();
-    ctl.resume().unwrap();
-    drain_strings(&mut s);
-    let msgs = log::drain();
-    assert!(
-        msgs.iter()
-            .any(|(l, m)| *l == Level::Debug && m.contains("paused") && m.contains("reason-7f3a")),
-        "{msgs:?}"
-    );
-    assert!(msgs
-        .iter()
-        .any(|(l, m)| *l == Level::Debug && m.contains("resumed")));
-}
-
-#[test]
 fn state_snapshot_is_truthful_through_the_c_api() {
     let (client, q) = c_client_query("v_slow");
     let mut s: *mut fw_stream = std::ptr::null_mut();
