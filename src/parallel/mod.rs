@@ -272,6 +272,8 @@ pub struct ParallelStream {
     /// The part read last (unordered): read on while its chunk lasts.
     current: usize,
     yielded: u64,
+    /// How the result was split into parts.
+    split: Split,
 }
 
 impl ParallelStream {
@@ -281,6 +283,11 @@ impl ParallelStream {
 
     pub fn stats(&self) -> StreamStats {
         self.control.stats()
+    }
+
+    /// How the result was split into the parts (block ranges, value ranges or modulo).
+    pub fn split(&self) -> &Split {
+        &self.split
     }
 
     /// The error the stream ended with, if it failed.
@@ -724,6 +731,7 @@ struct Started {
     parts: Vec<Option<Stream>>,
     first_error: Option<Error>,
     specs: Option<Vec<KeySpec>>,
+    split: Split,
 }
 
 /// Run `query` as a parallel stream of `query.partitions()` parts (at least 2).
@@ -768,16 +776,18 @@ pub(crate) fn execute(client: &Client, query: &Query) -> Result<ParallelStream> 
             parts,
             first_error: None,
             specs,
+            split,
         }) => Ok((
             parts
                 .into_iter()
                 .map(|p| p.expect("started"))
                 .collect::<Vec<_>>(),
             specs,
+            split,
         )),
         Err(e) => Err(e),
     };
-    let (parts, specs) = match started {
+    let (parts, specs, split) = match started {
         Ok(s) => s,
         Err(e) => {
             crate::metrics::query_finished(
@@ -847,6 +857,7 @@ pub(crate) fn execute(client: &Client, query: &Query) -> Result<ParallelStream> 
         left: query.limit_value(),
         current: 0,
         yielded: 0,
+        split,
     })
 }
 
@@ -886,6 +897,12 @@ async fn start_parts(client: &Client, q: &Query, options: StreamOptions) -> Resu
         sql.push_str("; ");
         sql.push_str(p);
     }
+    // With a partition expression: what a range split would cost (see `Split::Ranges`).
+    let expr = q.partition_expr().map(|_| q.partition_sql());
+    if let Some(e) = &expr {
+        let (range_probe, scan) = partition::range_probe_sql(e, &src);
+        sql.push_str(&format!("; {range_probe}; {scan}"));
+    }
     let (first, answers) = setup(client, &sql)
         .await
         .map_err(|e| e.context("parallel stream: could not open the snapshot's transaction"))?;
@@ -911,8 +928,38 @@ async fn start_parts(client: &Client, q: &Query, options: StreamOptions) -> Resu
     let version: u32 = version.parse().unwrap_or(0);
     let relkind = text(2);
     let pages: u64 = text(3).and_then(|p| p.parse().ok()).unwrap_or(0);
-    let split = match q.partition_expr() {
-        Some(_) => Split::Modulo(q.partition_sql()),
+    let split = match expr {
+        Some(expr) => {
+            // The two EXPLAINs come last: the range probe's, then the scan's.
+            let cost = |a: Option<&session::Answer>| {
+                a.and_then(|a| a.rows.first())
+                    .and_then(|r| r.first().cloned().flatten())
+                    .and_then(|line| partition::plan_cost(&line))
+            };
+            let n = answers.len();
+            let (probe_cost, scan_cost) = match n {
+                2.. => (cost(answers.get(n - 2)), cost(answers.get(n - 1))),
+                _ => (None, None),
+            };
+            let cheap = matches!((probe_cost, scan_cost), (Some(p), Some(s))
+                if partition::ranges_are_cheap(p, s));
+            if cheap {
+                let bounds_sql = partition::range_bounds_sql(&expr, &src);
+                match session::simple(&mut conns[0], &bounds_sql).await {
+                    Ok(a) => range_split(expr, a.first(), k),
+                    Err(e) => {
+                        return Err(fail(
+                            conns,
+                            e.context(
+                                "parallel stream: could not read the partition expression's range",
+                            ),
+                        ))
+                    }
+                }
+            } else {
+                Split::Modulo(expr)
+            }
+        }
         None => match relkind.as_deref() {
             Some("r") | Some("m") if version >= MIN_VERSION_TID_RANGE => Split::Blocks { pages },
             Some("r") | Some("m") => {
@@ -1065,7 +1112,26 @@ async fn start_parts(client: &Client, q: &Query, options: StreamOptions) -> Resu
         parts,
         first_error,
         specs,
+        split,
     })
+}
+
+/// The range split of the values the bounds query found (`min`, `max` as text, whether some
+/// value is NULL): modulo when there are no values or they are not integers.
+fn range_split(expr: String, answer: Option<&session::Answer>, k: u32) -> Split {
+    let row = answer.and_then(|a| a.rows.first());
+    let field = |i: usize| row.and_then(|r| r.get(i).cloned().flatten());
+    let lo = field(0).and_then(|v| v.parse::<i64>().ok());
+    let hi = field(1).and_then(|v| v.parse::<i64>().ok());
+    let nulls = field(2).as_deref() != Some("f");
+    match (lo, hi) {
+        (Some(lo), Some(hi)) => Split::Ranges {
+            expr,
+            bounds: partition::value_bounds(lo, hi, k),
+            nulls,
+        },
+        _ => Split::Modulo(expr),
+    }
 }
 
 impl Client {

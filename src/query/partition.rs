@@ -6,8 +6,14 @@
 //!   AND ctid < '(b,0)'::tid`, a TID Range Scan since PostgreSQL 14). The first part has no
 //!   lower bound and the last no upper bound, so every row is in exactly one part whatever
 //!   the table's size.
-//! * Any other source is split by the caller's integer expression:
-//!   `coalesce(abs((expr) % k), 0) = i` (NULL goes to part 0).
+//! * Any other source is split by the caller's integer expression. When the server can find
+//!   the expression's least and greatest values without reading the source (an index on it,
+//!   which the planner reaches through a view: `EXPLAIN` says so, [`ranges_are_cheap`]),
+//!   by ranges of its values: part `i` reads `expr >= b_i AND expr < b_(i+1)`, the first
+//!   part with no lower bound (and the NULLs, if any), the last with no upper bound, so that
+//!   each backend reads only its share through the index. Otherwise by modulo:
+//!   `coalesce(abs((expr) % k), 0) = i` (NULL goes to part 0), where every backend reads the
+//!   whole source and keeps its share.
 //!
 //! With ORDER BY, each part also returns its sort keys, as text the merge compares exactly
 //! ([`KeyType`]), wrapped with the row in one json value: `json_build_array(key1, ..., data)`.
@@ -34,6 +40,61 @@ pub enum Split {
     Blocks { pages: u64 },
     /// The partition expression's SQL: `coalesce(abs((expr) % k), 0) = i`.
     Modulo(String),
+    /// The partition expression's SQL and the `k - 1` inner bounds of its value ranges
+    /// ([`value_bounds`]); `nulls`: some rows have a NULL value (they go to the first part).
+    Ranges {
+        expr: String,
+        bounds: Vec<i64>,
+        nulls: bool,
+    },
+}
+
+/// The `k - 1` inner bounds splitting the values `lo..=hi` into `k` nearly equal ranges:
+/// part `i` takes `[b_(i-1), b_i)`, the first part everything below `b_0` and the last
+/// everything from `b_(k-2)` on (the bounds do not decrease; with fewer values than parts,
+/// some ranges are empty).
+pub fn value_bounds(lo: i64, hi: i64, k: u32) -> Vec<i64> {
+    let (lo, hi) = (i128::from(lo.min(hi)), i128::from(lo.max(hi)));
+    let span = hi - lo + 1;
+    let k = i128::from(k.max(1));
+    // Each bound lies in (lo, hi + 1], inside i64 except hi + 1 when hi is i64::MAX.
+    (1..k)
+        .map(|i| (lo + span * i / k).min(i128::from(i64::MAX)) as i64)
+        .collect()
+}
+
+/// The statements (run with EXPLAIN) that tell whether a range split is cheap: finding the
+/// expression's least and greatest values and whether it is ever NULL, against reading the
+/// source. `expr` is the partition expression's SQL, `src` the quoted source.
+pub fn range_probe_sql(expr: &str, src: &str) -> (String, String) {
+    (
+        format!("EXPLAIN {}", range_bounds_sql(expr, src)),
+        format!("EXPLAIN SELECT 1 FROM {src}"),
+    )
+}
+
+/// The statement returning the expression's least and greatest values as text, and whether
+/// some row has it NULL.
+pub fn range_bounds_sql(expr: &str, src: &str) -> String {
+    format!(
+        "SELECT (SELECT min(({expr})) FROM {src})::text, (SELECT max(({expr})) FROM {src})::text, \
+         EXISTS (SELECT 1 FROM {src} WHERE ({expr}) IS NULL)"
+    )
+}
+
+/// The total cost of a plan's top node, from the first line of EXPLAIN's text output
+/// (`Result  (cost=0.91..0.92 rows=1 width=17)`).
+pub fn plan_cost(first_line: &str) -> Option<f64> {
+    let after = &first_line[first_line.find("cost=")? + 5..];
+    let total = after.split("..").nth(1)?;
+    total.split_whitespace().next()?.parse().ok()
+}
+
+/// Whether the range probe (its plan's total cost) is cheap against reading the source (the
+/// scan's): under a tenth of it, which an index on the expression gives (a few pages against
+/// the whole relation) and a scan of the source never does.
+pub fn ranges_are_cheap(probe_cost: f64, scan_cost: f64) -> bool {
+    probe_cost.is_finite() && scan_cost.is_finite() && probe_cost * 10.0 < scan_cost
 }
 
 /// The block range `[start, end)` of each of `k` parts of a table of `pages` blocks: `None`
@@ -63,6 +124,26 @@ pub fn part_condition(split: &Split, i: u32, k: u32) -> String {
             }
         }
         Split::Modulo(expr) => format!("coalesce(abs(({expr}) % {k}), 0) = {i}"),
+        Split::Ranges {
+            expr,
+            bounds,
+            nulls,
+        } => {
+            let i = i as usize;
+            let lower = i.checked_sub(1).and_then(|j| bounds.get(j));
+            let upper = bounds.get(i);
+            let range = match (lower, upper) {
+                (None, None) => "true".to_string(),
+                (Some(a), None) => format!("({expr}) >= {a}"),
+                (None, Some(b)) => format!("({expr}) < {b}"),
+                (Some(a), Some(b)) => format!("({expr}) >= {a} AND ({expr}) < {b}"),
+            };
+            if i == 0 && *nulls && upper.is_some() {
+                format!("({range} OR ({expr}) IS NULL)")
+            } else {
+                range
+            }
+        }
     }
 }
 
@@ -288,6 +369,77 @@ mod tests {
         assert_eq!(part_condition(&s, 0, 1), "true");
         let m = Split::Modulo("id".into());
         assert_eq!(part_condition(&m, 2, 4), "coalesce(abs((id) % 4), 0) = 2");
+        let r = Split::Ranges {
+            expr: "id".into(),
+            bounds: vec![-5, 10],
+            nulls: true,
+        };
+        assert_eq!(part_condition(&r, 0, 3), "((id) < -5 OR (id) IS NULL)");
+        assert_eq!(part_condition(&r, 1, 3), "(id) >= -5 AND (id) < 10");
+        assert_eq!(part_condition(&r, 2, 3), "(id) >= 10");
+        let r = Split::Ranges {
+            expr: "id".into(),
+            bounds: vec![],
+            nulls: true,
+        };
+        assert_eq!(part_condition(&r, 0, 1), "true");
+    }
+
+    #[test]
+    fn value_bounds_split_the_values_evenly_and_cover_all() {
+        assert_eq!(value_bounds(1, 1_000_000, 2), vec![500_001]);
+        assert_eq!(value_bounds(1, 9, 3), vec![4, 7]);
+        assert_eq!(value_bounds(0, 0, 3), vec![0, 0]);
+        assert_eq!(value_bounds(i64::MIN, i64::MAX, 2), vec![0]);
+        assert_eq!(value_bounds(5, 5, 1), Vec::<i64>::new());
+        for (lo, hi) in [
+            (-7i64, 13i64),
+            (0, 1),
+            (i64::MAX - 3, i64::MAX),
+            (i64::MIN, i64::MIN + 2),
+        ] {
+            for k in 1..=6u32 {
+                let b = value_bounds(lo, hi, k);
+                assert_eq!(b.len(), k as usize - 1);
+                assert!(b.windows(2).all(|w| w[0] <= w[1]), "{lo} {hi} {k}: {b:?}");
+                // Every value in lo..=hi falls in exactly one part.
+                let span = (hi as i128 - lo as i128 + 1).min(50) as i64;
+                for v in (0..span).map(|d| lo + d) {
+                    let parts = (0..k as usize)
+                        .filter(|&i| {
+                            let above = i == 0 || v >= b[i - 1];
+                            let below = i + 1 == k as usize || v < b[i];
+                            above && below
+                        })
+                        .count();
+                    assert_eq!(parts, 1, "value {v} of {lo}..={hi}, k {k}: {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_range_probe_is_judged_by_its_plan_cost() {
+        assert_eq!(
+            plan_cost("Result  (cost=0.91..0.92 rows=1 width=17)"),
+            Some(0.92)
+        );
+        assert_eq!(
+            plan_cost("Seq Scan on t  (cost=0.00..70841.00 rows=1000000 width=4)"),
+            Some(70841.0)
+        );
+        assert_eq!(plan_cost("Result"), None);
+        assert!(ranges_are_cheap(0.92, 70841.0));
+        assert!(!ranges_are_cheap(72000.0, 70841.0));
+        assert!(!ranges_are_cheap(1.0, 5.0), "a tiny source is not worth it");
+        assert!(!ranges_are_cheap(f64::NAN, 5.0));
+        let (probe, scan) = range_probe_sql("(id)", "\"v\"");
+        assert_eq!(
+            probe,
+            "EXPLAIN SELECT (SELECT min(((id))) FROM \"v\")::text, (SELECT max(((id))) FROM \"v\")::text, \
+             EXISTS (SELECT 1 FROM \"v\" WHERE ((id)) IS NULL)"
+        );
+        assert_eq!(scan, "EXPLAIN SELECT 1 FROM \"v\"");
     }
 
     #[test]

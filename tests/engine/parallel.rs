@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::support::*;
+use fraiseql_wire::query::partition::{self, Split};
 use fraiseql_wire::{Client, ErrorKind, Next, ParallelStream, Query, SortDir, StreamState, Wait};
 
 const ROWS: i64 = 20_000;
@@ -98,15 +99,87 @@ fn a_view_split_by_a_partition_expression_gives_every_row_once() {
     for k in [2, 3, 4] {
         let mut q = serial_q.clone();
         q.parallel(k).unwrap().partition_by("id").unwrap();
-        let rows = parallel_rows(&client, &q);
+        let mut s = client.execute_parallel(&q).unwrap();
+        // `id` is the table's key, which the view exposes: split by value ranges.
+        assert_eq!(
+            s.split(),
+            &Split::Ranges {
+                expr: "id".into(),
+                bounds: partition::value_bounds(1, ROWS, k),
+                nulls: false
+            },
+            "k = {k}"
+        );
+        let (rows, end) = drain_par(&mut s);
+        end.unwrap();
         assert_eq!(rows.len(), serial.len(), "k = {k}");
         assert_eq!(sorted(rows), serial, "k = {k}");
+        // An expression no index covers: split by modulo.
+        let mut q = serial_q.clone();
+        q.parallel(k).unwrap().partition_by("id + 0").unwrap();
+        let mut s = client.execute_parallel(&q).unwrap();
+        assert_eq!(s.split(), &Split::Modulo("id + 0".into()), "k = {k}");
+        let (rows, end) = drain_par(&mut s);
+        end.unwrap();
+        assert_eq!(sorted(rows), serial, "k = {k}: modulo");
     }
     // A json source: the text of each row is kept exactly (spaces, duplicate keys).
     let mut q = query("par_json");
     q.parallel(2).unwrap().partition_by("id").unwrap();
     let rows = parallel_rows(&client, &q);
     assert_eq!(sorted(rows), sorted(rows_of(&client, &query("par_json"))));
+}
+
+#[test]
+fn value_ranges_give_every_row_once_with_nulls_and_negative_values() {
+    pg().psql(
+        "DROP TABLE IF EXISTS par_n CASCADE; \
+         CREATE TABLE par_n (k int, data jsonb NOT NULL); \
+         INSERT INTO par_n SELECT CASE WHEN i % 10 = 0 THEN NULL ELSE i - 2500 END, \
+           jsonb_build_object('i', i, 'pad', repeat('y', 200)) FROM generate_series(1, 5000) i; \
+         CREATE INDEX ON par_n (k); \
+         CREATE VIEW par_nv AS SELECT k, data FROM par_n; \
+         ANALYZE par_n;",
+    );
+    let client = socket_client();
+    let serial = sorted(rows_of(&client, &query("par_nv")));
+    assert_eq!(serial.len(), 5000);
+    for k in [2, 3, 4] {
+        let mut q = query("par_nv");
+        q.parallel(k).unwrap().partition_by("k").unwrap();
+        let mut s = client.execute_parallel(&q).unwrap();
+        assert_eq!(
+            s.split(),
+            &Split::Ranges {
+                expr: "k".into(),
+                bounds: partition::value_bounds(-2499, 2499, k),
+                nulls: true
+            },
+            "k = {k}"
+        );
+        let (rows, end) = drain_par(&mut s);
+        end.unwrap();
+        assert_eq!(
+            sorted(rows),
+            serial,
+            "k = {k}: every row once, the NULLs too"
+        );
+    }
+    // Ordered by the expression itself, with OFFSET and LIMIT, across the range bounds.
+    let mut serial_q = query("par_nv");
+    serial_q
+        .order_by("k", None, SortDir::Desc)
+        .unwrap()
+        .order_by("(data->>'i')::int", None, SortDir::Asc)
+        .unwrap()
+        .offset(7)
+        .unwrap()
+        .limit(4000)
+        .unwrap();
+    let serial = rows_of(&client, &serial_q);
+    let mut q = serial_q.clone();
+    q.parallel(3).unwrap().partition_by("k").unwrap();
+    assert_eq!(parallel_rows(&client, &q), serial);
 }
 
 #[test]
