@@ -235,6 +235,10 @@ impl Client {
                 .expect("a new stream's state has one owner")
                 .without_query_metrics(),
         );
+        if conn.is_plain() {
+            // The merge reads parked parts on its own thread, as a serial consumer does.
+            crate::stream::driver::let_task_park(&shared);
+        }
         let shared = start_shared(conn, &self.pool, shared, msg)
             .await
             .inspect_err(query_phase_error)?;

@@ -4,14 +4,14 @@
 //! thread reading, handing a chunk over and waking it. A consumer busy with its rows for
 //! longer than `TAKE_OVER_AFTER` (20 ms) gets a reader task that reads ahead, and the reader
 //! comes back to the consumer when it catches up. The runtime threads' context switches show
-//! who reads.
+//! who reads. A parallel stream's merge reads its parts' sockets itself the same way.
 
 mod support;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use fraiseql_wire::{Client, Next, Stream, Wait};
+use fraiseql_wire::{Client, Next, ParallelStream, Stream, Wait};
 use support::fakepg::fakepg_with;
 use support::*;
 
@@ -231,5 +231,62 @@ fn a_consumer_waiting_on_the_event_fd_takes_several_chunks_per_wake_up() {
     assert!(
         wake_ups * 2 < chunks,
         "the consumer was woken {wake_ups} times for {chunks} chunks"
+    );
+}
+
+/// Drain a parallel stream, returning the rows' count and the runtime threads' context
+/// switches meanwhile.
+fn drain_parallel_counting(s: &mut ParallelStream) -> (usize, u64) {
+    let before = runtime_switches();
+    let mut n = 0;
+    loop {
+        match s.next(Wait::Forever).expect("rows") {
+            Next::Row(r) => {
+                assert_eq!(r.first(), Some(&b'{'));
+                n += 1;
+            }
+            Next::Done => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    (n, runtime_switches() - before)
+}
+
+#[test]
+fn a_parallel_merge_that_keeps_up_reads_the_parts_sockets_itself() {
+    let _g = serial();
+    const PAR_ROWS: usize = 150_000;
+    pg().psql(&format!(
+        "DROP TABLE IF EXISTS parked_par; \
+         CREATE TABLE parked_par AS SELECT i AS id, jsonb_build_object('id', i, 'pad', \
+           repeat('z', 300)) AS data FROM generate_series(1, {PAR_ROWS}) i; \
+         ANALYZE parked_par;"
+    ));
+    let client = socket_client();
+    let mut q = query("parked_par");
+    q.parallel(2).unwrap();
+    // Warm up: the connections, the runtime threads.
+    let mut s = client.execute_parallel(&q).unwrap();
+    assert_eq!(drain_parallel_counting(&mut s).0, PAR_ROWS);
+    drop(s);
+
+    let mut merged = client.execute_parallel(&q).unwrap();
+    let (n, merge_switches) = drain_parallel_counting(&mut merged);
+    assert_eq!(n, PAR_ROWS);
+    drop(merged);
+
+    // The same stream watched through its descriptor: every part is read by a reader task.
+    let mut tasks = client.execute_parallel(&q).unwrap();
+    tasks.control().fd().unwrap();
+    let (n, task_switches) = drain_parallel_counting(&mut tasks);
+    assert_eq!(n, PAR_ROWS);
+    eprintln!(
+        "runtime context switches for {PAR_ROWS} rows in 2 parts: {merge_switches} read by \
+         the merge, {task_switches} by reader tasks"
+    );
+    assert!(
+        merge_switches * 3 < task_switches,
+        "runtime threads switched {merge_switches} times with the merge reading, \
+         {task_switches} with reader tasks"
     );
 }

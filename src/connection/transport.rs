@@ -235,8 +235,10 @@ fn ppoll_fds(pfds: &mut [PollFd<'_>], timeout: Option<std::time::Duration>) -> i
 }
 
 /// `fd` borrowed for one wait. The callers pass the stream's interrupt eventfd, which its
-/// `Shared` owns and keeps open while its consumer waits on it, or a transport's own socket
-/// (`idle_readable`, which holds the transport for the duration of the poll).
+/// `Shared` owns and keeps open while its consumer waits on it, a transport's own socket
+/// (`idle_readable`, which holds the transport for the duration of the poll), or a parallel
+/// stream's epoll instance and the sockets of its parked parts ([`wait_any_readable`]: a
+/// part's socket may be handed to a task, and closed when that part ends, during the wait).
 fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
     // SAFETY: the descriptor is open for the whole wait (see above), and the `BorrowedFd`
     // never leaves `ppoll_fds`' caller, which only polls it (never reads, writes or closes
@@ -282,6 +284,21 @@ pub fn wait_readable_or(
         socket: any && !pfds[0].revents().is_empty(),
         other: any && !pfds[1].revents().is_empty(),
     })
+}
+
+/// Wait until one of `fds` is readable (or failed, or hung up), at most `timeout` (`None`: no
+/// limit). Used by a parallel stream's merge, which waits on its parts' readiness (an epoll
+/// instance) and on the sockets of the parts it reads itself. Whether one was (a signal:
+/// not).
+pub fn wait_any_readable(
+    fds: &[std::os::fd::RawFd],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<bool> {
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|&fd| PollFd::from_borrowed_fd(borrow(fd), PollFlags::IN))
+        .collect();
+    ppoll_fds(&mut pfds, timeout)
 }
 
 /// Whether `fd` has bytes to read, has reached the end of its stream or has failed, right

@@ -22,7 +22,7 @@ pub mod merge;
 mod session;
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -190,8 +190,14 @@ impl ParallelControl {
     /// A descriptor readable whenever a part has something to return (an epoll instance
     /// over the parts' descriptors). With ORDER BY a call may still find no row ready (the
     /// merge needs a row from every part) and return `WouldBlock`.
+    ///
+    /// An event loop waits on it instead of calling in: from then on every part is read by
+    /// a reader task (as a serial stream's after `fd`), since nothing would read the sockets
+    /// of parts parked for the merge.
     pub fn fd(&self) -> Result<i32> {
-        use std::os::fd::AsRawFd;
+        for p in &self.inner.parts {
+            p.fd()?;
+        }
         Ok(self.inner.epoll.as_raw_fd())
     }
 
@@ -455,7 +461,7 @@ impl ParallelStream {
 
     fn part_done(&mut self, i: usize) {
         self.live[i] = false;
-        if let Ok(fd) = self.parts[i].control().fd() {
+        if let Ok(fd) = self.parts[i].control().merge_fd() {
             // SAFETY: the descriptor belongs to part `i`'s stream, alive in `self.parts`.
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
             let _ = rustix::event::epoll::delete(&self.control.inner.epoll, fd);
@@ -576,8 +582,63 @@ impl ParallelStream {
         Ok(Step::Row(&ord.out[..len] as *const [u8]))
     }
 
-    /// Wait until a part's descriptor is readable, or `timeout`.
+    /// Wait until a part has something, or `timeout`. A part whose reader is parked is read
+    /// on this thread, as a serial stream's consumer reads its socket (see
+    /// `stream::driver::Parked`): the wait covers its socket, after letting packets gather
+    /// as that consumer would (`linger`). The others are read by their tasks, which tell of
+    /// rows through their event fds (the epoll instance); a task that may park its reader is
+    /// asked to (the merge waits), so that on a server-bound stream every part ends up read
+    /// here, with no thread hand-over per chunk.
     fn wait_any(&self, timeout: Option<Duration>) -> Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut fds = vec![self.control.inner.epoll.as_raw_fd()];
+        let mut linger: Option<Duration> = None;
+        let mut every_part_lingers = true;
+        let mut asked = Vec::new();
+        for (i, p) in self.parts.iter().enumerate() {
+            if !self.live[i] {
+                continue;
+            }
+            match p.control().parked_socket() {
+                Some((fd, l)) => {
+                    fds.push(fd);
+                    match l {
+                        Some(d) => linger = Some(linger.map_or(d, |x| x.min(d))),
+                        None => every_part_lingers = false,
+                    }
+                }
+                None => {
+                    p.control().merge_waits(true);
+                    asked.push(i);
+                }
+            }
+        }
+        let result = (|| {
+            if fds.len() > 1 && every_part_lingers {
+                if let Some(d) = linger {
+                    let d = timeout.map_or(d, |t| d.min(t));
+                    // Let packets gather; a part read by a task may end the wait sooner.
+                    if self.wait_epoll(Some(d))? {
+                        return Ok(());
+                    }
+                }
+            }
+            if fds.len() == 1 {
+                return self.wait_epoll(timeout).map(|_| ());
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            crate::connection::transport::wait_any_readable(&fds, left)
+                .map(|_| ())
+                .map_err(|e| Error::io("parallel stream: waiting for the parts failed", &e))
+        })();
+        for i in asked {
+            self.parts[i].control().merge_waits(false);
+        }
+        result
+    }
+
+    /// Wait on the parts' event fds alone, at most `timeout`; whether one is readable.
+    fn wait_epoll(&self, timeout: Option<Duration>) -> Result<bool> {
         use rustix::event::epoll;
         let ts = timeout.map(|t| rustix::event::Timespec {
             tv_sec: t.as_secs() as i64,
@@ -585,7 +646,8 @@ impl ParallelStream {
         });
         let mut events = [MaybeUninit::<epoll::Event>::uninit(); 4];
         match epoll::wait(&self.control.inner.epoll, &mut events, ts.as_ref()) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+            Ok((ready, _)) => Ok(!ready.is_empty()),
+            Err(rustix::io::Errno::INTR) => Ok(false),
             Err(e) => Err(Error::io(
                 "parallel stream: waiting for the parts failed",
                 &std::io::Error::from(e),
@@ -810,9 +872,9 @@ pub(crate) fn execute(client: &Client, query: &Query) -> Result<ParallelStream> 
         })?;
     let mut controls = Vec::with_capacity(parts.len());
     for (i, p) in parts.iter().enumerate() {
-        // The part's readiness descriptor: it also makes the part's reader run as a task, so
-        // that all parts read at once whichever the consumer is taking rows from.
-        let fd = p.control().fd()?;
+        // The part's readiness descriptor, for what its reader task delivers; a part whose
+        // reader is parked is read by the merge itself (see `ParallelStream::wait_any`).
+        let fd = p.control().merge_fd()?;
         // SAFETY: the descriptor belongs to the part's stream, which outlives the epoll
         // instance's use of it (parts are dropped with the stream; the instance too).
         let bfd = unsafe { BorrowedFd::borrow_raw(fd) };

@@ -250,6 +250,22 @@ impl StreamControl {
         self.shared.event_fd()
     }
 
+    /// The event fd for a parallel stream's merge, which reads parked parts itself (see
+    /// [`driver::parked_socket`]): the reader is left where it is.
+    pub(crate) fn merge_fd(&self) -> Result<i32> {
+        self.shared.merge_event_fd()
+    }
+
+    /// See [`driver::parked_socket`].
+    pub(crate) fn parked_socket(&self) -> Option<(i32, Option<Duration>)> {
+        driver::parked_socket(&self.shared)
+    }
+
+    /// See [`driver::merge_waits`].
+    pub(crate) fn merge_waits(&self, on: bool) {
+        driver::merge_waits(&self.shared, on)
+    }
+
     pub fn stats(&self) -> StreamStats {
         let g = self.shared.lock();
         let received = g.rows_received;

@@ -138,6 +138,11 @@ pub(crate) struct Shared {
     pub entity: String,
     pub started: Instant,
     efd: OnceLock<OwnedFd>,
+    /// The event fd was asked for by an event loop (`Stream::fd`), which does not read the
+    /// socket: the reader must run as a task. Not set when the fd only tells a parallel
+    /// stream's merge, which reads parked parts itself, that a part has something
+    /// ([`Shared::merge_event_fd`]).
+    watched: AtomicBool,
     /// Wakes a consumer blocked on the socket when a control event needs it (see
     /// [`Shared::unpark`]); created when the consumer first reads the socket itself.
     interrupt: OnceLock<OwnedFd>,
@@ -193,6 +198,7 @@ impl Shared {
             entity,
             started: Instant::now(),
             efd: OnceLock::new(),
+            watched: AtomicBool::new(false),
             interrupt: OnceLock::new(),
             owner_pid: std::process::id(),
             cancel_token,
@@ -263,8 +269,25 @@ impl Shared {
     }
 
     /// The readiness fd, created on first use: readable whenever a consuming call has
-    /// something to return.
+    /// something to return. An event loop waits on it instead of reading: from then on a
+    /// reader task reads ahead.
     pub fn event_fd(&self) -> Result<i32> {
+        let fd = self.merge_event_fd()?;
+        if !self.watched.swap(true, Ordering::SeqCst) {
+            let mut g = self.lock();
+            let parked = self.unpark(&mut g);
+            drop(g);
+            if let Some(p) = parked {
+                p.spawn();
+            }
+        }
+        Ok(fd)
+    }
+
+    /// The readiness fd for a parallel stream's merge, which waits on it and on the sockets
+    /// of the parts whose readers are parked, and reads those itself: unlike
+    /// [`Shared::event_fd`], it leaves the reader where it is.
+    pub fn merge_event_fd(&self) -> Result<i32> {
         if let Some(fd) = self.efd.get() {
             return Ok(fd.as_raw_fd());
         }
@@ -284,19 +307,13 @@ impl Shared {
             if ready {
                 self.wake_consumer(&mut g);
             }
-            // An event loop waits on the fd instead of reading: a reader task reads ahead.
-            let parked = self.unpark(&mut g);
-            drop(g);
-            if let Some(p) = parked {
-                p.spawn();
-            }
         }
         Ok(self.efd.get().map(|f| f.as_raw_fd()).unwrap_or(-1))
     }
 
-    /// Whether an event fd was asked for (an event loop watches the stream).
+    /// Whether an event loop watches the stream through its event fd.
     pub fn has_event_fd(&self) -> bool {
-        self.efd.get().is_some()
+        self.watched.load(Ordering::SeqCst)
     }
 
     /// The descriptor that interrupts a consumer's wait on the socket, created on first

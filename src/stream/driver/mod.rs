@@ -184,6 +184,42 @@ async fn watchdog_task(shared: Arc<Shared>) {
     }
 }
 
+/// For a parallel stream's merge, which waits on several parts at once: the socket of the
+/// stream's parked reader (it reads it through [`consumer_turn`] once readable) and how long
+/// to let packets gather before waiting on it (see `Reader::linger`); `None` when no reader
+/// is parked. The merge only polls the descriptor: should a task take the reader meanwhile,
+/// the stream's event fd tells of what the task delivers.
+pub(crate) fn parked_socket(shared: &Shared) -> Option<(i32, Option<Duration>)> {
+    use std::os::fd::AsRawFd;
+    let g = shared.lock();
+    let Place::Parked(p) = &g.place else {
+        return None;
+    };
+    let p = p.get::<Parked>();
+    let fd = p.reader.conn.transport.plain_socket()?.as_raw_fd();
+    Some((fd, p.reader.linger(true)))
+}
+
+/// A part of a parallel stream on a plain socket: its reader task, started by the runtime,
+/// may park the reader for the merge to read (see [`merge_waits`]). Before the task starts.
+pub(crate) fn let_task_park(shared: &Shared) {
+    let mut g = shared.lock();
+    if matches!(g.place, Place::Task { may_park: false }) {
+        g.place = Place::Task { may_park: true };
+    }
+}
+
+/// For a parallel stream's merge: whether it waits for rows of this stream (`on`) or has
+/// stopped waiting. A reader task that may park parks its reader for the merge to read
+/// (as for a consumer blocked in `next`, see `task::wait_for_room`).
+pub(crate) fn merge_waits(shared: &Shared, on: bool) {
+    let mut g = shared.lock();
+    g.consumer_waiting = on;
+    if on && g.task_may_park() && g.queue.is_empty() && !shared.needs_task(&g) {
+        shared.reader_wake.notify_one();
+    }
+}
+
 /// The consumer found no chunk queued and the reader parked: read the socket on this thread
 /// (see [`Parked`]), waiting at most `wait` (`None`: without limit; zero: not at all) for
 /// data or for a control event ([`Shared::unpark`]), and put the reader back in its place
