@@ -25,21 +25,32 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 const ROWS: usize = 200_000;
 const SOURCE: &str = "w_200k_430";
 
-/// Drain `s`, returning the rows' count and the runtime threads' context switches meanwhile.
-fn drain_counting(s: &mut Stream) -> (usize, u64) {
+/// Count the rows `next_row` pulls (it says whether it got one) and the runtime threads'
+/// context switches meanwhile.
+fn counting(mut next_row: impl FnMut() -> bool) -> (usize, u64) {
     let before = runtime_switches();
     let mut n = 0;
-    loop {
-        match s.next(Wait::Forever).expect("rows") {
-            Next::Row(r) => {
-                assert_eq!(r.first(), Some(&b'{'));
-                n += 1;
-            }
-            Next::Done => break,
-            other => panic!("{other:?}"),
-        }
+    while next_row() {
+        n += 1;
     }
     (n, runtime_switches() - before)
+}
+
+/// Whether `next` returned a row (a JSON object); false at the end.
+fn is_row(next: fraiseql_wire::Result<Next<'_>>) -> bool {
+    match next.expect("rows") {
+        Next::Row(r) => {
+            assert_eq!(r.first(), Some(&b'{'));
+            true
+        }
+        Next::Done => false,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Drain `s`, returning the rows' count and the runtime threads' context switches meanwhile.
+fn drain_counting(s: &mut Stream) -> (usize, u64) {
+    counting(|| is_row(s.next(Wait::Forever)))
 }
 
 #[test]
@@ -237,19 +248,7 @@ fn a_consumer_waiting_on_the_event_fd_takes_several_chunks_per_wake_up() {
 /// Drain a parallel stream, returning the rows' count and the runtime threads' context
 /// switches meanwhile.
 fn drain_parallel_counting(s: &mut ParallelStream) -> (usize, u64) {
-    let before = runtime_switches();
-    let mut n = 0;
-    loop {
-        match s.next(Wait::Forever).expect("rows") {
-            Next::Row(r) => {
-                assert_eq!(r.first(), Some(&b'{'));
-                n += 1;
-            }
-            Next::Done => break,
-            other => panic!("{other:?}"),
-        }
-    }
-    (n, runtime_switches() - before)
+    counting(|| is_row(s.next(Wait::Forever)))
 }
 
 #[test]

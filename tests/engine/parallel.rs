@@ -55,6 +55,15 @@ fn parallel_rows(client: &Client, q: &Query) -> Vec<Vec<u8>> {
     rows
 }
 
+/// The rows of parallel query `q`, which must be split as `split`.
+fn rows_split_as(client: &Client, q: &Query, split: &Split) -> Vec<Vec<u8>> {
+    let mut s = client.execute_parallel(q).expect("execute_parallel");
+    assert_eq!(s.split(), split, "k = {}", q.partitions());
+    let (rows, end) = drain_par(&mut s);
+    end.expect("the parallel stream ends with Done");
+    rows
+}
+
 fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     v.sort();
     v
@@ -99,28 +108,19 @@ fn a_view_split_by_a_partition_expression_gives_every_row_once() {
     for k in [2, 3, 4] {
         let mut q = serial_q.clone();
         q.parallel(k).unwrap().partition_by("id").unwrap();
-        let mut s = client.execute_parallel(&q).unwrap();
         // `id` is the table's key, which the view exposes: split by value ranges.
-        assert_eq!(
-            s.split(),
-            &Split::Ranges {
-                expr: "id".into(),
-                bounds: partition::value_bounds(1, ROWS, k),
-                nulls: false
-            },
-            "k = {k}"
-        );
-        let (rows, end) = drain_par(&mut s);
-        end.unwrap();
+        let ranges = Split::Ranges {
+            expr: "id".into(),
+            bounds: partition::value_bounds(1, ROWS, k),
+            nulls: false,
+        };
+        let rows = rows_split_as(&client, &q, &ranges);
         assert_eq!(rows.len(), serial.len(), "k = {k}");
         assert_eq!(sorted(rows), serial, "k = {k}");
         // An expression no index covers: split by modulo.
         let mut q = serial_q.clone();
         q.parallel(k).unwrap().partition_by("id + 0").unwrap();
-        let mut s = client.execute_parallel(&q).unwrap();
-        assert_eq!(s.split(), &Split::Modulo("id + 0".into()), "k = {k}");
-        let (rows, end) = drain_par(&mut s);
-        end.unwrap();
+        let rows = rows_split_as(&client, &q, &Split::Modulo("id + 0".into()));
         assert_eq!(sorted(rows), serial, "k = {k}: modulo");
     }
     // A json source: the text of each row is kept exactly (spaces, duplicate keys).
@@ -147,18 +147,12 @@ fn value_ranges_give_every_row_once_with_nulls_and_negative_values() {
     for k in [2, 3, 4] {
         let mut q = query("par_nv");
         q.parallel(k).unwrap().partition_by("k").unwrap();
-        let mut s = client.execute_parallel(&q).unwrap();
-        assert_eq!(
-            s.split(),
-            &Split::Ranges {
-                expr: "k".into(),
-                bounds: partition::value_bounds(-2499, 2499, k),
-                nulls: true
-            },
-            "k = {k}"
-        );
-        let (rows, end) = drain_par(&mut s);
-        end.unwrap();
+        let ranges = Split::Ranges {
+            expr: "k".into(),
+            bounds: partition::value_bounds(-2499, 2499, k),
+            nulls: true,
+        };
+        let rows = rows_split_as(&client, &q, &ranges);
         assert_eq!(
             sorted(rows),
             serial,
