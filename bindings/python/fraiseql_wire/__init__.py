@@ -756,9 +756,9 @@ class Stream(_Closeable):
 
     def batches(self):
         """An iterator over lists of rows, one list per call into the library."""
-        if not self._str:
-            return self._raw_batches()
-        return map(_rows_decoded, self._raw_batches())
+        decode = self._str
+        for rows in self._raw_batches():
+            yield _rows_decoded(rows) if decode else rows
 
     def next_row(self, timeout=None, default=None):
         """The next row, or ``default`` at the end of the stream (pass a sentinel
