@@ -635,20 +635,20 @@ _decode = bytes.decode
 
 
 def _rows_str(b):
-    """A block's rows as str: one copy of the block, one split on NUL (rows never hold a
-    NUL byte; if one did, cut by the offsets instead), then each piece decoded by a C-level
-    map. Decoding row by row is faster than decoding the block at once: a row gets the
-    narrowest str kind its own characters allow."""
-    n = b.n
-    rows = _n.string_at(b.data, b.len - 1).split(b"\0")
-    if len(rows) != n:
-        raw = _n.string_at(b.data, b.len)
-        off = b.offsets
-        rows = [raw[off[i]:off[i + 1] - 1] for i in range(n)]
+    """A block's rows as str: its rows as bytes (one copy of the block, one split), each
+    decoded by a C-level map. Decoding row by row is faster than decoding the block at once:
+    a row gets the narrowest str kind its own characters allow. (A stream of str rows keeps
+    the bytes and decodes each row when it hands it out: see Stream.__iter__.)"""
+    return _rows_decoded(_rows_bytes(b))
+
+
+def _rows_decoded(rows):
     return list(map(_decode, rows))
 
 
 def _rows_bytes(b):
+    """A block's rows as bytes: one copy of the block, one split on NUL (rows never hold a
+    NUL byte; if one did, cut by the offsets instead)."""
     n = b.n
     rows = _n.string_at(b.data, b.len - 1).split(b"\0")
     if len(rows) != n:
@@ -684,7 +684,9 @@ class Stream(_Closeable):
     frees the stream (cancelling the query if it still runs).
 
     Each call into the library returns one block of rows (``fw_stream_next_block``),
-    copied out once; the rows are cut from that copy by one split.
+    copied out once; the rows are cut from that copy by one split. str rows stay bytes
+    until they are handed out, then are decoded one by one (a row that is not UTF-8 raises
+    UnicodeDecodeError when its turn comes; PostgreSQL sends UTF-8).
 
     One thread consumes a stream at a time; ``pause``, ``resume``, ``cancel``,
     ``state``, ``stats`` and ``close`` may be called from any thread (closing
@@ -699,7 +701,9 @@ class Stream(_Closeable):
         self._client = client
         self._cap = max(1, int(batch_size))
         self._max_bytes = max(0, int(max_bytes))
-        self._convert = _ROW_KINDS[rows]
+        # str rows are kept as their UTF-8 bytes until handed out (see __iter__).
+        self._convert = _rows_bytes if rows == "str" else _ROW_KINDS[rows]
+        self._str = rows == "str"
         self._block = _n.Block()
         self._block_ref = ctypes.byref(self._block)
         self._pending = []
@@ -742,13 +746,19 @@ class Stream(_Closeable):
                 raise TimeoutError("no row in time")
         return None
 
-    def batches(self):
-        """An iterator over lists of rows, one list per call into the library."""
+    def _raw_batches(self):
+        """The blocks' rows as fetched (UTF-8 bytes for str rows), one list per call."""
         while True:
             rows = self._next_batch(None)
             if rows is None:
                 return
             yield rows
+
+    def batches(self):
+        """An iterator over lists of rows, one list per call into the library."""
+        decode = self._str
+        for rows in self._raw_batches():
+            yield _rows_decoded(rows) if decode else rows
 
     def next_row(self, timeout=None, default=None):
         """The next row, or ``default`` at the end of the stream (pass a sentinel
@@ -758,17 +768,21 @@ class Stream(_Closeable):
         if self._pos < len(self._pending):
             row = self._pending[self._pos]
             self._pos += 1
-            return row
-        deadline = None if timeout is None else time.monotonic() + timeout
-        rows = self._next_batch(deadline)
-        if rows is None:
-            return default
-        self._pending, self._pos = rows, 1
-        return rows[0]
+        else:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            rows = self._next_batch(deadline)
+            if rows is None:
+                return default
+            self._pending, self._pos = rows, 1
+            row = rows[0]
+        return _decode(row) if self._str else row
 
     def __iter__(self):
-        # The rows of each batch are handed out by a C-level iterator (no Python call per row).
-        return itertools.chain.from_iterable(self.batches())
+        # The rows of each batch are handed out by C-level iterators (no Python call per
+        # row); str rows are decoded one at a time as they are handed out, so that each
+        # row's str is made, read and freed while its memory is still in the cache.
+        rows = itertools.chain.from_iterable(self._raw_batches())
+        return map(_decode, rows) if self._str else rows
 
     def __next__(self):
         row = self.next_row(default=_END)

@@ -217,6 +217,16 @@ class BindingTest(unittest.TestCase):
         self.assertEqual([p["n"] for p in parsed], list(range(1, 1001)))
         # len(str) counts characters, len(bytes) UTF-8 bytes: the unicode field differs
         self.assertLess(len(texts[0]), len(raw[0]))
+        # str rows are held as bytes until handed out: next_row, batches() and iteration
+        # mixed on one stream hand out every row once, in order, as str
+        with self.client.query("v_user").order_by("(data->>'n')::int") as q:
+            with q.stream(batch_size=64) as s:
+                mixed = [s.next_row(), s.next_row()]
+                mixed += next(iter(s.batches()))
+                mixed.append(s.next_row())
+                mixed += list(s)
+        self.assertTrue(all(isinstance(r, str) for r in mixed))
+        self.assertEqual(mixed, texts)
         # SQL NULL is the JSON null: None when parsed
         with self.client.query("v_null") as q:
             self.assertEqual(list(q.stream(rows="json")), [{"i": 1}, None, {"i": 3}])
