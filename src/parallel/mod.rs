@@ -701,7 +701,7 @@ impl ParallelStream {
     ) -> Result<Filled> {
         block.begin(max_rows)?;
         match self.next(wait)? {
-            Next::Row(r) if r.contains(&0) => {
+            Next::Row(r) if crate::stream::block::has_nul(r) => {
                 return Err(crate::stream::block::nul_row_error("a row"))
             }
             Next::Row(r) => block.push(r),
@@ -710,7 +710,7 @@ impl ParallelStream {
         while block.len() < max_rows && block.data().len() < max_bytes {
             match self.next(Wait::NoWait) {
                 // The end, an error or nothing ready: the next call reports it.
-                Ok(Next::Row(r)) if !r.contains(&0) => block.push(r),
+                Ok(Next::Row(r)) if !crate::stream::block::has_nul(r) => block.push(r),
                 _ => break,
             }
         }
