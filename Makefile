@@ -65,7 +65,7 @@ WITH_PG := scripts/with-pg
 # pgbouncer is for tests/scale_out.rs, nftables and iproute2 for tests/keepalive.rs (a network
 # namespace of its own whose packets it drops).
 TEST_DEPS := make clang libclang-rt-14-dev valgrind libpq-dev postgresql-15 pgbouncer nftables iproute2 openssl g++ \
-	python3 python3-venv python3-pip ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus linux-perf \
+	python3 python3-dev python3-venv python3-pip ruby ruby-ffi ruby-minitest golang-go pkg-config nodejs npm cmake prometheus linux-perf \
 	ruby-pg golang-github-jackc-pgx-v4-dev
 
 CSTD     := -std=c99 -D_POSIX_C_SOURCE=200809L

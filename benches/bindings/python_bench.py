@@ -4,8 +4,10 @@ before the query is sent (after connecting) to the last row.
 
     python_bench.py MODE CONNINFO SOURCE
 
-    fw        fraiseql_wire: for row in stream (str rows)
-    fw-bytes  fraiseql_wire: rows="bytes"
+    fw        fraiseql_wire: for row in stream (str rows), with its compiled accelerator
+    fw-bytes  fraiseql_wire: rows="bytes", with its accelerator
+    fw-pure   fraiseql_wire: str rows, without the accelerator (FW_PY_NO_EXT=1: cut and
+              decoded in Python)
     psycopg   psycopg 3: cursor.stream(sql) (single-row mode)
     psycopg-named   psycopg 3: a named (server-side) cursor, itersize 2000
 """
@@ -34,8 +36,13 @@ def count_tuples(it):  # psycopg's rows are tuples
     return rows, chars
 
 
-if mode in ("fw", "fw-bytes"):
+if mode in ("fw", "fw-bytes", "fw-pure"):
+    import os
+    if mode == "fw-pure":
+        os.environ["FW_PY_NO_EXT"] = "1"
     import fraiseql_wire as fw
+    if fw.accelerated != (mode != "fw-pure"):
+        sys.exit("python_bench: mode %s but fraiseql_wire.accelerated is %s" % (mode, fw.accelerated))
     client = fw.Client(conninfo)
     t0, c0 = time.perf_counter(), time.process_time()
     with client.query(source).stream(rows="bytes" if mode == "fw-bytes" else "str") as s:

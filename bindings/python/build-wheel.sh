@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build a wheel of the Python binding with the shared library inside (`make python-wheel`):
-# build/python-wheel/dist/fraiseql_wire-<version>-py3-none-linux_<arch>.whl. Installed with
-# pip, it needs no libfraiseql_wire on the machine (the package loads its own copy).
+# build/python-wheel/dist/fraiseql_wire-<version>-cp3X-cp3X-linux_<arch>.whl (with the
+# compiled accelerator, for the Python that builds it; py3-none-linux_<arch> where it cannot be
+# built). Installed with pip, it needs no libfraiseql_wire on the machine (the package loads
+# its own copy).
 # The library must be built first (`make build`); its debug info is stripped (24 MB -> 4 MB).
 # pip fetches setuptools for the build (PyPI), caching it in build/cache/pip.
 set -euo pipefail
@@ -16,7 +18,7 @@ grep -q "^MAJOR = $major\$" "$ROOT/bindings/python/fraiseql_wire/_native.py" ||
 rm -rf "$OUT"
 mkdir -p "$OUT/src/fraiseql_wire" "$OUT/dist"
 cp "$ROOT"/bindings/python/{pyproject.toml,setup.py,README.md} "$OUT/src/"
-cp "$ROOT"/bindings/python/fraiseql_wire/*.py "$OUT/src/fraiseql_wire/"
+cp "$ROOT"/bindings/python/fraiseql_wire/{*.py,*.c} "$OUT/src/fraiseql_wire/"
 strip --strip-debug -o "$OUT/src/fraiseql_wire/libfraiseql_wire.so.$major" "$SO"
 python3 -m pip wheel --quiet --no-deps --cache-dir "$ROOT/build/cache/pip" -w "$OUT/dist" "$OUT/src"
 ls "$OUT"/dist/*.whl

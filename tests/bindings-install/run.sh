@@ -58,7 +58,7 @@ check() { # name command... (in a subshell of its own, so that set -e applies in
 # --- Python
 py_pure() {
     cp -r "$ROOT/bindings/python" "$WORK/python-src"
-    rm -rf "$WORK/python-src/tests"
+    rm -rf "$WORK/python-src/tests" "$WORK/python-src/build" "$WORK/python-src/fraiseql_wire/"*.so
     python3 -m venv "$WORK/venv"
     "$WORK/venv/bin/pip" install --quiet --cache-dir "$CACHE/pip" "$WORK/python-src"
     "$WORK/venv/bin/python" "$WORK/check.py" "$PREFIX/lib"
@@ -67,11 +67,12 @@ py_wheel() {
     make -C "$ROOT" --no-print-directory python-wheel >"$WORK/wheel.log" 2>&1 ||
         { cat "$WORK/wheel.log" >&2; return 1; }
     local whl
-    whl=$(ls "$ROOT"/build/python-wheel/dist/fraiseql_wire-*-py3-none-linux_*.whl)
+    # Tagged for this Python and platform (the accelerator is a compiled module).
+    whl=$(ls "$ROOT"/build/python-wheel/dist/fraiseql_wire-*-linux_*.whl)
     python3 -m venv "$WORK/venv-wheel"
     "$WORK/venv-wheel/bin/pip" install --quiet --no-index "$whl"
     local site
-    site=$("$WORK/venv-wheel/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    site=$("$WORK/venv-wheel/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')
     PKG_CONFIG_PATH=/nonexistent "$WORK/venv-wheel/bin/python" "$WORK/check.py" "$site/fraiseql_wire"
 }
 step "python: pip install bindings/python into a venv"

@@ -633,6 +633,31 @@ except ImportError:
 
 _decode = bytes.decode
 
+try:
+    if os.environ.get("FW_PY_NO_EXT"):
+        raise ImportError("FW_PY_NO_EXT is set")
+    from . import _rows as _ext
+except ImportError:
+    _ext = None
+
+#: Whether rows are made by the compiled accelerator (``fraiseql_wire._rows``, built by
+#: ``pip install`` where a C compiler and Python's headers are found; ``FW_PY_NO_EXT=1``
+#: turns it off). Without it the same rows are cut and decoded in Python.
+accelerated = _ext is not None
+
+
+def _ext_rows(b, as_str):
+    """A block's rows as str or bytes, made by the accelerator from the library's memory."""
+    return _ext.rows(b.data or 0, ctypes.cast(b.offsets, ctypes.c_void_p).value or 0, b.n, as_str)
+
+
+def _ext_rows_str(b):
+    return _ext_rows(b, True)
+
+
+def _ext_rows_bytes(b):
+    return _ext_rows(b, False)
+
 
 def _rows_str(b):
     """A block's rows as str: its rows as bytes (one copy of the block, one split), each
@@ -701,9 +726,13 @@ class Stream(_Closeable):
         self._client = client
         self._cap = max(1, int(batch_size))
         self._max_bytes = max(0, int(max_bytes))
-        # str rows are kept as their UTF-8 bytes until handed out (see __iter__).
+        # str rows are kept as their UTF-8 bytes until handed out (see __iter__), unless the
+        # accelerator makes them at once.
         self._convert = _rows_bytes if rows == "str" else _ROW_KINDS[rows]
         self._str = rows == "str"
+        if _ext is not None and rows in ("str", "bytes"):
+            self._convert = _ext_rows_str if rows == "str" else _ext_rows_bytes
+            self._str = False
         self._block = _n.Block()
         self._block_ref = ctypes.byref(self._block)
         self._pending = []
