@@ -348,17 +348,33 @@ fn an_error_in_one_part_ends_the_stream_after_the_rows_delivered() {
     assert_eq!(rows_of(&client, &query("par_t")).len() as i64, ROWS);
 }
 
-#[test]
-fn a_terminated_part_fails_the_stream() {
+/// `par_t` read in `k` parts by a client tagged `app`, with a budget of `budget` bytes (small,
+/// so that the parts are still running when the test acts on them).
+fn par_t_in_parts(app: &str, k: u32, budget: usize) -> (Client, ParallelStream) {
     fixture();
-    let app = "fw_par_terminate";
     let client = socket_client_app(app);
     let mut q = query("par_t");
-    q.parallel(2)
-        .unwrap()
-        .max_memory(32 * 1024, 0.8, 1.0)
-        .unwrap();
-    let mut s = client.execute_parallel(&q).unwrap();
+    q.parallel(k).unwrap().max_memory(budget, 0.8, 1.0).unwrap();
+    let s = client.execute_parallel(&q).expect("execute_parallel");
+    (client, s)
+}
+
+/// Within 5 s, no query on `par_t` of the client tagged `app` is active any more.
+fn assert_no_query_left(app: &str, what: &str) {
+    assert!(
+        wait_until(Duration::from_secs(5), || active_queries(
+            pg(),
+            app,
+            "par_t"
+        ) == 0),
+        "{what}"
+    );
+}
+
+#[test]
+fn a_terminated_part_fails_the_stream() {
+    let app = "fw_par_terminate";
+    let (_client, mut s) = par_t_in_parts(app, 2, 32 * 1024);
     let mut n = 0;
     while n < 10 {
         if let Next::Row(_) = s.next(Wait::Forever).unwrap() {
@@ -374,27 +390,13 @@ fn a_terminated_part_fails_the_stream() {
     assert!((rows.len() as i64 + n) < ROWS, "the stream ended early");
     assert_eq!(s.stats().state, Some(StreamState::Failed));
     // The other part was cancelled: no query of this client stays active.
-    assert!(
-        wait_until(Duration::from_secs(5), || active_queries(
-            pg(),
-            app,
-            "par_t"
-        ) == 0),
-        "the other part's query still runs"
-    );
+    assert_no_query_left(app, "the other part's query still runs");
 }
 
 #[test]
 fn cancel_stops_every_part() {
-    fixture();
     let app = "fw_par_cancel";
-    let client = socket_client_app(app);
-    let mut q = query("par_t");
-    q.parallel(3)
-        .unwrap()
-        .max_memory(48 * 1024, 0.8, 1.0)
-        .unwrap();
-    let mut s = client.execute_parallel(&q).unwrap();
+    let (client, mut s) = par_t_in_parts(app, 3, 48 * 1024);
     assert!(matches!(s.next(Wait::Forever).unwrap(), Next::Row(_)));
     let control = s.control().clone();
     std::thread::spawn(move || control.cancel().unwrap())
@@ -407,14 +409,7 @@ fn cancel_stops_every_part() {
     assert_eq!(e.kind(), ErrorKind::Cancelled);
     assert_eq!(s.control().state(), StreamState::Cancelled);
     s.control().cancel().expect("cancelling twice is fine");
-    assert!(
-        wait_until(Duration::from_secs(5), || active_queries(
-            pg(),
-            app,
-            "par_t"
-        ) == 0),
-        "a part's query still runs after cancel"
-    );
+    assert_no_query_left(app, "a part's query still runs after cancel");
     // Pause and resume on a completed stream are State errors, as for a serial one.
     let mut q = query("par_t");
     q.parallel(2).unwrap().limit(10).unwrap();
