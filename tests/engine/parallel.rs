@@ -359,16 +359,10 @@ fn par_t_in_parts(app: &str, k: u32, budget: usize) -> (Client, ParallelStream) 
     (client, s)
 }
 
-/// Within 5 s, no query on `par_t` of the client tagged `app` is active any more.
-fn assert_no_query_left(app: &str, what: &str) {
-    assert!(
-        wait_until(Duration::from_secs(5), || active_queries(
-            pg(),
-            app,
-            "par_t"
-        ) == 0),
-        "{what}"
-    );
+/// Within 5 s, no query on `source` of the client tagged `app` is active any more.
+fn assert_no_query_left(app: &str, source: &str, what: &str) {
+    let left = || active_queries(pg(), app, source);
+    assert!(wait_until(Duration::from_secs(5), || left() == 0), "{what}");
 }
 
 #[test]
@@ -390,7 +384,7 @@ fn a_terminated_part_fails_the_stream() {
     assert!((rows.len() as i64 + n) < ROWS, "the stream ended early");
     assert_eq!(s.stats().state, Some(StreamState::Failed));
     // The other part was cancelled: no query of this client stays active.
-    assert_no_query_left(app, "the other part's query still runs");
+    assert_no_query_left(app, "par_t", "the other part's query still runs");
 }
 
 #[test]
@@ -409,7 +403,7 @@ fn cancel_stops_every_part() {
     assert_eq!(e.kind(), ErrorKind::Cancelled);
     assert_eq!(s.control().state(), StreamState::Cancelled);
     s.control().cancel().expect("cancelling twice is fine");
-    assert_no_query_left(app, "a part's query still runs after cancel");
+    assert_no_query_left(app, "par_t", "a part's query still runs after cancel");
     // Pause and resume on a completed stream are State errors, as for a serial one.
     let mut q = query("par_t");
     q.parallel(2).unwrap().limit(10).unwrap();
@@ -422,6 +416,54 @@ fn cancel_stops_every_part() {
         ErrorKind::State
     );
     assert_eq!(s.control().cancel().unwrap_err().kind(), ErrorKind::State);
+}
+
+#[test]
+fn a_merge_waiting_on_a_stalled_part_is_woken_by_cancel() {
+    fixture();
+    pg().psql(
+        "CREATE OR REPLACE VIEW par_stall AS SELECT id, data FROM par_t \
+         WHERE CASE WHEN id = 3000 THEN pg_sleep(30) IS NOT NULL ELSE true END",
+    );
+    let app = "fw_par_stall";
+    let client = socket_client_app(app);
+    let mut q = query("par_stall");
+    q.parallel(2).unwrap().partition_by("id").unwrap();
+    let mut s = client.execute_parallel(&q).unwrap();
+    // The rows before the stalled one, and those of the other part, flow: the merge reads
+    // the parts itself, then waits on the stalled part's socket.
+    let mut n = 0;
+    while n < 2000 {
+        match s.next(Wait::Forever).unwrap() {
+            Next::Row(_) => n += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    let control = s.control().clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        control.cancel().unwrap();
+    });
+    let t0 = std::time::Instant::now();
+    let e = loop {
+        match s.next(Wait::Forever) {
+            Ok(Next::Row(_)) => n += 1,
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => break e,
+        }
+    };
+    canceller.join().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "the waiting merge was not woken by the cancel (the stalled part sleeps 30 s)"
+    );
+    assert!((n as i64) < ROWS, "the stream ended early");
+    assert_no_query_left(
+        app,
+        "par_stall",
+        "the stalled part's query still runs after cancel",
+    );
 }
 
 #[test]
