@@ -419,7 +419,7 @@ fn cancel_stops_every_part() {
 }
 
 #[test]
-fn a_merge_waiting_on_a_stalled_part_is_woken_by_cancel() {
+fn a_merge_waiting_on_a_stalled_part_is_woken_by_pause_and_cancel() {
     fixture();
     pg().psql(
         "CREATE OR REPLACE VIEW par_stall AS SELECT id, data FROM par_t \
@@ -439,12 +439,28 @@ fn a_merge_waiting_on_a_stalled_part_is_woken_by_cancel() {
             other => panic!("{other:?}"),
         }
     }
+    let t0 = std::time::Instant::now();
+    // A pause from another thread wakes it: `Paused` once the rows read are drained.
+    let control = s.control().clone();
+    let pauser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        control.pause(Some("stall test")).unwrap();
+    });
+    loop {
+        match s.next(Wait::Forever).unwrap() {
+            Next::Row(_) => n += 1,
+            Next::Paused => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    pauser.join().unwrap();
+    s.control().resume().unwrap();
+    // So does a cancel.
     let control = s.control().clone();
     let canceller = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(500));
         control.cancel().unwrap();
     });
-    let t0 = std::time::Instant::now();
     let e = loop {
         match s.next(Wait::Forever) {
             Ok(Next::Row(_)) => n += 1,
@@ -456,7 +472,7 @@ fn a_merge_waiting_on_a_stalled_part_is_woken_by_cancel() {
     assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
     assert!(
         t0.elapsed() < Duration::from_secs(20),
-        "the waiting merge was not woken by the cancel (the stalled part sleeps 30 s)"
+        "the waiting merge was not woken by the pause and the cancel (the stalled part sleeps 30 s)"
     );
     assert!((n as i64) < ROWS, "the stream ended early");
     assert_no_query_left(
