@@ -721,15 +721,8 @@ impl ParallelStream {
     /// error.
     pub fn for_each(&mut self, mut f: impl FnMut(&[u8]) -> bool) -> Result<ForEachEnd> {
         loop {
-            match self.next(Wait::Forever)? {
-                Next::Row(r) => {
-                    if !f(r) {
-                        return Ok(ForEachEnd::Stopped);
-                    }
-                }
-                Next::Done => return Ok(ForEachEnd::Done),
-                Next::Paused => return Ok(ForEachEnd::Paused),
-                Next::Timeout | Next::WouldBlock => continue,
+            if let Some(end) = ForEachEnd::after(self.next(Wait::Forever)?, &mut f) {
+                return Ok(end);
             }
         }
     }

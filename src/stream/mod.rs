@@ -521,15 +521,8 @@ impl Stream {
                     return Ok(ForEachEnd::Stopped);
                 }
             }
-            match self.next(Wait::Forever)? {
-                Next::Row(r) => {
-                    if !f(r) {
-                        return Ok(ForEachEnd::Stopped);
-                    }
-                }
-                Next::Done => return Ok(ForEachEnd::Done),
-                Next::Paused => return Ok(ForEachEnd::Paused),
-                Next::Timeout | Next::WouldBlock => continue,
+            if let Some(end) = ForEachEnd::after(self.next(Wait::Forever)?, &mut f) {
+                return Ok(end);
             }
         }
     }
@@ -749,6 +742,19 @@ pub enum ForEachEnd {
     Done,
     Stopped,
     Paused,
+}
+
+impl ForEachEnd {
+    /// What a `for_each` loop does with one answer of `next`: a row goes to `f`; `Some` when
+    /// the loop ends there (`f` asked to stop, the end, a drained pause), `None` to go on.
+    pub(crate) fn after(next: Next<'_>, f: &mut impl FnMut(&[u8]) -> bool) -> Option<ForEachEnd> {
+        match next {
+            Next::Row(r) => (!f(r)).then_some(ForEachEnd::Stopped),
+            Next::Done => Some(ForEachEnd::Done),
+            Next::Paused => Some(ForEachEnd::Paused),
+            Next::Timeout | Next::WouldBlock => None,
+        }
+    }
 }
 
 #[allow(dead_code)]
