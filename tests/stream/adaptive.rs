@@ -9,8 +9,9 @@ use crate::support::*;
 use fraiseql_wire::stream::{Next, Wait};
 use fraiseql_wire::Query;
 
-#[test]
-fn a_slow_consumer_shrinks_the_chunks_the_reader_hands_over() {
+/// A query of `t_adapt_small` (400k small rows, created once) with adaptive chunking between
+/// 16 and 1024 rows, starting at `chunk` rows and adapting every `interval`.
+fn small_rows_adaptive(chunk: usize, interval: Duration) -> Query {
     create_once(
         "t_adapt_small",
         // Large enough that the reader is still receiving when the chunk sizes are checked
@@ -18,11 +19,17 @@ fn a_slow_consumer_shrinks_the_chunks_the_reader_hands_over() {
         "CREATE TABLE t_adapt_small AS SELECT jsonb_build_object('i', i) AS data \
          FROM generate_series(1, 400000) AS i",
     );
-    let c = socket_client();
     let mut q = Query::new("t_adapt_small").unwrap();
-    q.chunk_size(64).unwrap();
+    q.chunk_size(chunk).unwrap();
     q.adaptive_chunking(true, 16, 1024).unwrap();
-    q.adaptive_interval(Duration::from_millis(50));
+    q.adaptive_interval(interval);
+    q
+}
+
+#[test]
+fn a_slow_consumer_shrinks_the_chunks_the_reader_hands_over() {
+    let c = socket_client();
+    let mut q = small_rows_adaptive(64, Duration::from_millis(50));
     q.max_memory(256 * 1024, 0.9, 1.0).unwrap();
     let mut s = execute(&c, &q);
     let ctl = s.control().clone();
@@ -140,16 +147,8 @@ fn a_fast_consumer_reading_its_own_socket_grows_the_chunks() {
     // waiting for it: the chunk size grows as for any starved consumer. (Counted as
     // "waiting", a read's chunks kept the average occupancy between the thresholds, ~115
     // rows at 16 per chunk, and the size never moved.)
-    create_once(
-        "t_adapt_small",
-        "CREATE TABLE t_adapt_small AS SELECT jsonb_build_object('i', i) AS data \
-         FROM generate_series(1, 400000) AS i",
-    );
     let c = socket_client();
-    let mut q = Query::new("t_adapt_small").unwrap();
-    q.chunk_size(16).unwrap();
-    q.adaptive_chunking(true, 16, 1024).unwrap();
-    q.adaptive_interval(Duration::from_millis(20));
+    let q = small_rows_adaptive(16, Duration::from_millis(20));
     let mut s = execute(&c, &q);
     let ctl = s.control().clone();
     let mut sizes = vec![16];
