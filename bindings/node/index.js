@@ -494,7 +494,57 @@ class Query {
 // Stream
 // ---------------------------------------------------------------------------
 
-const FETCH_SLICE_MS = 100; // a worker thread never waits longer than this per call
+const FETCH_SLICE_MS = 100;
+const END = Symbol('end of stream'); // a worker thread never waits longer than this per call
+
+// The rows of one block handed out one at a time (`next()`, `for await`), each made into a
+// string only when it is taken. Until then a row stays in the stream's re-encoded text (off
+// the V8 heap), so a scavenge that comes mid-block finds no rows to copy: the young
+// generation stays at its smallest size instead of growing (see docs/bindings.md, "Node's
+// peak RSS"). Valid until the stream's next fetch, which always drains it first (`rest()`).
+class BlockRows {
+  constructor(text, ends, kinds, n) {
+    this.text = text;
+    this.ends = ends;
+    this.kinds = kinds;
+    this.length = n;
+    this.i = 0;
+    this.start = 0;
+  }
+
+  take() {
+    const i = this.i++;
+    const end = this.ends[2 * i];
+    const row = this.kinds[i] === 1 ? this.text.latin1Slice(this.start, end) : this.text.ucs2Slice(this.start, end);
+    this.start = end;
+    return row;
+  }
+
+  rest() {
+    const rows = new Array(this.length - this.i);
+    for (let k = 0; k < rows.length; k++) rows[k] = this.take();
+    return rows;
+  }
+}
+
+// An array of rows (parsed rows, or rows cut by their offsets) behind the same interface.
+class ArrayRows {
+  constructor(rows) {
+    this.rows = rows;
+    this.length = rows.length;
+    this.i = 0;
+  }
+
+  take() {
+    const row = this.rows[this.i];
+    this.rows[this.i++] = undefined; // handed out: the stream no longer holds it
+    return row;
+  }
+
+  rest() {
+    return this.i === 0 ? this.rows : this.rows.slice(this.i);
+  }
+}
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -527,8 +577,7 @@ class Stream {
     this._parse = parse;
     this._pollMs = Math.max(0, Number(pollMs) || 0);
     this._flowing = false;
-    this._pending = null;
-    this._pos = 0;
+    this._pending = null; // a BlockRows or ArrayRows with rows left, or null
     this._queued = 0;
     this._done = false;
     this._error = null;
@@ -557,13 +606,19 @@ class Stream {
   // Western European text) as Latin-1, any other as UTF-16; each row is then a latin1Slice
   // or ucs2Slice of the buffer, a copy into a V8 string, where decoding UTF-8 that is not
   // ASCII is V8's slowest string path (about 8x the time of these copies).
-  _rowsOfBlock() {
+  //
+  // `one`: the rows as a BlockRows (or ArrayRows) cursor, for one-at-a-time consumers; else
+  // an array.
+  _rowsOfBlock(one = false) {
     const h = this._h;
     const b = koffi.decode(h.block, Block);
     const n = Number(b.n);
     const len = Number(b.len);
     // The ends are size_t, read as their low 32 bits: little-endian, under 4 GiB.
-    if (!LITTLE_ENDIAN || 2 * len > 0xffffffff) return this._parsed(this._rowsByOffsets(b, Buffer.from(koffi.view(b.data, len)), n));
+    if (!LITTLE_ENDIAN || 2 * len > 0xffffffff) {
+      const rows = this._parsed(this._rowsByOffsets(b, Buffer.from(koffi.view(b.data, len)), n));
+      return one ? new ArrayRows(rows) : rows;
+    }
     if (h.text.length < 2 * len) h.text = Buffer.allocUnsafeSlow(Math.max(2 * len, 2 * h.text.length));
     if (h.kinds.length < n) {
       const m = Math.max(n, 2 * h.kinds.length);
@@ -574,6 +629,7 @@ class Stream {
     const kinds = h.kinds;
     const ends = h.ends;
     check(C.block_transcode(h.block, text, text.length, ends, kinds));
+    if (one) return this._parse ? new ArrayRows(this._parsed(new BlockRows(text, ends, kinds, n).rest())) : new BlockRows(text, ends, kinds, n);
     const rows = new Array(n);
     let start = 0;
     for (let i = 0; i < n; i++) {
@@ -599,21 +655,21 @@ class Stream {
 
   // One fw_stream_next_block on this thread that does not wait (timeout 0): { status, rows }
   // or { error } when it produced something, null when nothing was ready.
-  _fetchReady() {
+  _fetchReady(one) {
     const h = this._h;
     const status = C.next_block(this._ptr(), h.block, h.cap, h.maxBytes, 0);
     if (status === TIMEOUT || status === WOULD_BLOCK) return null;
     if (status < 0) return { error: makeError(status, C.stream_error(h.ptr), true) };
     if (status !== OK) return { status, rows: null };
     try {
-      return { status, rows: this._rowsOfBlock() };
+      return { status, rows: this._rowsOfBlock(one) };
     } catch (e) {
       return { error: e };
     }
   }
 
   // One fw_stream_next_block on a worker thread: { status, rows } or { error }.
-  _fetch() {
+  _fetch(one) {
     const h = this._h;
     const ptr = this._ptr();
     h.busy = true;
@@ -629,7 +685,7 @@ class Stream {
           let rows = null;
           if (status === OK) {
             try {
-              rows = this._rowsOfBlock();
+              rows = this._rowsOfBlock(one);
             } catch (e) {
               resolve({ error: e });
               if (h.freeWhenIdle) freeStream(h);
@@ -644,13 +700,19 @@ class Stream {
   }
 
   // The next array of rows (null at the end); one caller at a time.
-  async _nextBatch() {
+  _nextBatch() {
+    return this._nextRows(false);
+  }
+
+  // The next rows (null at the end): an array, or with `one` a cursor (BlockRows or
+  // ArrayRows). Rows still pending from next() or iteration come first, so a fetch never
+  // overwrites a cursor's text. One caller at a time.
+  async _nextRows(one) {
     if (!this._open()) throw closedError('stream');
     if (this._pending !== null) {
-      const rows = this._pos === 0 ? this._pending : this._pending.slice(this._pos);
+      const p = this._pending;
       this._pending = null;
-      this._pos = 0;
-      return rows;
+      return one ? p : p.rest();
     }
     for (;;) {
       // Closed while this call waited (between two fetch slices, or during one): the wait
@@ -661,7 +723,7 @@ class Stream {
       // Rows that are ready come from a call on this thread that does not wait (no thread
       // hop: the common case while the library reads ahead of the consumer); only when there
       // are none does a call wait for them on a worker thread.
-      let r = this._fetchReady();
+      let r = this._fetchReady(one);
       // While rows flow, the consumer that catches up with the server first waits one
       // timer tick (`pollMs`) on the event loop and tries again: one wake-up of this thread
       // instead of three thread switches of a worker call (to the worker, the library's
@@ -670,15 +732,15 @@ class Stream {
       if (r === null && this._flowing && this._pollMs > 0) {
         await sleep(this._pollMs);
         if (!this._open()) continue; // closed meanwhile: the wait was cancelled (above)
-        r = this._fetchReady();
+        r = this._fetchReady(one);
       }
       this._flowing = r !== null;
-      if (r === null) r = await this._fetch();
+      if (r === null) r = await this._fetch(one);
       if (r.error) {
         this._error = r.error;
         throw r.error;
       }
-      if (r.status === OK) return r.rows;
+      if (r.status === OK && r.rows.length > 0) return r.rows;
       if (r.status === DONE) {
         this._done = true;
       } else if (r.status === PAUSED) {
@@ -690,42 +752,33 @@ class Stream {
   /** The next row, or null at the end of the stream (with `parse`, a JSON null row is null
    * too: use iteration). Calls are served in order, one fetch at a time. */
   next() {
-    if (this._queued === 0 && this._pending !== null && this._pos < this._pending.length
-        && this._open()) {
-      const row = this._pending[this._pos];
-      this._pending[this._pos++] = undefined;
-      if (this._pos === this._pending.length) {
-        this._pending = null;
-        this._pos = 0;
-      }
-      return Promise.resolve(row);
-    }
+    if (this._queued === 0 && this._pending !== null && this._open()) return Promise.resolve(this._take());
+    return this._queue((row) => (row === END ? null : row));
+  }
+
+  // The next pending row; the pending cursor is dropped once taken to its end.
+  _take() {
+    const p = this._pending;
+    const row = p.take();
+    if (p.i === p.length) this._pending = null;
+    return row;
+  }
+
+  // A row-at-a-time call that waits: served after the calls before it.
+  _queue(map) {
     this._queued++;
-    const p = this._tail.then(() => this._nextSlow()).finally(() => { this._queued--; });
+    const p = this._tail.then(() => this._nextSlow()).then(map).finally(() => { this._queued--; });
     this._tail = p.then(() => undefined, () => undefined);
     return p;
   }
 
+  // The next row, or END.
   async _nextSlow() {
-    if (this._pending !== null && this._pos < this._pending.length) {
-      const row = this._pending[this._pos];
-      this._pending[this._pos++] = undefined;
-      if (this._pos === this._pending.length) {
-        this._pending = null;
-        this._pos = 0;
-      }
-      return row;
-    }
-    this._pending = null;
-    const rows = await this._nextBatch();
-    if (rows === null) return null;
+    if (this._pending !== null) return this._take();
+    const rows = await this._nextRows(true);
+    if (rows === null) return END;
     this._pending = rows;
-    this._pos = 1;
-    if (rows.length === 1) {
-      this._pending = null;
-      this._pos = 0;
-    }
-    return rows[0];
+    return this._take();
   }
 
   /** An async iterator over arrays of rows, one array per call into the library. Breaking
@@ -756,29 +809,20 @@ class Stream {
 
   [Symbol.asyncIterator]() {
     const self = this;
-    let rows = null;
-    let i = 0;
+    const end = (row) => {
+      if (row !== END) return { value: row, done: false };
+      self.close();
+      return { value: undefined, done: true };
+    };
     return {
       next() {
-        if (rows !== null && i < rows.length) {
-          const value = rows[i];
-          rows[i++] = undefined;
-          return Promise.resolve({ value, done: false });
+        if (self._queued === 0 && self._pending !== null && self._open()) {
+          return Promise.resolve({ value: self._take(), done: false });
         }
-        const p = self._tail.then(() => self._nextBatch()).then((b) => {
-          if (b === null) {
-            self.close();
-            return { value: undefined, done: true };
-          }
-          rows = b;
-          i = 1;
-          return { value: b[0], done: false };
-        }, (e) => {
+        return self._queue(end).catch((e) => {
           self.close();
           throw e;
         });
-        self._tail = p.then(() => undefined, () => undefined);
-        return p;
       },
       return() {
         self.close();
@@ -824,7 +868,6 @@ class Stream {
       this._unlisten = null;
     }
     this._pending = null;
-    this._pos = 0;
     if (this._open()) {
       this._h.closed = true;
       streamRegistry.unregister(this);

@@ -303,6 +303,30 @@ test('concurrent next() calls are served in order', async () => {
   s.close();
 });
 
+test('next(), for-await and batches() take turns on one stream: every row once, in order', async () => {
+  // Blocks of 16 rows, taken from by all three: a block left half taken by next() or the
+  // iterator is what batches() or the next fetch gets first, never overwritten by it.
+  const s = client.query('v_user').orderBy("(data->>'n')::int").limit(400).stream({ batchSize: 16 });
+  const it = s[Symbol.asyncIterator]();
+  const batches = s.batches();
+  const got = [];
+  for (let round = 0; got.length < 400; round++) {
+    for (let k = 0; k < 5 + (round % 7) && got.length < 400; k++) got.push(await s.next());
+    for (let k = 0; k < 3 + (round % 11) && got.length < 400; k++) got.push((await it.next()).value);
+    if (got.length < 400) got.push(...(await batches.next()).value);
+  }
+  assert.deepEqual(got.map((r) => JSON.parse(r).n), Array.from({ length: 400 }, (_, i) => i + 1));
+  assert.equal(await s.next(), null);
+  assert.deepEqual(await it.next(), { value: undefined, done: true });
+  assert.equal(s.state, 'closed'); // the iterator's end closes the stream
+  // queued at once from the row calls of both kinds: still in order
+  const t = client.query('v_user').orderBy("(data->>'n')::int").limit(100).stream({ batchSize: 8 });
+  const ti = t[Symbol.asyncIterator]();
+  const mixed = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 3 ? t.next() : ti.next().then((r) => r.value))));
+  assert.deepEqual(mixed.map((r) => JSON.parse(r).n), Array.from({ length: 100 }, (_, i) => i + 1));
+  t.close();
+});
+
 test('stats', async () => {
   const s = client.query('v_user').stream();
   assert.equal(s.stats().total_rows_yielded, 0);
@@ -400,6 +424,12 @@ test('rows re-encoded as Latin-1 or UTF-16 by the library are the strings of the
     s._parse = false;
     const got = s._rowsOfBlock();
     assert.deepEqual(got, rows);
+    // one at a time (next(), for await): the same rows, each cut when taken; rest() gives
+    // the ones not taken
+    const one = s._rowsOfBlock(true);
+    assert.equal(one.length, rows.length);
+    assert.equal(one.take(), rows[0]);
+    assert.deepEqual(one.rest(), rows.slice(1));
     assert.deepEqual(got.map((r) => r.length), rows.map((r) => r.length));
     // each row's kind: Latin-1 (1) when every character is below U+0100, else UTF-16 (2)
     const want = rows.map((r) => ([...r].every((c) => c.codePointAt(0) < 0x100) ? 1 : 2));
