@@ -14,7 +14,7 @@
 //! split it on NUL in one native call. The copy costs one `memcpy` per row in the library;
 //! the rows of the chunk are released by the next call as before.
 
-use super::{Next, Stream, Wait};
+use super::{transcode, Next, Stream, Wait};
 use crate::error::{Error, Result};
 
 /// The rows of one batch, back to back, each followed by a NUL byte (see the module docs).
@@ -120,7 +120,8 @@ pub const ROW_UTF16: u8 = 2;
 /// `out[ends[i - 1]..ends[i]]` (`ends[-1]` being 0), without its NUL: as Latin-1 when every
 /// character of it is below U+0100 (`kinds[i] = ROW_LATIN1`; ASCII rows are copied as they
 /// are), else as UTF-16LE (`ROW_UTF16`; invalid UTF-8 becomes U+FFFD, as decoders do).
-/// `scratch` holds a row's UTF-16 on the way (kept by the caller from call to call). Returns
+/// `scratch` holds the UTF-16 of a row that is not UTF-8 on the way (kept by the caller from
+/// call to call). Returns
 /// the bytes written; `None` (nothing of use written) when `out` is shorter than
 /// `2 * data.len()` or `ends` / `kinds` shorter than the rows.
 pub fn transcode_rows(
@@ -141,17 +142,11 @@ pub fn transcode_rows(
         // Room: each row before this one took at most twice its bytes, so at least twice
         // this row's bytes (its NUL included) are left.
         let dst = &mut out[pos..];
-        if encoding_rs::mem::is_utf8_latin1(row) {
-            pos += encoding_rs::mem::convert_utf8_to_latin1_lossy(row, dst);
+        if let Some(n) = transcode::to_latin1(row, dst) {
+            pos += n;
             kinds[i] = ROW_LATIN1;
         } else {
-            scratch.clear();
-            scratch.resize(row.len() + 1, 0);
-            let units = encoding_rs::mem::convert_utf8_to_utf16(row, scratch);
-            for (d, u) in dst.chunks_exact_mut(2).zip(&scratch[..units]) {
-                d.copy_from_slice(&u.to_le_bytes());
-            }
-            pos += 2 * units;
+            pos += transcode::to_utf16le(row, dst, scratch);
             kinds[i] = ROW_UTF16;
         }
         ends[i] = pos;

@@ -15,6 +15,7 @@ pub(crate) mod place;
 pub(crate) mod reader;
 pub(crate) mod registry;
 pub(crate) mod shared;
+pub(crate) mod transcode;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
