@@ -24,7 +24,8 @@
 #                       for 60): connect/stream/pause/cancel/free on 4 threads, RSS and open
 #                       descriptors flat after the warm-up
 #   make bench-smoke    benches/run --smoke: every benchmark contender on tiny inputs,
-#                       benches/instructions on 2000 rows, benches/alternate once
+#                       benches/instructions on 2000 rows, benches/alternate once,
+#                       cargo bench --bench transcode (its outputs checked equal)
 #   make bench          the full benchmark suite (benches/run)
 #   make bench-bindings each binding against its language's incumbent drivers and the C API
 #                       (benches/bindings/run; results in docs/bindings.md)
@@ -208,6 +209,7 @@ bench-smoke: build
 	benches/run --smoke
 	ROWS=2000 benches/instructions
 	benches/alternate -n 1 -s w_2k_430 current
+	$(CARGO) bench --bench transcode
 
 # Fuzzing (scripts/fuzz): the reader's framing at random split points, conninfo parsing, the
 # SCRAM server messages and the JSON predicate. The fuzz build needs a nightly toolchain and
