@@ -494,8 +494,8 @@ class Query {
 // Stream
 // ---------------------------------------------------------------------------
 
-const FETCH_SLICE_MS = 100;
-const END = Symbol('end of stream'); // a worker thread never waits longer than this per call
+const FETCH_SLICE_MS = 100; // a worker thread never waits longer than this per call
+const END = Symbol('end of stream'); // what a row-at-a-time fetch gives after the last row
 
 // The rows of one block handed out one at a time (`next()`, `for await`), each made into a
 // string only when it is taken. Until then a row stays in the stream's re-encoded text (off
@@ -629,15 +629,9 @@ class Stream {
     const kinds = h.kinds;
     const ends = h.ends;
     check(C.block_transcode(h.block, text, text.length, ends, kinds));
-    if (one) return this._parse ? new ArrayRows(this._parsed(new BlockRows(text, ends, kinds, n).rest())) : new BlockRows(text, ends, kinds, n);
-    const rows = new Array(n);
-    let start = 0;
-    for (let i = 0; i < n; i++) {
-      const end = ends[2 * i];
-      rows[i] = kinds[i] === 1 ? text.latin1Slice(start, end) : text.ucs2Slice(start, end);
-      start = end;
-    }
-    return this._parsed(rows);
+    const rows = new BlockRows(text, ends, kinds, n);
+    if (!one) return this._parsed(rows.rest());
+    return this._parse ? new ArrayRows(this._parsed(rows.rest())) : rows;
   }
 
   // Parsed (`parse`): the block as one JSON array, in one JSON.parse (the rows are whole
