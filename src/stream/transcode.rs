@@ -8,16 +8,16 @@
 //!
 //! Why the Latin-1 pass is our own: built by stable Rust (without its nightly-only
 //! `simd-accel` feature), encoding_rs calls a non-inlined function per 16-byte stride, and
-//! took two passes (`is_utf8_latin1`, then `convert_utf8_to_latin1_lossy`): about four times
-//! the time of this one on rows like the bindings benchmark's (`cargo bench --bench
-//! transcode` prints both). Its UTF-16 decoder stays: a loop of our own that validated with
+//! took two passes (`is_utf8_latin1`, then `convert_utf8_to_latin1_lossy`): three to six
+//! times the time of this one on Latin-1 and ASCII rows of ~430 bytes, twice on the bindings
+//! benchmark's mix (`cargo bench --bench transcode` prints both). Its UTF-16 decoder stays: a loop of our own that validated with
 //! `str::from_utf8` and widened the ASCII runs was slower.
 
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// The length of the ASCII prefix of `s` (the index of its first byte of 0x80 or more).
 #[inline]
-pub(crate) fn ascii_prefix(s: &[u8]) -> usize {
+fn ascii_prefix(s: &[u8]) -> usize {
     let mut chunks = s.chunks_exact(16);
     let mut done = 0;
     for c in &mut chunks {
